@@ -1,0 +1,41 @@
+//! # eddy — an embedded stream engine
+//!
+//! eddy gives one process, or a few processes on one machine, what a Kafka cluster gives a data
+//! centre: durable topics on an append-only segmented log that any number of readers can replay.
+//! There is no broker and no server: the data directory is the database, shared by every process
+//! that opens it.
+//!
+//! What it is not: a distributed system. Data lives on one machine's disk; durability is what that
+//! disk gives (see [`Durability`]).
+//!
+//! Limits: a record batch is at most 64 MiB; a segment at most 4 GiB; a topic has at most 100,000
+//! partitions; one appender per partition at a time across all processes.
+//!
+//! ```
+//! use eddy::{Log, Record, TopicConfig};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let log = Log::open(dir.path())?;
+//! let topic = log.create_topic("readings", TopicConfig::with_partitions(1))?;
+//! let appended = topic.writer(0)?.append(&[
+//!     Record::keyed("sensor-1", r#"{"value": 21}"#),
+//!     Record::keyed("sensor-2", r#"{"value": 19}"#),
+//! ])?;
+//! assert_eq!(appended.base_offset, 0);
+//!
+//! let mut reader = topic.reader(0)?;
+//! let fetch = reader.read(0, 100, 1 << 20)?;
+//! let keys: Vec<_> = fetch.iter().map(|r| r.key.unwrap().to_vec()).collect();
+//! assert_eq!(keys, [b"sensor-1".to_vec(), b"sensor-2".to_vec()]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![deny(missing_docs)]
+
+mod log;
+
+pub use log::{
+    murmur2, partition_for_key, validate_name, Appended, CleanupPolicy, CompactionStats,
+    Durability, Fetch, Header, Log, LogError, LogResult, PartitionInfo, PartitionReader,
+    PartitionWriter, Record, RecordView, RecoveryReport, Topic, TopicConfig,
+};

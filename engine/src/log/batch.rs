@@ -1,0 +1,393 @@
+//! The record-batch format, kept byte-compatible with Kafka's v2 record batch (big-endian):
+//!
+//! ```text
+//! off len field
+//!   0   8 base_offset            offset of the batch's first record
+//!   8   4 batch_length           bytes after this field (total length - 12)
+//!  12   4 partition_leader_epoch always 0
+//!  16   1 magic                  always 2
+//!  17   4 crc                    CRC-32C of bytes 21..end
+//!  21   2 attributes             0 (no compression, create time)
+//!  23   4 last_offset_delta      last offset - base offset (kept when compaction drops records)
+//!  27   8 base_timestamp         timestamp of the first record
+//!  35   8 max_timestamp          largest record timestamp
+//!  43   8 producer_id            -1
+//!  51   2 producer_epoch         -1
+//!  53   4 base_sequence          -1
+//!  57   4 records_count
+//!  61   . records
+//! ```
+//!
+//! Each record: `length varint, attributes i8, timestamp_delta varlong, offset_delta varint,
+//! key_length varint (-1 null), key, value_length varint (-1 null), value, header_count varint,
+//! then per header key_length varint, key (UTF-8), value_length varint (-1 null), value`.
+//!
+//! Invariant: the CRC does not cover the base offset, so the appender may assign offsets by patching
+//! bytes 0..8 of an encoded batch without re-hashing.
+
+use super::record::{read_bytes, Record, RecordSlot, NULL};
+use super::varint::{get_varlong, put_varlong, varlong_len};
+
+/// Bytes before the first record.
+pub(crate) const HEADER_LEN: usize = 61;
+/// Bytes before `batch_length` counts: base offset and the length field itself.
+pub(crate) const LOG_OVERHEAD: usize = 12;
+/// Largest batch accepted from disk or produced by an append; bounds every allocation made from an
+/// on-disk length.
+pub(crate) const MAX_BATCH_BYTES: usize = 64 << 20;
+const CRC_START: usize = 21;
+
+/// The fixed fields of a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BatchHeader {
+    pub base_offset: u64,
+    /// Total bytes of the batch including the 12-byte prefix.
+    pub total_len: usize,
+    pub crc: u32,
+    pub last_offset_delta: u32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub count: u32,
+}
+
+impl BatchHeader {
+    /// Offset of the last record the batch covers.
+    pub fn last_offset(&self) -> u64 {
+        self.base_offset + u64::from(self.last_offset_delta)
+    }
+}
+
+fn be_u32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_be_bytes(a)
+}
+
+fn be_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_be_bytes(a)
+}
+
+/// Parses the fixed header from the first [`HEADER_LEN`] bytes of `b` (which must be that long).
+/// Checks the shape, not the CRC.
+#[allow(clippy::indexing_slicing)]
+pub(crate) fn parse_header(b: &[u8]) -> Result<BatchHeader, String> {
+    if b.len() < HEADER_LEN {
+        return Err(format!("batch header needs {HEADER_LEN} bytes, {} left", b.len()));
+    }
+    let length = be_u32(b, 8) as usize;
+    if b[16] != 2 {
+        return Err(format!("unknown batch magic {}", b[16]));
+    }
+    if !(HEADER_LEN - LOG_OVERHEAD..=MAX_BATCH_BYTES).contains(&length) {
+        return Err(format!("batch length {length} out of bounds"));
+    }
+    let count = be_u32(b, 57);
+    let last_offset_delta = be_u32(b, 23);
+    if (count as u64) > u64::from(last_offset_delta) + 1 || last_offset_delta > i32::MAX as u32 {
+        return Err(format!("batch claims {count} records over {last_offset_delta} offsets"));
+    }
+    let base_offset = be_u64(b, 0);
+    if base_offset > i64::MAX as u64 {
+        return Err(format!("negative base offset {}", base_offset as i64));
+    }
+    Ok(BatchHeader {
+        base_offset,
+        total_len: length + LOG_OVERHEAD,
+        crc: be_u32(b, 17),
+        last_offset_delta,
+        base_timestamp: be_u64(b, 27) as i64,
+        max_timestamp: be_u64(b, 35) as i64,
+        count,
+    })
+}
+
+/// Checks the CRC of a whole batch (`batch.len() == header.total_len`).
+pub(crate) fn crc_ok(batch: &[u8], header: &BatchHeader) -> bool {
+    batch
+        .get(CRC_START..)
+        .is_some_and(|covered| crc32c::crc32c(covered) == header.crc)
+}
+
+/// Encodes `records` as one batch at the end of `buf` with base offset `base_offset`. Records
+/// without a timestamp get `now_ms`. Returns the batch's header.
+pub(crate) fn encode_batch(
+    buf: &mut Vec<u8>,
+    base_offset: u64,
+    records: &[Record],
+    now_ms: i64,
+) -> BatchHeader {
+    let start = buf.len();
+    let ts = |r: &Record| r.timestamp.unwrap_or(now_ms);
+    let base_timestamp = records.first().map_or(now_ms, ts);
+    let max_timestamp = records.iter().map(ts).max().unwrap_or(now_ms);
+    let count = records.len() as u32;
+    let last_offset_delta = count.saturating_sub(1);
+    put_header(buf, base_offset, last_offset_delta, base_timestamp, max_timestamp, count);
+    for (delta, record) in records.iter().enumerate() {
+        encode_record(buf, record, ts(record) - base_timestamp, delta as i64);
+    }
+    finish_batch(buf, start);
+    BatchHeader {
+        base_offset,
+        total_len: buf.len() - start,
+        crc: 0,
+        last_offset_delta,
+        base_timestamp,
+        max_timestamp,
+        count,
+    }
+}
+
+/// Writes the fixed header with zeroed length and CRC (patched by [`finish_batch`]).
+pub(crate) fn put_header(
+    buf: &mut Vec<u8>,
+    base_offset: u64,
+    last_offset_delta: u32,
+    base_timestamp: i64,
+    max_timestamp: i64,
+    count: u32,
+) {
+    buf.extend_from_slice(&base_offset.to_be_bytes());
+    buf.extend_from_slice(&[0u8; 4]); // length
+    buf.extend_from_slice(&0u32.to_be_bytes()); // leader epoch
+    buf.push(2); // magic
+    buf.extend_from_slice(&[0u8; 4]); // crc
+    buf.extend_from_slice(&0u16.to_be_bytes()); // attributes
+    buf.extend_from_slice(&last_offset_delta.to_be_bytes());
+    buf.extend_from_slice(&base_timestamp.to_be_bytes());
+    buf.extend_from_slice(&max_timestamp.to_be_bytes());
+    buf.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
+    buf.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
+    buf.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+    buf.extend_from_slice(&count.to_be_bytes());
+}
+
+/// Re-encodes a batch keeping only some of its records, each with its original offset and
+/// timestamp; base offset, base timestamp and last offset delta stay those of `original`.
+pub(crate) fn encode_subset(buf: &mut Vec<u8>, original: &BatchHeader, kept: &[(u64, Record)]) {
+    let start = buf.len();
+    let max_timestamp = kept
+        .iter()
+        .filter_map(|(_, r)| r.timestamp)
+        .max()
+        .unwrap_or(original.base_timestamp);
+    put_header(
+        buf,
+        original.base_offset,
+        original.last_offset_delta,
+        original.base_timestamp,
+        max_timestamp,
+        kept.len() as u32,
+    );
+    for (offset, r) in kept {
+        let ts = r.timestamp.unwrap_or(original.base_timestamp);
+        encode_record(buf, r, ts - original.base_timestamp, (offset - original.base_offset) as i64);
+    }
+    finish_batch(buf, start);
+}
+
+/// Patches the length and CRC of the batch that starts at `buf[start]` and runs to the end.
+#[allow(clippy::indexing_slicing)]
+pub(crate) fn finish_batch(buf: &mut [u8], start: usize) {
+    let length = (buf.len() - start - LOG_OVERHEAD) as u32;
+    buf[start + 8..start + 12].copy_from_slice(&length.to_be_bytes());
+    let crc = crc32c::crc32c(&buf[start + CRC_START..]);
+    buf[start + 17..start + 21].copy_from_slice(&crc.to_be_bytes());
+}
+
+fn bytes_len(b: Option<&[u8]>) -> usize {
+    match b {
+        Some(b) => varlong_len(b.len() as i64) + b.len(),
+        None => 1,
+    }
+}
+
+fn put_bytes(buf: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        Some(b) => {
+            put_varlong(buf, b.len() as i64);
+            buf.extend_from_slice(b);
+        }
+        None => put_varlong(buf, -1),
+    }
+}
+
+/// Encodes one record with the given deltas (used by appends and by compaction, which keeps each
+/// surviving record's original offset delta).
+pub(crate) fn encode_record(buf: &mut Vec<u8>, record: &Record, ts_delta: i64, offset_delta: i64) {
+    let key = record.key.as_deref();
+    let value = record.value.as_deref();
+    let headers_len: usize = record
+        .headers
+        .iter()
+        .map(|h| bytes_len(Some(h.key.as_bytes())) + bytes_len(h.value.as_deref()))
+        .sum();
+    let body_len = 1
+        + varlong_len(ts_delta)
+        + varlong_len(offset_delta)
+        + bytes_len(key)
+        + bytes_len(value)
+        + varlong_len(record.headers.len() as i64)
+        + headers_len;
+    buf.reserve(body_len + 5);
+    put_varlong(buf, body_len as i64);
+    buf.push(0);
+    put_varlong(buf, ts_delta);
+    put_varlong(buf, offset_delta);
+    put_bytes(buf, key);
+    put_bytes(buf, value);
+    put_varlong(buf, record.headers.len() as i64);
+    for h in &record.headers {
+        put_bytes(buf, Some(h.key.as_bytes()));
+        put_bytes(buf, h.value.as_deref());
+    }
+}
+
+/// Decodes the records of the batch at `buf[start..start + header.total_len]` (CRC already checked)
+/// and pushes those with offset `>= min_offset` to `out`, stopping once `out` holds `limit` slots.
+pub(crate) fn decode_records(
+    buf: &[u8],
+    start: usize,
+    header: &BatchHeader,
+    min_offset: u64,
+    limit: usize,
+    out: &mut Vec<RecordSlot>,
+) -> Result<(), String> {
+    let end = start + header.total_len;
+    let batch = buf.get(..end).ok_or("batch runs past the buffer")?;
+    let mut pos = start + HEADER_LEN;
+    let mut last_delta: i64 = -1;
+    for i in 0..header.count {
+        let bad = |what: &str| format!("record {i} of batch at offset {}: {what}", header.base_offset);
+        let len = get_varlong(batch, &mut pos).ok_or_else(|| bad("bad length"))?;
+        let len = usize::try_from(len).map_err(|_| bad("negative length"))?;
+        let rec_end = pos.checked_add(len).filter(|e| *e <= end).ok_or_else(|| bad("overruns batch"))?;
+        let rec = batch.get(..rec_end).ok_or_else(|| bad("overruns batch"))?;
+        pos += 1; // attributes
+        let ts_delta = get_varlong(rec, &mut pos).ok_or_else(|| bad("bad timestamp"))?;
+        let offset_delta = get_varlong(rec, &mut pos).ok_or_else(|| bad("bad offset delta"))?;
+        if offset_delta <= last_delta || offset_delta > i64::from(header.last_offset_delta) {
+            return Err(bad("offset delta out of order"));
+        }
+        last_delta = offset_delta;
+        let key = slot_part(rec, &mut pos).ok_or_else(|| bad("bad key"))?;
+        let value = slot_part(rec, &mut pos).ok_or_else(|| bad("bad value"))?;
+        let header_count = get_varlong(rec, &mut pos).ok_or_else(|| bad("bad header count"))?;
+        let header_count = u32::try_from(header_count).map_err(|_| bad("bad header count"))?;
+        let headers_start = pos;
+        for _ in 0..header_count {
+            let key = read_bytes(rec, &mut pos).flatten().ok_or_else(|| bad("bad header key"))?;
+            std::str::from_utf8(key).map_err(|_| bad("header key is not UTF-8"))?;
+            read_bytes(rec, &mut pos).ok_or_else(|| bad("bad header value"))?;
+        }
+        if pos != rec_end {
+            return Err(bad("length does not match contents"));
+        }
+        let offset = header.base_offset + offset_delta as u64;
+        if offset >= min_offset {
+            if out.len() >= limit {
+                return Ok(());
+            }
+            out.push(RecordSlot {
+                offset,
+                timestamp: header.base_timestamp.wrapping_add(ts_delta),
+                key,
+                value,
+                headers: (headers_start as u32, rec_end as u32, header_count),
+            });
+        }
+    }
+    if pos != end {
+        return Err(format!("batch at offset {} has trailing bytes", header.base_offset));
+    }
+    Ok(())
+}
+
+fn slot_part(rec: &[u8], pos: &mut usize) -> Option<(u32, u32)> {
+    match read_bytes(rec, pos)? {
+        None => Some((NULL, NULL)),
+        Some(b) => Some(((*pos - b.len()) as u32, *pos as u32)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::record::RecordView;
+
+    fn sample() -> Vec<Record> {
+        vec![
+            Record::keyed("k1", "v1").at(1_000).with_header("h", "x"),
+            Record { key: None, value: None, timestamp: Some(900), headers: vec![] },
+            Record::value(vec![0u8; 300]).at(2_000),
+        ]
+    }
+
+    #[test]
+    fn encode_then_decode_round_trips() {
+        let mut buf = Vec::new();
+        let h = encode_batch(&mut buf, 42, &sample(), 0);
+        let parsed = parse_header(&buf).unwrap();
+        assert_eq!(parsed.base_offset, 42);
+        assert_eq!(parsed.total_len, buf.len());
+        assert_eq!(parsed.count, 3);
+        assert_eq!(parsed.last_offset(), 44);
+        assert_eq!(parsed.max_timestamp, 2_000);
+        assert_eq!(h.total_len, buf.len());
+        assert!(crc_ok(&buf, &parsed));
+        let mut slots = Vec::new();
+        decode_records(&buf, 0, &parsed, 43, usize::MAX, &mut slots).unwrap();
+        assert_eq!(slots.len(), 2);
+        let views: Vec<_> = slots.iter().map(|s| RecordView::from_slot(&buf, s)).collect();
+        assert_eq!(views[0].offset, 43);
+        assert_eq!(views[0].timestamp, 900);
+        assert_eq!(views[0].key, None);
+        assert_eq!(views[0].value, None);
+        assert_eq!(views[1].value.map(<[u8]>::len), Some(300));
+        let mut all = Vec::new();
+        decode_records(&buf, 0, &parsed, 0, usize::MAX, &mut all).unwrap();
+        let first = RecordView::from_slot(&buf, &all[0]);
+        assert_eq!(first.to_record(), sample()[0]);
+        assert_eq!(first.header("h"), Some(&b"x"[..]));
+    }
+
+    #[test]
+    fn crc_detects_a_flipped_byte_and_ignores_base_offset() {
+        let mut buf = Vec::new();
+        encode_batch(&mut buf, 0, &sample(), 0);
+        buf[0..8].copy_from_slice(&7u64.to_be_bytes());
+        let h = parse_header(&buf).unwrap();
+        assert!(crc_ok(&buf, &h), "base offset is outside the CRC");
+        buf[HEADER_LEN + 3] ^= 0x40;
+        assert!(!crc_ok(&buf, &h));
+    }
+
+    #[test]
+    fn rejects_bad_shapes() {
+        let mut buf = Vec::new();
+        encode_batch(&mut buf, 0, &sample(), 0);
+        let mut bad_magic = buf.clone();
+        bad_magic[16] = 1;
+        assert!(parse_header(&bad_magic).is_err());
+        let mut huge = buf.clone();
+        huge[8..12].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(parse_header(&huge).is_err());
+        assert!(parse_header(&buf[..30]).is_err());
+    }
+
+    #[test]
+    fn layout_matches_kafka_offsets() {
+        let mut buf = Vec::new();
+        encode_batch(&mut buf, 5, &[Record::value("a").at(7)], 0);
+        assert_eq!(&buf[0..8], &5u64.to_be_bytes());
+        assert_eq!(buf[16], 2);
+        assert_eq!(&buf[27..35], &7i64.to_be_bytes());
+        assert_eq!(&buf[43..51], &(-1i64).to_be_bytes());
+        assert_eq!(&buf[57..61], &1u32.to_be_bytes());
+        // record: length 7, attrs 0, ts delta 0, offset delta 0, key null (0x01), value len 1 (0x02),
+        // 'a', 0 headers.
+        assert_eq!(&buf[61..], &[0x0e, 0, 0, 0, 0x01, 0x02, b'a', 0]);
+    }
+}

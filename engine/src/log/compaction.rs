@@ -1,0 +1,216 @@
+//! Log compaction for topics with `cleanup.policy=compact`: keep the newest record per key,
+//! drop tombstones once their segment is older than `delete.retention.ms`.
+//!
+//! Compaction rewrites sealed segments only. It reads without holding the append lock, writes each
+//! cleaned segment beside the original (`.cleaned`), and takes the lock only to rename the cleaned
+//! files into place, so appends wait at most for three renames. Offsets never change: a surviving
+//! record keeps its offset, a batch keeps its base offset and offset range, and a segment emptied
+//! by compaction stays as an empty file so that the log-start offset does not move.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use super::batch::{decode_records, encode_subset, BatchHeader};
+use super::error::{IoContext, LogResult};
+use super::record::{RecordSlot, RecordView};
+use super::segment::{corrupt, segment_path, sync_dir, BatchCursor, IndexBuilder, SealedSegment};
+use super::writer::PartitionWriter;
+
+/// A batch being filtered: its header, raw bytes, the records kept, and its record count.
+type Pending = (BatchHeader, Vec<u8>, Vec<(u64, crate::log::Record)>, u32);
+
+/// What one compaction pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompactionStats {
+    /// Sealed segments rewritten.
+    pub segments_rewritten: usize,
+    /// Records removed (superseded values and expired tombstones).
+    pub records_removed: u64,
+    /// Bytes of the rewritten segments before.
+    pub bytes_before: u64,
+    /// Bytes of the rewritten segments after.
+    pub bytes_after: u64,
+}
+
+/// Calls `f` for every record of the log file `path[..end]`, with its batch header.
+fn for_each_record(
+    path: &std::path::Path,
+    end: Option<u64>,
+    mut f: impl FnMut(&BatchHeader, &[u8], RecordView<'_>),
+) -> LogResult<()> {
+    let file = File::open(path).ctx("open segment", path)?;
+    let end = match end {
+        Some(e) => e,
+        None => file.metadata().ctx("stat segment", path)?.len(),
+    };
+    let mut cursor = BatchCursor::new(&file, path, 0, end);
+    let mut slots: Vec<RecordSlot> = Vec::new();
+    loop {
+        let position = cursor.position;
+        match cursor.next_batch() {
+            Ok(Some((h, bytes))) => {
+                slots.clear();
+                decode_records(bytes, 0, &h, 0, usize::MAX, &mut slots)
+                    .map_err(|reason| corrupt(path, position, reason))?;
+                for s in &slots {
+                    f(&h, bytes, RecordView::from_slot(bytes, s));
+                }
+            }
+            Ok(None) => return Ok(()),
+            Err(Ok(stop)) => return Err(corrupt(path, stop.position, stop.reason)),
+            Err(Err(e)) => return Err(e),
+        }
+    }
+}
+
+impl PartitionWriter {
+    /// Runs one compaction pass over the sealed segments. Appends continue meanwhile.
+    pub fn compact(&self) -> LogResult<CompactionStats> {
+        let _one_at_a_time = self.maintenance.lock();
+        let (sealed, active_base, active_end) = {
+            let st = self.state.lock();
+            (st.sealed.clone(), st.active.base, st.active.size)
+        };
+        let mut stats = CompactionStats::default();
+        if sealed.is_empty() {
+            return Ok(stats);
+        }
+        // Newest offset of every key, over sealed segments and the written part of the active one.
+        let mut newest: HashMap<Vec<u8>, u64> = HashMap::new();
+        let mut note = |_: &BatchHeader, _: &[u8], r: RecordView<'_>| {
+            if let Some(k) = r.key {
+                match newest.get_mut(k) {
+                    Some(o) => *o = r.offset,
+                    None => {
+                        newest.insert(k.to_vec(), r.offset);
+                    }
+                }
+            }
+        };
+        for seg in &sealed {
+            for_each_record(&segment_path(&self.dir, seg.base, "log"), None, &mut note)?;
+        }
+        for_each_record(&segment_path(&self.dir, active_base, "log"), Some(active_end), &mut note)?;
+        let retention = Duration::from_millis(self.config.delete_retention_ms);
+        for seg in &sealed {
+            if let Some(done) = self.rewrite_segment(seg, &newest, retention)? {
+                stats.segments_rewritten += 1;
+                stats.records_removed += done.0;
+                stats.bytes_before += seg.size;
+                stats.bytes_after += done.1.size;
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Rewrites one sealed segment; `None` when nothing in it can go.
+    fn rewrite_segment(
+        &self,
+        seg: &SealedSegment,
+        newest: &HashMap<Vec<u8>, u64>,
+        delete_retention: Duration,
+    ) -> LogResult<Option<(u64, SealedSegment)>> {
+        let log_path = segment_path(&self.dir, seg.base, "log");
+        let modified = std::fs::metadata(&log_path)
+            .and_then(|m| m.modified())
+            .ctx("stat segment", &log_path)?;
+        let tombstones_expire = SystemTime::now()
+            .duration_since(modified)
+            .is_ok_and(|age| age >= delete_retention);
+        let keep = |r: &RecordView<'_>| match r.key {
+            None => true,
+            Some(k) => {
+                newest.get(k) == Some(&r.offset) && !(r.value.is_none() && tombstones_expire)
+            }
+        };
+        // Pass 1: does anything go?
+        let mut removed = 0u64;
+        for_each_record(&log_path, None, |_, _, r| removed += u64::from(!keep(&r)))?;
+        if removed == 0 {
+            return Ok(None);
+        }
+        // Pass 2: write the cleaned segment and its indexes.
+        let cleaned = |ext: &str| {
+            let mut p = segment_path(&self.dir, seg.base, ext).into_os_string();
+            p.push(".cleaned");
+            PathBuf::from(p)
+        };
+        let mut out = Vec::new();
+        let mut offsets = Vec::new();
+        let mut times = Vec::new();
+        let mut builder = IndexBuilder::new(self.config.index_interval_bytes, i64::MIN);
+        let mut batch: Option<Pending> = None;
+        let mut last_offset = None;
+        let mut flush = |batch: Option<Pending>,
+                         out: &mut Vec<u8>| {
+            let Some((h, raw, kept, total)) = batch else { return };
+            if kept.is_empty() {
+                return;
+            }
+            let position = out.len() as u64;
+            if kept.len() as u32 == total {
+                out.extend_from_slice(&raw);
+            } else {
+                encode_subset(out, &h, &kept);
+            }
+            let written = BatchHeader {
+                total_len: out.len() - position as usize,
+                max_timestamp: kept.iter().filter_map(|(_, r)| r.timestamp).max().unwrap_or(h.max_timestamp),
+                ..h
+            };
+            let (o, t) = builder.on_batch(seg.base, position, &written);
+            offsets.extend(o.iter().flatten());
+            times.extend(t.iter().flatten());
+            last_offset = Some(h.last_offset());
+        };
+        for_each_record(&log_path, None, |h, raw, r| {
+            if batch.as_ref().is_none_or(|(b, ..)| b.base_offset != h.base_offset) {
+                flush(batch.take(), &mut out);
+                batch = Some((*h, raw.to_vec(), Vec::new(), h.count));
+            }
+            if keep(&r) {
+                if let Some((_, _, kept, _)) = batch.as_mut() {
+                    kept.push((r.offset, r.to_record()));
+                }
+            }
+        })?;
+        flush(batch.take(), &mut out);
+        if let Some(last) = last_offset {
+            if let Some(e) = builder.final_time_entry(seg.base, last) {
+                times.extend_from_slice(&e);
+            }
+        }
+        for (ext, bytes) in [("log", &out), ("index", &offsets), ("timeindex", &times)] {
+            let path = cleaned(ext);
+            let f = File::create(&path).ctx("create", &path)?;
+            f.write_all_at(bytes, 0).ctx("write", &path)?;
+            if ext == "log" {
+                // Tombstones age from the segment's last write, not from the rewrite.
+                f.set_modified(modified).ctx("set mtime", &path)?;
+            }
+            f.sync_all().ctx("fsync", &path)?;
+        }
+        let result = SealedSegment {
+            base: seg.base,
+            size: out.len() as u64,
+            max_timestamp: builder.max_timestamp,
+        };
+        let mut st = self.state.lock();
+        let Some(slot) = st.sealed.iter_mut().find(|s| s.base == seg.base) else {
+            for ext in ["log", "index", "timeindex"] {
+                let _ = std::fs::remove_file(cleaned(ext));
+            }
+            return Ok(None);
+        };
+        for ext in ["index", "timeindex", "log"] {
+            let target = segment_path(&self.dir, seg.base, ext);
+            std::fs::rename(cleaned(ext), &target).ctx("rename", &target)?;
+        }
+        sync_dir(&self.dir)?;
+        *slot = result.clone();
+        Ok(Some((removed, result)))
+    }
+}

@@ -1,0 +1,113 @@
+//! Errors of the log layer. Every I/O error names the path it happened on; every corruption names the
+//! file and byte position; every offset error names topic, partition and the valid range.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Result alias for log operations.
+pub type LogResult<T> = Result<T, LogError>;
+
+/// What can go wrong in the segmented log.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// An operating-system call failed on `path`.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done ("open", "write", "fsync", ...).
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Bytes on disk do not form valid record batches.
+    #[error("corrupt data in {path} at byte {position}: {reason}")]
+    Corrupt {
+        /// The segment or index file.
+        path: PathBuf,
+        /// Byte position of the first bad batch or entry.
+        position: u64,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A topic or group name breaks the naming rules.
+    #[error("invalid name {name:?}: {reason}")]
+    InvalidName {
+        /// The rejected name.
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// `create` was asked for a topic that exists.
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    /// The topic does not exist in this data directory.
+    #[error("topic {0:?} does not exist")]
+    TopicNotFound(String),
+    /// The partition number is outside the topic's partitions.
+    #[error("topic {topic:?} has {partitions} partitions; partition {partition} does not exist")]
+    PartitionNotFound {
+        /// Topic name.
+        topic: String,
+        /// Requested partition.
+        partition: u32,
+        /// How many the topic has.
+        partitions: u32,
+    },
+    /// Another process (or another handle in this one) holds the partition's append lock.
+    #[error("topic {topic:?} partition {partition} is being appended to by another process (lock {path})")]
+    Locked {
+        /// Topic name.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// A read asked for an offset the partition does not hold.
+    #[error(
+        "offset {offset} is out of range for topic {topic:?} partition {partition} \
+         (log start {log_start}, end {end})"
+    )]
+    OffsetOutOfRange {
+        /// Topic name.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// Requested offset.
+        offset: u64,
+        /// First offset still stored.
+        log_start: u64,
+        /// Next offset to be written.
+        end: u64,
+    },
+    /// A topic setting is not acceptable.
+    #[error("invalid topic config: {0}")]
+    InvalidConfig(String),
+    /// An append was refused before anything was written.
+    #[error("append to topic {topic:?} partition {partition} refused: {reason}")]
+    AppendRefused {
+        /// Topic name.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Attaches a path and an operation name to an `io::Result`.
+pub(crate) trait IoContext<T> {
+    fn ctx(self, op: &'static str, path: impl Into<PathBuf>) -> LogResult<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn ctx(self, op: &'static str, path: impl Into<PathBuf>) -> LogResult<T> {
+        self.map_err(|source| LogError::Io {
+            op,
+            path: path.into(),
+            source,
+        })
+    }
+}

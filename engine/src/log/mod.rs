@@ -1,0 +1,27 @@
+//! The append-only segmented log: topics of partitions, partitions of segments, record batches in
+//! Kafka's v2 layout, sparse offset and time indexes, crash recovery, retention and compaction.
+//! It knows nothing about streams. The on-disk format is described in `docs/log-format.md`.
+
+mod batch;
+mod compaction;
+mod config;
+mod error;
+mod index;
+mod partitioner;
+mod reader;
+mod record;
+mod segment;
+mod tail;
+mod topic;
+mod varint;
+mod writer;
+
+pub use compaction::CompactionStats;
+pub use config::{CleanupPolicy, Durability, TopicConfig};
+pub use error::{LogError, LogResult};
+pub use partitioner::{murmur2, partition_for_key};
+pub use reader::{Fetch, PartitionReader};
+pub use record::{Header, Record, RecordView};
+pub use segment::RecoveryReport;
+pub use topic::{validate_name, Log, PartitionInfo, Topic};
+pub use writer::{Appended, PartitionWriter};

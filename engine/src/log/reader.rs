@@ -1,0 +1,328 @@
+//! Reading a partition, from any thread or process, while its appender writes.
+//!
+//! A reader takes the published tail first and never reads past it, so it never returns a batch
+//! that is still being written. It keeps a cursor (segment, byte position, next offset) so that
+//! sequential reads need no index lookup; seeks use the offset index as a hint that is checked
+//! against the batch it points at. Segments deleted by retention or replaced by compaction are
+//! found again by listing the directory.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::batch::{crc_ok, decode_records, parse_header, HEADER_LEN, MAX_BATCH_BYTES};
+use super::error::{IoContext, LogError, LogResult};
+use super::index::{IndexBytes, OffsetEntries, TimeEntries};
+use super::record::{RecordSlot, RecordView};
+use super::segment::{corrupt, list_segments, segment_path};
+use super::tail::{Tail, TailFile};
+
+/// Records returned by one read. Iterate with [`Fetch::iter`].
+#[derive(Default)]
+pub struct Fetch {
+    buf: Vec<u8>,
+    slots: Vec<RecordSlot>,
+    next_offset: u64,
+}
+
+impl Fetch {
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether the read found nothing (the reader is at the end of the log).
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The records, in offset order.
+    pub fn iter(&self) -> impl Iterator<Item = RecordView<'_>> + '_ {
+        self.slots.iter().map(|s| RecordView::from_slot(&self.buf, s))
+    }
+
+    /// The offset to read from next.
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    /// Bytes of record batches read.
+    pub fn bytes(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+struct OpenSegment {
+    base: u64,
+    file: File,
+    path: PathBuf,
+}
+
+/// A reader of one partition. Cheap to open; not shared between threads (open one per thread).
+pub struct PartitionReader {
+    topic: String,
+    partition: u32,
+    dir: PathBuf,
+    tail: TailFile,
+    segments: Vec<u64>,
+    open: Option<OpenSegment>,
+    /// (segment base, byte position, offset) where the last read stopped.
+    cursor: Option<(u64, u64, u64)>,
+}
+
+impl PartitionReader {
+    pub(crate) fn open(topic: &str, partition: u32, dir: &Path) -> LogResult<Self> {
+        let zero = Tail { active_base: 0, position: 0, next_offset: 0 };
+        let tail = TailFile::open(&dir.join("tail"), zero, false)?;
+        Ok(PartitionReader {
+            topic: topic.to_owned(),
+            partition,
+            dir: dir.to_owned(),
+            tail,
+            segments: list_segments(dir)?,
+            open: None,
+            cursor: None,
+        })
+    }
+
+    /// Topic name.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Partition number.
+    pub fn partition(&self) -> u32 {
+        self.partition
+    }
+
+    /// The next offset to be written (log-end offset), as last published by the appender.
+    pub fn end_offset(&self) -> u64 {
+        self.tail.read().next_offset
+    }
+
+    /// The first offset still stored (log-start offset).
+    pub fn log_start_offset(&mut self) -> LogResult<u64> {
+        let tail = self.tail.read();
+        self.segments = list_segments(&self.dir)?;
+        Ok(self.segments.first().copied().unwrap_or(tail.next_offset).min(tail.next_offset))
+    }
+
+    fn out_of_range(&mut self, offset: u64, tail: Tail) -> LogError {
+        LogError::OffsetOutOfRange {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset,
+            log_start: self.segments.first().copied().unwrap_or(tail.next_offset),
+            end: tail.next_offset,
+        }
+    }
+
+    /// Reads records with offsets `>= from`: up to `max_records`, and up to about `max_bytes` of
+    /// batches (at least one batch, whatever its size). An empty fetch means `from` is the end of
+    /// the log. Offsets below the log start or past the end are an `OffsetOutOfRange` error.
+    pub fn read(&mut self, from: u64, max_records: usize, max_bytes: usize) -> LogResult<Fetch> {
+        let tail = self.tail.read();
+        if from >= tail.next_offset {
+            if from > tail.next_offset {
+                return Err(self.out_of_range(from, tail));
+            }
+            return Ok(Fetch { next_offset: from, ..Fetch::default() });
+        }
+        let needs_listing = self.segments.first().is_none_or(|first| from < *first)
+            || self.segments.last().is_none_or(|last| *last < tail.active_base);
+        if needs_listing {
+            self.segments = list_segments(&self.dir)?;
+        }
+        for attempt in 0..2 {
+            match self.read_segments(from, max_records.max(1), max_bytes, tail) {
+                Err(LogError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound && attempt == 0 =>
+                {
+                    // A segment went away under us (retention or compaction): list again.
+                    self.open = None;
+                    self.cursor = None;
+                    self.segments = list_segments(&self.dir)?;
+                }
+                other => return other,
+            }
+        }
+        Err(self.out_of_range(from, tail))
+    }
+
+    fn read_segments(&mut self, from: u64, max_records: usize, max_bytes: usize, tail: Tail) -> LogResult<Fetch> {
+        let first = self.segments.partition_point(|b| *b <= from);
+        let Some(start_idx) = first.checked_sub(1) else {
+            return Err(self.out_of_range(from, tail));
+        };
+        let mut fetch = Fetch { next_offset: from, ..Fetch::default() };
+        for idx in start_idx..self.segments.len() {
+            let Some(&base) = self.segments.get(idx) else { break };
+            if base > tail.active_base {
+                break;
+            }
+            let file_len = self.open_segment(base)?;
+            let limit = if base == tail.active_base { tail.position } else { file_len };
+            let position = if idx == start_idx { self.start_position(base, from, limit)? } else { 0 };
+            self.read_from(base, position, limit, from, max_records, max_bytes, &mut fetch)?;
+            if !fetch.is_empty() || base == tail.active_base {
+                break;
+            }
+        }
+        if fetch.is_empty() {
+            fetch.next_offset = fetch.next_offset.max(from);
+        }
+        Ok(fetch)
+    }
+
+    fn open_segment(&mut self, base: u64) -> LogResult<u64> {
+        if self.open.as_ref().is_none_or(|s| s.base != base) {
+            let path = segment_path(&self.dir, base, "log");
+            let file = File::open(&path).ctx("open segment", &path)?;
+            self.open = Some(OpenSegment { base, file, path });
+        }
+        let Some(seg) = &self.open else { return Ok(0) };
+        Ok(seg.file.metadata().ctx("stat segment", &seg.path)?.len())
+    }
+
+    /// Where to start reading for `from` in segment `base`: the cursor if it is there, else the
+    /// offset index entry at or before it, checked against the batch header it points at.
+    fn start_position(&mut self, base: u64, from: u64, limit: u64) -> LogResult<u64> {
+        if let Some((b, pos, next)) = self.cursor {
+            if b == base && next == from && pos <= limit {
+                return Ok(pos);
+            }
+        }
+        let Some(rel) = u32::try_from(from - base).ok() else { return Ok(0) };
+        let sealed = self.tail.read().active_base != base;
+        let index = IndexBytes::load(&segment_path(&self.dir, base, "index"), sealed)?;
+        let Some(index) = index else { return Ok(0) };
+        let entries = OffsetEntries(index.bytes());
+        let valid = OffsetEntries(index.bytes().get(..entries.valid_prefix(limit) * 8).unwrap_or_default());
+        let Some((entry_rel, pos)) = valid.floor(rel) else { return Ok(0) };
+        let Some(seg) = &self.open else { return Ok(0) };
+        let mut head = [0u8; HEADER_LEN];
+        if u64::from(pos) + HEADER_LEN as u64 > limit || seg.file.read_exact_at(&mut head, u64::from(pos)).is_err() {
+            return Ok(0);
+        }
+        match parse_header(&head) {
+            Ok(h) if h.base_offset == base + u64::from(entry_rel) => Ok(u64::from(pos)),
+            _ => Ok(0),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn read_from(
+        &mut self,
+        base: u64,
+        mut position: u64,
+        limit: u64,
+        from: u64,
+        max_records: usize,
+        max_bytes: usize,
+        fetch: &mut Fetch,
+    ) -> LogResult<()> {
+        let Some(seg) = &self.open else { return Ok(()) };
+        while position < limit && fetch.slots.len() < max_records {
+            let room = max_bytes.saturating_sub(fetch.buf.len());
+            if room == 0 && !fetch.slots.is_empty() {
+                break;
+            }
+            let mut want = (room.max(HEADER_LEN) as u64).min(limit - position) as usize;
+            let start = fetch.buf.len();
+            fetch.buf.resize(start + want, 0);
+            let read = |buf: &mut [u8], at: u64| seg.file.read_exact_at(buf, at).ctx("read", &seg.path);
+            read(fetch.buf.get_mut(start..).unwrap_or_default(), position)?;
+            // Make sure the first batch is complete, however large.
+            let head = parse_header(fetch.buf.get(start..).unwrap_or_default())
+                .map_err(|reason| corrupt(&seg.path, position, reason))?;
+            if head.total_len > want {
+                if head.total_len as u64 > limit - position || head.total_len > MAX_BATCH_BYTES {
+                    return Err(corrupt(&seg.path, position, format!(
+                        "batch of {} bytes runs past the end of the segment", head.total_len
+                    )));
+                }
+                fetch.buf.resize(start + head.total_len, 0);
+                read(fetch.buf.get_mut(start + want..).unwrap_or_default(), position + want as u64)?;
+                want = head.total_len;
+            }
+            let mut at = start;
+            let end = start + want;
+            while at < end && fetch.slots.len() < max_records {
+                if end - at < HEADER_LEN {
+                    break; // a partial header at the end of this chunk: read it next time
+                }
+                let h = parse_header(fetch.buf.get(at..end).unwrap_or_default())
+                    .map_err(|reason| corrupt(&seg.path, position + (at - start) as u64, reason))?;
+                if at + h.total_len > end {
+                    break; // partial batch at the end of the chunk
+                }
+                let file_pos = position + (at - start) as u64;
+                let batch = fetch.buf.get(at..at + h.total_len).unwrap_or_default();
+                if !crc_ok(batch, &h) {
+                    return Err(corrupt(&seg.path, file_pos, format!(
+                        "CRC mismatch in batch at offset {} (topic {:?} partition {})",
+                        h.base_offset, self.topic, self.partition
+                    )));
+                }
+                if h.last_offset() >= from {
+                    decode_records(&fetch.buf, at, &h, from, max_records, &mut fetch.slots)
+                        .map_err(|reason| corrupt(&seg.path, file_pos, reason))?;
+                }
+                let done = fetch.slots.len() >= max_records;
+                let next = if done {
+                    fetch.slots.last().map_or(from, |s| s.offset + 1)
+                } else {
+                    h.last_offset() + 1
+                };
+                fetch.next_offset = fetch.next_offset.max(next);
+                at += h.total_len;
+                if !done || next > h.last_offset() {
+                    self.cursor = Some((base, file_pos + h.total_len as u64, h.last_offset() + 1));
+                } else {
+                    self.cursor = Some((base, file_pos, next));
+                }
+            }
+            fetch.buf.truncate(at);
+            position += (at - start) as u64;
+            if at == start {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The first offset whose record has a timestamp `>= timestamp_ms`, in offset order; `None`
+    /// if every stored record is older.
+    pub fn offset_for_timestamp(&mut self, timestamp_ms: i64) -> LogResult<Option<u64>> {
+        let tail = self.tail.read();
+        self.segments = list_segments(&self.dir)?;
+        let mut start = None;
+        for &base in &self.segments {
+            let sealed = base < tail.active_base;
+            let times = IndexBytes::load(&segment_path(&self.dir, base, "timeindex"), sealed)?;
+            let bytes = times.as_ref().map(IndexBytes::bytes).unwrap_or_default();
+            let entries = TimeEntries(bytes.get(..TimeEntries(bytes).valid_prefix(u32::MAX, sealed) * 12).unwrap_or_default());
+            if sealed && entries.last().is_some_and(|(ts, _)| ts < timestamp_ms) {
+                continue; // every record of this segment is older
+            }
+            start = Some(entries.last_before(timestamp_ms).map_or(base, |(_, rel)| base + u64::from(rel) + 1));
+            break;
+        }
+        let Some(mut offset) = start else { return Ok(None) };
+        let log_start = self.segments.first().copied().unwrap_or(0);
+        offset = offset.max(log_start);
+        loop {
+            if offset >= tail.next_offset {
+                return Ok(None);
+            }
+            let fetch = self.read(offset, 10_000, 4 << 20)?;
+            if let Some(r) = fetch.iter().find(|r| r.timestamp >= timestamp_ms) {
+                return Ok(Some(r.offset));
+            }
+            if fetch.is_empty() {
+                return Ok(None);
+            }
+            offset = fetch.next_offset();
+        }
+    }
+}

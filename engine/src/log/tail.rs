@@ -1,0 +1,162 @@
+//! The partition's published tail: which segment is active, how many of its bytes hold complete
+//! batches, and the next offset. The appender publishes it after each write; readers in any process
+//! read only up to it, so they never see a batch that is still being written.
+//!
+//! File `tail` (64 bytes, native-endian `u64` words, mapped shared by every process):
+//! `magic, sequence, active_base, position, next_offset`. It is a sequence lock: the appender makes
+//! `sequence` odd, writes the three fields, then makes it even; a reader retries until it reads the
+//! same even sequence before and after the fields.
+
+use std::fs::OpenOptions;
+use std::path::Path;
+use std::sync::atomic::{fence, AtomicU64, Ordering};
+
+use memmap2::MmapMut;
+
+use super::error::{IoContext, LogError, LogResult};
+
+const MAGIC: u64 = u64::from_le_bytes(*b"EDDYTAIL");
+const WORDS: usize = 8;
+const FILE_LEN: u64 = (WORDS * 8) as u64;
+
+/// A consistent snapshot of the published tail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tail {
+    /// Base offset of the active segment.
+    pub active_base: u64,
+    /// Bytes of complete batches in the active segment.
+    pub position: u64,
+    /// The next offset to be assigned (the log-end offset).
+    pub next_offset: u64,
+}
+
+/// A mapping of one partition's `tail` file.
+pub(crate) struct TailFile {
+    map: MmapMut,
+}
+
+impl TailFile {
+    /// Maps `path`. With `create`, a missing file is created holding `initial`; only the topic's
+    /// creator and the partition's appender (both exclusive) pass `create`.
+    pub fn open(path: &Path, initial: Tail, create: bool) -> LogResult<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(path)
+            .ctx("open tail", path)?;
+        let len = file.metadata().ctx("stat tail", path)?.len();
+        let fresh = len == 0;
+        if fresh {
+            file.set_len(FILE_LEN).ctx("size tail", path)?;
+        } else if len != FILE_LEN {
+            return Err(corrupt(path, format!("tail file is {len} bytes, expected {FILE_LEN}")));
+        }
+        // SAFETY: the tail file has a fixed length that nothing ever changes after creation (it is
+        // only unlinked with its topic), so the mapping never covers bytes past the end of file.
+        #[allow(unsafe_code)]
+        let map = unsafe { MmapMut::map_mut(&file) }.ctx("map tail", path)?;
+        let tail = TailFile { map };
+        if fresh {
+            tail.word(0).store(MAGIC, Ordering::Relaxed);
+            tail.publish(initial);
+            file.sync_all().ctx("fsync tail", path)?;
+        } else if tail.word(0).load(Ordering::Relaxed) != MAGIC {
+            return Err(corrupt(path, "tail file has a bad magic number".into()));
+        }
+        Ok(tail)
+    }
+
+    fn word(&self, i: usize) -> &AtomicU64 {
+        assert!(i < WORDS);
+        let base = self.map.as_ptr() as *mut u64;
+        // SAFETY: the map is FILE_LEN = 8 * WORDS bytes long and page-aligned, so word `i` is in
+        // bounds and 8-byte aligned; every access to these words, in every process, is atomic.
+        #[allow(unsafe_code)]
+        unsafe {
+            AtomicU64::from_ptr(base.add(i))
+        }
+    }
+
+    /// Publishes a new tail. Only the partition's appender (one per partition, by file lock) calls
+    /// this, always under its append mutex.
+    pub fn publish(&self, tail: Tail) {
+        let seq = self.word(1);
+        let s = seq.load(Ordering::Relaxed);
+        seq.store(s.wrapping_add(1) | 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        self.word(2).store(tail.active_base, Ordering::Relaxed);
+        self.word(3).store(tail.position, Ordering::Relaxed);
+        self.word(4).store(tail.next_offset, Ordering::Relaxed);
+        seq.store((s | 1).wrapping_add(1), Ordering::Release);
+    }
+
+    /// Reads a consistent snapshot.
+    pub fn read(&self) -> Tail {
+        loop {
+            let s1 = self.word(1).load(Ordering::Acquire);
+            if s1 & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let tail = Tail {
+                active_base: self.word(2).load(Ordering::Relaxed),
+                position: self.word(3).load(Ordering::Relaxed),
+                next_offset: self.word(4).load(Ordering::Relaxed),
+            };
+            fence(Ordering::Acquire);
+            if self.word(1).load(Ordering::Relaxed) == s1 {
+                return tail;
+            }
+        }
+    }
+}
+
+fn corrupt(path: &Path, reason: String) -> LogError {
+    LogError::Corrupt {
+        path: path.to_owned(),
+        position: 0,
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publishes_across_two_mappings_without_tearing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tail");
+        let zero = Tail { active_base: 0, position: 0, next_offset: 0 };
+        let writer = TailFile::open(&path, zero, true).unwrap();
+        let reader = TailFile::open(&path, zero, true).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for i in 1..=200_000u64 {
+                    writer.publish(Tail { active_base: i, position: i * 2, next_offset: i * 3 });
+                }
+            });
+            let mut last = 0;
+            while last < 200_000 {
+                let t = reader.read();
+                assert_eq!(t.position, t.active_base * 2);
+                assert_eq!(t.next_offset, t.active_base * 3);
+                assert!(t.active_base >= last, "tail went backwards");
+                last = t.active_base;
+            }
+        });
+    }
+
+    #[test]
+    fn rejects_a_damaged_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tail");
+        std::fs::write(&path, [7u8; 64]).unwrap();
+        let zero = Tail { active_base: 0, position: 0, next_offset: 0 };
+        assert!(TailFile::open(&path, zero, true).is_err());
+        std::fs::write(&path, [7u8; 10]).unwrap();
+        assert!(TailFile::open(&path, zero, true).is_err());
+    }
+}

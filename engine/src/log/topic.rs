@@ -1,0 +1,364 @@
+//! The data directory and its topics: creating, opening, listing and deleting topics, handing out
+//! one shared appender per partition, and key-based partitioning.
+//!
+//! Layout: `DATA_DIR/topics/<topic>/topic.json` (name and config) and
+//! `DATA_DIR/topics/<topic>/<partition>/` (segments, `tail`, `lock`). A topic appears by one rename
+//! of a fully prepared directory and disappears by one rename before removal, so a crash leaves
+//! either a whole topic or none. Names are validated so that none can leave the data directory.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use super::config::TopicConfig;
+use super::error::{IoContext, LogError, LogResult};
+use super::partitioner::partition_for_key;
+use super::reader::PartitionReader;
+use super::record::Record;
+use super::segment::{list_segments, sync_dir};
+use super::tail::{Tail, TailFile};
+use super::writer::PartitionWriter;
+
+/// Checks a topic or group name against Kafka's rules: 1 to 249 characters from
+/// `[a-zA-Z0-9._-]`, and neither `.` nor `..`.
+pub fn validate_name(name: &str) -> LogResult<()> {
+    let bad = |reason| {
+        Err(LogError::InvalidName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("must not be empty");
+    }
+    if name.len() > 249 {
+        return bad("must be at most 249 characters");
+    }
+    if name == "." || name == ".." {
+        return bad("must not be '.' or '..'");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return bad("may contain only ASCII letters, digits, '.', '_' and '-'");
+    }
+    Ok(())
+}
+
+#[derive(Serialize, Deserialize)]
+struct TopicMeta {
+    name: String,
+    config: TopicConfig,
+}
+
+struct LogInner {
+    dir: PathBuf,
+    writers: Mutex<HashMap<(String, u32), Weak<PartitionWriter>>>,
+}
+
+/// A data directory of topics. Cheap to clone; all clones share the partition appenders.
+#[derive(Clone)]
+pub struct Log {
+    inner: Arc<LogInner>,
+}
+
+impl Log {
+    /// Opens (creating if needed) the data directory `dir`.
+    pub fn open(dir: impl AsRef<Path>) -> LogResult<Log> {
+        let dir = dir.as_ref().to_owned();
+        let topics = dir.join("topics");
+        std::fs::create_dir_all(&topics).ctx("create data directory", &topics)?;
+        Ok(Log {
+            inner: Arc::new(LogInner {
+                dir,
+                writers: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    fn topics_dir(&self) -> PathBuf {
+        self.inner.dir.join("topics")
+    }
+
+    fn topic_dir(&self, name: &str) -> LogResult<PathBuf> {
+        validate_name(name)?;
+        Ok(self.topics_dir().join(name))
+    }
+
+    /// Creates a topic. Fails with `TopicExists` if it is already there.
+    pub fn create_topic(&self, name: &str, config: TopicConfig) -> LogResult<Topic> {
+        config.validate()?;
+        let dir = self.topic_dir(name)?;
+        if dir.exists() {
+            return Err(LogError::TopicExists(name.to_owned()));
+        }
+        let staging = self
+            .topics_dir()
+            .join(format!("{name}~creating-{}-{}", std::process::id(), unique()));
+        std::fs::create_dir(&staging).ctx("create topic directory", &staging)?;
+        let meta = TopicMeta {
+            name: name.to_owned(),
+            config: config.clone(),
+        };
+        let json = serde_json::to_vec_pretty(&meta)
+            .map_err(|e| LogError::InvalidConfig(e.to_string()))?;
+        let meta_path = staging.join("topic.json");
+        std::fs::write(&meta_path, json).ctx("write", &meta_path)?;
+        std::fs::File::open(&meta_path)
+            .and_then(|f| f.sync_all())
+            .ctx("fsync", &meta_path)?;
+        let zero = Tail {
+            active_base: 0,
+            position: 0,
+            next_offset: 0,
+        };
+        for p in 0..config.partitions {
+            let pdir = staging.join(p.to_string());
+            std::fs::create_dir(&pdir).ctx("create partition directory", &pdir)?;
+            TailFile::open(&pdir.join("tail"), zero, true)?;
+            sync_dir(&pdir)?;
+        }
+        sync_dir(&staging)?;
+        if let Err(e) = std::fs::rename(&staging, &dir) {
+            let _ = std::fs::remove_dir_all(&staging);
+            return if dir.exists() {
+                Err(LogError::TopicExists(name.to_owned()))
+            } else {
+                Err(e).ctx("rename", &dir)
+            };
+        }
+        sync_dir(&self.topics_dir())?;
+        self.topic(name)
+    }
+
+    /// Opens an existing topic.
+    pub fn topic(&self, name: &str) -> LogResult<Topic> {
+        let dir = self.topic_dir(name)?;
+        let meta_path = dir.join("topic.json");
+        let bytes = match std::fs::read(&meta_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(LogError::TopicNotFound(name.to_owned()))
+            }
+            Err(e) => return Err(e).ctx("read", &meta_path),
+        };
+        let meta: TopicMeta = serde_json::from_slice(&bytes).map_err(|e| LogError::Corrupt {
+            path: meta_path.clone(),
+            position: e.column() as u64,
+            reason: format!("topic metadata does not parse: {e}"),
+        })?;
+        meta.config.validate()?;
+        Ok(Topic {
+            log: self.clone(),
+            name: name.to_owned(),
+            config: meta.config,
+            dir,
+            next_sticky: Arc::new(AtomicU32::new(0)),
+        })
+    }
+
+    /// Opens a topic, creating it with `config` if it does not exist.
+    pub fn topic_or_create(&self, name: &str, config: TopicConfig) -> LogResult<Topic> {
+        match self.topic(name) {
+            Err(LogError::TopicNotFound(_)) => match self.create_topic(name, config) {
+                Err(LogError::TopicExists(_)) => self.topic(name),
+                other => other,
+            },
+            other => other,
+        }
+    }
+
+    /// Names of all topics, sorted.
+    pub fn list_topics(&self) -> LogResult<Vec<String>> {
+        let dir = self.topics_dir();
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir).ctx("list", &dir)? {
+            let entry = entry.ctx("list", &dir)?;
+            if let Some(name) = entry.file_name().to_str() {
+                if validate_name(name).is_ok() && entry.path().join("topic.json").exists() {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Deletes a topic and all its data. Refused while any of its partitions has an appender.
+    pub fn delete_topic(&self, name: &str) -> LogResult<()> {
+        let topic = self.topic(name)?;
+        let mut locks = Vec::new();
+        for p in 0..topic.partitions() {
+            let path = topic.dir.join(p.to_string()).join("lock");
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .ctx("open lock", &path)?;
+            if file.try_lock().is_err() {
+                return Err(LogError::Locked {
+                    topic: name.to_owned(),
+                    partition: p,
+                    path,
+                });
+            }
+            locks.push(file);
+        }
+        let doomed = self
+            .topics_dir()
+            .join(format!("{name}~deleting-{}-{}", std::process::id(), unique()));
+        std::fs::rename(&topic.dir, &doomed).ctx("rename", &topic.dir)?;
+        sync_dir(&self.topics_dir())?;
+        drop(locks);
+        std::fs::remove_dir_all(&doomed).ctx("remove", &doomed)
+    }
+}
+
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// Sizes and offsets of one partition, for `describe`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PartitionInfo {
+    /// Partition number.
+    pub partition: u32,
+    /// First stored offset.
+    pub log_start_offset: u64,
+    /// Next offset to be written.
+    pub end_offset: u64,
+    /// Number of segments.
+    pub segments: usize,
+    /// Bytes of `.log` files.
+    pub bytes: u64,
+}
+
+/// A topic of a [`Log`]. Cheap to clone.
+#[derive(Clone)]
+pub struct Topic {
+    log: Log,
+    name: String,
+    config: TopicConfig,
+    dir: PathBuf,
+    next_sticky: Arc<AtomicU32>,
+}
+
+impl Topic {
+    /// Topic name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Topic settings.
+    pub fn config(&self) -> &TopicConfig {
+        &self.config
+    }
+
+    /// Number of partitions.
+    pub fn partitions(&self) -> u32 {
+        self.config.partitions
+    }
+
+    fn partition_dir(&self, partition: u32) -> LogResult<PathBuf> {
+        if partition >= self.config.partitions {
+            return Err(LogError::PartitionNotFound {
+                topic: self.name.clone(),
+                partition,
+                partitions: self.config.partitions,
+            });
+        }
+        Ok(self.dir.join(partition.to_string()))
+    }
+
+    /// The partition's appender, shared by every caller in this process; opening it takes the
+    /// partition's lock (`Locked` if another process holds it) and runs recovery.
+    pub fn writer(&self, partition: u32) -> LogResult<Arc<PartitionWriter>> {
+        let dir = self.partition_dir(partition)?;
+        let mut writers = self.log.inner.writers.lock();
+        let key = (self.name.clone(), partition);
+        if let Some(w) = writers.get(&key).and_then(Weak::upgrade) {
+            return Ok(w);
+        }
+        let w = PartitionWriter::open(&self.name, partition, &dir, self.config.clone())?;
+        writers.insert(key, Arc::downgrade(&w));
+        Ok(w)
+    }
+
+    /// A new reader of the partition.
+    pub fn reader(&self, partition: u32) -> LogResult<PartitionReader> {
+        PartitionReader::open(&self.name, partition, &self.partition_dir(partition)?)
+    }
+
+    /// The partition a record with `key` goes to: Kafka's murmur2 for keys; keyless records of one
+    /// append go together to the next partition in turn.
+    pub fn partition_for(&self, key: Option<&[u8]>) -> u32 {
+        match key {
+            Some(k) => partition_for_key(k, self.config.partitions),
+            None => self.next_sticky.load(Ordering::Relaxed) % self.config.partitions,
+        }
+    }
+
+    /// Appends records, each to the partition of its key. Returns `(partition, offset)` per record,
+    /// in input order.
+    pub fn append(&self, records: impl IntoIterator<Item = Record>) -> LogResult<Vec<(u32, u64)>> {
+        let n = self.config.partitions as usize;
+        let mut buckets: Vec<Vec<Record>> = (0..n).map(|_| Vec::new()).collect();
+        let mut placement = Vec::new();
+        for r in records {
+            let p = self.partition_for(r.key.as_deref()) as usize;
+            if let Some(bucket) = buckets.get_mut(p) {
+                placement.push((p as u32, bucket.len() as u64));
+                bucket.push(r);
+            }
+        }
+        self.next_sticky.fetch_add(1, Ordering::Relaxed);
+        let mut bases = vec![0u64; n];
+        for (p, bucket) in buckets.iter().enumerate() {
+            if !bucket.is_empty() {
+                if let Some(base) = bases.get_mut(p) {
+                    *base = self.writer(p as u32)?.append(bucket)?.base_offset;
+                }
+            }
+        }
+        Ok(placement
+            .into_iter()
+            .map(|(p, i)| (p, bases.get(p as usize).copied().unwrap_or(0) + i))
+            .collect())
+    }
+
+    /// Offsets and sizes of every partition.
+    pub fn describe(&self) -> LogResult<Vec<PartitionInfo>> {
+        (0..self.config.partitions)
+            .map(|p| {
+                let dir = self.partition_dir(p)?;
+                let mut reader = self.reader(p)?;
+                let segments = list_segments(&dir)?;
+                let mut bytes = 0;
+                for base in &segments {
+                    let path = super::segment::segment_path(&dir, *base, "log");
+                    bytes += std::fs::metadata(&path).map_or(0, |m| m.len());
+                }
+                Ok(PartitionInfo {
+                    partition: p,
+                    log_start_offset: reader.log_start_offset()?,
+                    end_offset: reader.end_offset(),
+                    segments: segments.len(),
+                    bytes,
+                })
+            })
+            .collect()
+    }
+}

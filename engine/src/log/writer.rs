@@ -1,0 +1,436 @@
+//! The appender of one partition: assigns offsets, writes batches to the active segment, rolls
+//! segments, publishes the tail for readers, enforces retention and makes appends durable.
+//!
+//! Invariants: at most one `PartitionWriter` per partition exists across all processes (an
+//! exclusive lock on the partition's `lock` file, held for the writer's life); the tail is published
+//! only after the bytes it covers are written; every segment before the active one is fsynced
+//! before the roll that sealed it returns (unless durability is `None`), so syncing the active
+//! segment makes everything before it durable.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::batch::{encode_batch, MAX_BATCH_BYTES};
+use super::config::{CleanupPolicy, Durability, TopicConfig};
+use super::error::{IoContext, LogError, LogResult};
+use super::record::Record;
+use super::segment::{
+    index_capacity, list_segments, open_sealed, remove_temporaries, segment_path, sync_dir,
+    ActiveSegment, RecoveryReport, SealedSegment,
+};
+use super::tail::{Tail, TailFile};
+
+/// Records of one append are cut into batches of about this many bytes.
+const TARGET_BATCH_BYTES: usize = 1 << 20;
+
+/// The offsets an append was given: `base_offset..base_offset + count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// Offset of the first record.
+    pub base_offset: u64,
+    /// How many records were appended.
+    pub count: u64,
+}
+
+impl Appended {
+    /// Offset of the last record (`None` for an empty append).
+    pub fn last_offset(&self) -> Option<u64> {
+        self.count.checked_sub(1).map(|c| self.base_offset + c)
+    }
+}
+
+pub(crate) struct WriterState {
+    pub active: ActiveSegment,
+    pub sealed: Vec<SealedSegment>,
+    buf: Vec<u8>,
+}
+
+struct SyncState {
+    synced_offset: u64,
+    syncing: bool,
+}
+
+/// The exclusive appender of one partition. Share it between threads with `Arc`.
+pub struct PartitionWriter {
+    pub(crate) topic: String,
+    pub(crate) partition: u32,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: TopicConfig,
+    pub(crate) state: Mutex<WriterState>,
+    tail: TailFile,
+    sync: Mutex<SyncState>,
+    synced: Condvar,
+    last_sync: Mutex<Instant>,
+    pub(crate) maintenance: Mutex<()>,
+    recovery: RecoveryReport,
+    this: Weak<PartitionWriter>,
+    _lock: File,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl PartitionWriter {
+    /// Takes the partition's lock, recovers its segments and starts the interval flusher.
+    pub(crate) fn open(topic: &str, partition: u32, dir: &Path, config: TopicConfig) -> LogResult<Arc<Self>> {
+        std::fs::create_dir_all(dir).ctx("create partition directory", dir)?;
+        let lock_path = dir.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .ctx("open lock", &lock_path)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(LogError::Locked {
+                    topic: topic.to_owned(),
+                    partition,
+                    path: lock_path,
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e).ctx("lock", &lock_path),
+        }
+        remove_temporaries(dir)?;
+        let interval = config.index_interval_bytes;
+        let capacity = index_capacity(config.segment_bytes, interval);
+        let mut bases = list_segments(dir)?;
+        let mut recovery = RecoveryReport::default();
+        let active = match bases.pop() {
+            None => ActiveSegment::create(dir, 0, capacity, interval)?,
+            Some(last) => ActiveSegment::recover(dir, last, capacity, interval, &mut recovery)?,
+        };
+        let mut sealed = Vec::with_capacity(bases.len());
+        for (i, base) in bases.iter().enumerate() {
+            let next = bases.get(i + 1).copied().unwrap_or(active.base);
+            let (seg, rebuilt) = open_sealed(dir, *base, next, interval)?;
+            if rebuilt {
+                recovery.rebuilt_indexes.push(*base);
+            }
+            sealed.push(seg);
+        }
+        if config.durability != Durability::None {
+            active.log.sync_data().ctx("fsync segment", &active.log_path)?;
+        }
+        let tail_value = Tail {
+            active_base: active.base,
+            position: active.size,
+            next_offset: active.next_offset,
+        };
+        let tail = TailFile::open(&dir.join("tail"), tail_value, true)?;
+        tail.publish(tail_value);
+        let writer = Arc::new_cyclic(|this| PartitionWriter {
+            this: this.clone(),
+            topic: topic.to_owned(),
+            partition,
+            dir: dir.to_owned(),
+            sync: Mutex::new(SyncState {
+                synced_offset: active.next_offset,
+                syncing: false,
+            }),
+            state: Mutex::new(WriterState {
+                active,
+                sealed,
+                buf: Vec::with_capacity(TARGET_BATCH_BYTES + (64 << 10)),
+            }),
+            config,
+            tail,
+            synced: Condvar::new(),
+            last_sync: Mutex::new(Instant::now()),
+            maintenance: Mutex::new(()),
+            recovery,
+            _lock: lock,
+        });
+        if let Some(every) = writer.config.flush_interval() {
+            spawn_flusher(Arc::downgrade(&writer), every);
+        }
+        writer.enforce_retention()?;
+        Ok(writer)
+    }
+
+    /// Topic name.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Partition number.
+    pub fn partition(&self) -> u32 {
+        self.partition
+    }
+
+    /// What recovery did when this writer opened the partition.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// The next offset to be assigned.
+    pub fn end_offset(&self) -> u64 {
+        self.state.lock().active.next_offset
+    }
+
+    /// The first offset still stored.
+    pub fn log_start_offset(&self) -> u64 {
+        let st = self.state.lock();
+        st.sealed.first().map_or(st.active.base, |s| s.base)
+    }
+
+    fn refuse(&self, reason: String) -> LogError {
+        LogError::AppendRefused {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            reason,
+        }
+    }
+
+    /// Appends `records` in order and returns the offsets they were given. When it returns under
+    /// `Durability::Always`, the records are on stable storage. An error leaves every record
+    /// appended before the call intact; records of the failed call may be partly present.
+    pub fn append(&self, records: &[Record]) -> LogResult<Appended> {
+        if self.config.cleanup_policy == CleanupPolicy::Compact {
+            if let Some(i) = records.iter().position(|r| r.key.is_none()) {
+                return Err(self.refuse(format!("record {i} has no key; a compacted topic needs keys")));
+            }
+        }
+        let now = now_ms();
+        let (appended, rolled) = {
+            let mut st = self.state.lock();
+            let base_offset = st.active.next_offset;
+            let mut rolled = false;
+            let mut start = 0;
+            while start < records.len() {
+                let end = batch_end(records, start);
+                rolled |= self.write_batch(&mut st, records.get(start..end).unwrap_or_default(), now)?;
+                start = end;
+            }
+            let appended = Appended {
+                base_offset,
+                count: st.active.next_offset - base_offset,
+            };
+            self.tail.publish(Tail {
+                active_base: st.active.base,
+                position: st.active.size,
+                next_offset: st.active.next_offset,
+            });
+            if rolled {
+                self.retention_locked(&mut st, now)?;
+            }
+            (appended, rolled)
+        };
+        if rolled && self.config.cleanup_policy == CleanupPolicy::Compact {
+            self.compact_in_background();
+        }
+        match self.config.durability {
+            Durability::Always => self.sync_to(appended.base_offset + appended.count)?,
+            Durability::IntervalMs(ms) => {
+                if self.last_sync.lock().elapsed() >= Duration::from_millis(ms) {
+                    self.flush()?;
+                }
+            }
+            Durability::None => {}
+        }
+        Ok(appended)
+    }
+
+    /// Encodes and writes one batch, rolling first if needed. Returns whether it rolled.
+    fn write_batch(&self, st: &mut WriterState, records: &[Record], now: i64) -> LogResult<bool> {
+        let WriterState { active, buf, .. } = st;
+        buf.clear();
+        let header = encode_batch(buf, active.next_offset, records, now);
+        if header.total_len > MAX_BATCH_BYTES {
+            return Err(self.refuse(format!(
+                "a record encodes to {} bytes, over the {MAX_BATCH_BYTES}-byte limit",
+                header.total_len
+            )));
+        }
+        let too_old = match (self.config.segment_ms, active.first_timestamp) {
+            (Some(ms), Some(first)) => header.max_timestamp.saturating_sub(first) > ms as i64,
+            _ => false,
+        };
+        let roll = active.is_full(header.total_len as u64, self.config.segment_bytes)
+            || (too_old && active.size > 0);
+        if roll {
+            let bytes = std::mem::take(&mut st.buf);
+            let result = self.roll(st);
+            st.buf = bytes;
+            result?;
+        }
+        let WriterState { active, buf, .. } = st;
+        active.append(buf, &header)?;
+        Ok(roll)
+    }
+
+    /// Seals the active segment and starts a new one at the next offset.
+    fn roll(&self, st: &mut WriterState) -> LogResult<()> {
+        let interval = self.config.index_interval_bytes;
+        let capacity = index_capacity(self.config.segment_bytes, interval);
+        let fresh = ActiveSegment::create(&self.dir, st.active.next_offset, capacity, interval)?;
+        let old = std::mem::replace(&mut st.active, fresh);
+        st.sealed.push(old.seal(self.config.durability != Durability::None)?);
+        sync_dir(&self.dir)?;
+        self.tail.publish(Tail {
+            active_base: st.active.base,
+            position: 0,
+            next_offset: st.active.next_offset,
+        });
+        Ok(())
+    }
+
+    /// Starts a compaction on its own thread unless one is running; appends go on meanwhile.
+    fn compact_in_background(&self) {
+        let Some(me) = self.this.upgrade() else { return };
+        let spawned = std::thread::Builder::new()
+            .name("eddy-compactor".into())
+            .spawn(move || {
+                // A failed background compaction leaves the log as it was; the next roll retries
+                // and an explicit `compact` call reports the error.
+                let _ = me.compact();
+            });
+        drop(spawned);
+    }
+
+    /// Forces a roll of a non-empty active segment (used by compaction tests and tooling).
+    pub fn roll_now(&self) -> LogResult<()> {
+        let mut st = self.state.lock();
+        if st.active.size > 0 {
+            self.roll(&mut st)?;
+        }
+        Ok(())
+    }
+
+    /// Makes every appended record durable now.
+    pub fn flush(&self) -> LogResult<()> {
+        let end = self.state.lock().active.next_offset;
+        self.sync_to(end)
+    }
+
+    /// Group commit: returns once offsets below `end` are on stable storage. One caller fsyncs
+    /// while the others wait for its result.
+    fn sync_to(&self, end: u64) -> LogResult<()> {
+        let mut s = self.sync.lock();
+        loop {
+            if s.synced_offset >= end {
+                return Ok(());
+            }
+            if s.syncing {
+                self.synced.wait(&mut s);
+                continue;
+            }
+            s.syncing = true;
+            drop(s);
+            let (file, path, target) = {
+                let st = self.state.lock();
+                (st.active.log.clone(), st.active.log_path.clone(), st.active.next_offset)
+            };
+            let result = file.sync_data().ctx("fsync segment", &path);
+            *self.last_sync.lock() = Instant::now();
+            s = self.sync.lock();
+            s.syncing = false;
+            if result.is_ok() {
+                s.synced_offset = s.synced_offset.max(target);
+            }
+            self.synced.notify_all();
+            result?;
+        }
+    }
+
+    /// Deletes sealed segments past the retention limits. Runs after every roll and on open.
+    pub fn enforce_retention(&self) -> LogResult<usize> {
+        let mut st = self.state.lock();
+        self.retention_locked(&mut st, now_ms())
+    }
+
+    fn retention_locked(&self, st: &mut WriterState, now: i64) -> LogResult<usize> {
+        if self.config.cleanup_policy != CleanupPolicy::Delete {
+            return Ok(0);
+        }
+        let mut total: u64 = st.sealed.iter().map(|s| s.size).sum::<u64>() + st.active.size;
+        let mut doomed = 0;
+        for seg in &st.sealed {
+            let expired = self
+                .config
+                .retention_ms
+                .is_some_and(|ms| seg.max_timestamp < now.saturating_sub(ms as i64));
+            let oversize = self
+                .config
+                .retention_bytes
+                .is_some_and(|limit| total.saturating_sub(seg.size) >= limit);
+            if !(expired || oversize) {
+                break;
+            }
+            total -= seg.size;
+            doomed += 1;
+        }
+        for seg in st.sealed.drain(..doomed) {
+            delete_segment_files(&self.dir, seg.base)?;
+        }
+        if doomed > 0 {
+            sync_dir(&self.dir)?;
+        }
+        Ok(doomed)
+    }
+}
+
+/// Removes a segment's files, `.log` first so that readers stop listing it at once.
+pub(crate) fn delete_segment_files(dir: &Path, base: u64) -> LogResult<()> {
+    for ext in ["log", "index", "timeindex"] {
+        let path = segment_path(dir, base, ext);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).ctx("delete segment", &path),
+        }
+    }
+    Ok(())
+}
+
+/// End of the batch that starts at `start`: records up to about [`TARGET_BATCH_BYTES`].
+fn batch_end(records: &[Record], start: usize) -> usize {
+    let mut bytes = 0usize;
+    for (i, r) in records.iter().enumerate().skip(start) {
+        let size = 24
+            + r.key.as_ref().map_or(0, Vec::len)
+            + r.value.as_ref().map_or(0, Vec::len)
+            + r.headers
+                .iter()
+                .map(|h| 10 + h.key.len() + h.value.as_ref().map_or(0, Vec::len))
+                .sum::<usize>();
+        if i > start && bytes + size > TARGET_BATCH_BYTES {
+            return i;
+        }
+        bytes += size;
+    }
+    records.len()
+}
+
+fn spawn_flusher(writer: Weak<PartitionWriter>, every: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("eddy-flusher".into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            let Some(w) = writer.upgrade() else { return };
+            if w.flush().is_err() {
+                // The next append's own flush reports the error to its caller.
+                continue;
+            }
+        });
+    // Without the thread, appends still flush when the interval has passed.
+    drop(spawned);
+}
+
+impl Drop for PartitionWriter {
+    fn drop(&mut self) {
+        if self.config.durability != Durability::None {
+            let st = self.state.get_mut();
+            // Errors cannot be returned from drop; callers who need them call `flush` first.
+            let _ = st.active.log.sync_data();
+        }
+    }
+}
