@@ -34,6 +34,10 @@
 
 mod log;
 
+#[cfg(feature = "cli")]
+#[doc(hidden)]
+pub mod cli;
+
 pub use log::{
     murmur2, partition_for_key, validate_name, Appended, CleanupPolicy, CompactionStats,
     Durability, Fetch, Header, Log, LogError, LogResult, PartitionInfo, PartitionReader,

@@ -1,1 +1,5 @@
-fn main(){}
+//! The `eddy` command-line tool; see `eddy --help`.
+
+fn main() {
+    std::process::exit(eddy::cli::run());
+}

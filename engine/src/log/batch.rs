@@ -74,7 +74,10 @@ fn be_u64(b: &[u8], at: usize) -> u64 {
 #[allow(clippy::indexing_slicing)]
 pub(crate) fn parse_header(b: &[u8]) -> Result<BatchHeader, String> {
     if b.len() < HEADER_LEN {
-        return Err(format!("batch header needs {HEADER_LEN} bytes, {} left", b.len()));
+        return Err(format!(
+            "batch header needs {HEADER_LEN} bytes, {} left",
+            b.len()
+        ));
     }
     let length = be_u32(b, 8) as usize;
     if b[16] != 2 {
@@ -86,7 +89,9 @@ pub(crate) fn parse_header(b: &[u8]) -> Result<BatchHeader, String> {
     let count = be_u32(b, 57);
     let last_offset_delta = be_u32(b, 23);
     if (count as u64) > u64::from(last_offset_delta) + 1 || last_offset_delta > i32::MAX as u32 {
-        return Err(format!("batch claims {count} records over {last_offset_delta} offsets"));
+        return Err(format!(
+            "batch claims {count} records over {last_offset_delta} offsets"
+        ));
     }
     let base_offset = be_u64(b, 0);
     if base_offset > i64::MAX as u64 {
@@ -124,7 +129,14 @@ pub(crate) fn encode_batch(
     let max_timestamp = records.iter().map(ts).max().unwrap_or(now_ms);
     let count = records.len() as u32;
     let last_offset_delta = count.saturating_sub(1);
-    put_header(buf, base_offset, last_offset_delta, base_timestamp, max_timestamp, count);
+    put_header(
+        buf,
+        base_offset,
+        last_offset_delta,
+        base_timestamp,
+        max_timestamp,
+        count,
+    );
     for (delta, record) in records.iter().enumerate() {
         encode_record(buf, record, ts(record) - base_timestamp, delta as i64);
     }
@@ -183,7 +195,12 @@ pub(crate) fn encode_subset(buf: &mut Vec<u8>, original: &BatchHeader, kept: &[(
     );
     for (offset, r) in kept {
         let ts = r.timestamp.unwrap_or(original.base_timestamp);
-        encode_record(buf, r, ts - original.base_timestamp, (offset - original.base_offset) as i64);
+        encode_record(
+            buf,
+            r,
+            ts - original.base_timestamp,
+            (offset - original.base_offset) as i64,
+        );
     }
     finish_batch(buf, start);
 }
@@ -260,10 +277,18 @@ pub(crate) fn decode_records(
     let mut pos = start + HEADER_LEN;
     let mut last_delta: i64 = -1;
     for i in 0..header.count {
-        let bad = |what: &str| format!("record {i} of batch at offset {}: {what}", header.base_offset);
+        let bad = |what: &str| {
+            format!(
+                "record {i} of batch at offset {}: {what}",
+                header.base_offset
+            )
+        };
         let len = get_varlong(batch, &mut pos).ok_or_else(|| bad("bad length"))?;
         let len = usize::try_from(len).map_err(|_| bad("negative length"))?;
-        let rec_end = pos.checked_add(len).filter(|e| *e <= end).ok_or_else(|| bad("overruns batch"))?;
+        let rec_end = pos
+            .checked_add(len)
+            .filter(|e| *e <= end)
+            .ok_or_else(|| bad("overruns batch"))?;
         let rec = batch.get(..rec_end).ok_or_else(|| bad("overruns batch"))?;
         pos += 1; // attributes
         let ts_delta = get_varlong(rec, &mut pos).ok_or_else(|| bad("bad timestamp"))?;
@@ -278,7 +303,9 @@ pub(crate) fn decode_records(
         let header_count = u32::try_from(header_count).map_err(|_| bad("bad header count"))?;
         let headers_start = pos;
         for _ in 0..header_count {
-            let key = read_bytes(rec, &mut pos).flatten().ok_or_else(|| bad("bad header key"))?;
+            let key = read_bytes(rec, &mut pos)
+                .flatten()
+                .ok_or_else(|| bad("bad header key"))?;
             std::str::from_utf8(key).map_err(|_| bad("header key is not UTF-8"))?;
             read_bytes(rec, &mut pos).ok_or_else(|| bad("bad header value"))?;
         }
@@ -300,7 +327,10 @@ pub(crate) fn decode_records(
         }
     }
     if pos != end {
-        return Err(format!("batch at offset {} has trailing bytes", header.base_offset));
+        return Err(format!(
+            "batch at offset {} has trailing bytes",
+            header.base_offset
+        ));
     }
     Ok(())
 }
@@ -320,7 +350,12 @@ mod tests {
     fn sample() -> Vec<Record> {
         vec![
             Record::keyed("k1", "v1").at(1_000).with_header("h", "x"),
-            Record { key: None, value: None, timestamp: Some(900), headers: vec![] },
+            Record {
+                key: None,
+                value: None,
+                timestamp: Some(900),
+                headers: vec![],
+            },
             Record::value(vec![0u8; 300]).at(2_000),
         ]
     }
@@ -340,7 +375,10 @@ mod tests {
         let mut slots = Vec::new();
         decode_records(&buf, 0, &parsed, 43, usize::MAX, &mut slots).unwrap();
         assert_eq!(slots.len(), 2);
-        let views: Vec<_> = slots.iter().map(|s| RecordView::from_slot(&buf, s)).collect();
+        let views: Vec<_> = slots
+            .iter()
+            .map(|s| RecordView::from_slot(&buf, s))
+            .collect();
         assert_eq!(views[0].offset, 43);
         assert_eq!(views[0].timestamp, 900);
         assert_eq!(views[0].key, None);

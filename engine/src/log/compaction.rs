@@ -93,7 +93,11 @@ impl PartitionWriter {
         for seg in &sealed {
             for_each_record(&segment_path(&self.dir, seg.base, "log"), None, &mut note)?;
         }
-        for_each_record(&segment_path(&self.dir, active_base, "log"), Some(active_end), &mut note)?;
+        for_each_record(
+            &segment_path(&self.dir, active_base, "log"),
+            Some(active_end),
+            &mut note,
+        )?;
         let retention = Duration::from_millis(self.config.delete_retention_ms);
         for seg in &sealed {
             if let Some(done) = self.rewrite_segment(seg, &newest, retention)? {
@@ -144,9 +148,10 @@ impl PartitionWriter {
         let mut builder = IndexBuilder::new(self.config.index_interval_bytes, i64::MIN);
         let mut batch: Option<Pending> = None;
         let mut last_offset = None;
-        let mut flush = |batch: Option<Pending>,
-                         out: &mut Vec<u8>| {
-            let Some((h, raw, kept, total)) = batch else { return };
+        let mut flush = |batch: Option<Pending>, out: &mut Vec<u8>| {
+            let Some((h, raw, kept, total)) = batch else {
+                return;
+            };
             if kept.is_empty() {
                 return;
             }
@@ -158,7 +163,11 @@ impl PartitionWriter {
             }
             let written = BatchHeader {
                 total_len: out.len() - position as usize,
-                max_timestamp: kept.iter().filter_map(|(_, r)| r.timestamp).max().unwrap_or(h.max_timestamp),
+                max_timestamp: kept
+                    .iter()
+                    .filter_map(|(_, r)| r.timestamp)
+                    .max()
+                    .unwrap_or(h.max_timestamp),
                 ..h
             };
             let (o, t) = builder.on_batch(seg.base, position, &written);
@@ -167,7 +176,10 @@ impl PartitionWriter {
             last_offset = Some(h.last_offset());
         };
         for_each_record(&log_path, None, |h, raw, r| {
-            if batch.as_ref().is_none_or(|(b, ..)| b.base_offset != h.base_offset) {
+            if batch
+                .as_ref()
+                .is_none_or(|(b, ..)| b.base_offset != h.base_offset)
+            {
                 flush(batch.take(), &mut out);
                 batch = Some((*h, raw.to_vec(), Vec::new(), h.count));
             }

@@ -104,7 +104,10 @@ impl TopicConfig {
             Ok(u64::try_from(n).ok())
         };
         let positive = |v: &str| -> LogResult<u64> {
-            u64::try_from(num(v)?).ok().filter(|n| *n > 0).ok_or_else(|| bad("must be > 0".into()))
+            u64::try_from(num(v)?)
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| bad("must be > 0".into()))
         };
         match key.trim() {
             "partitions" => {
@@ -128,7 +131,9 @@ impl TopicConfig {
                     other => return Err(bad(format!("unknown policy {other:?}"))),
                 }
             }
-            "delete.retention.ms" => self.delete_retention_ms = u64::try_from(num(value)?).unwrap_or(0),
+            "delete.retention.ms" => {
+                self.delete_retention_ms = u64::try_from(num(value)?).unwrap_or(0)
+            }
             "index.interval.bytes" => self.index_interval_bytes = positive(value)?,
             other => return Err(bad(format!("unknown setting {other:?}"))),
         }
@@ -150,7 +155,9 @@ impl TopicConfig {
             )));
         }
         if self.index_interval_bytes == 0 {
-            return Err(LogError::InvalidConfig("index.interval.bytes must be > 0".into()));
+            return Err(LogError::InvalidConfig(
+                "index.interval.bytes must be > 0".into(),
+            ));
         }
         Ok(())
     }

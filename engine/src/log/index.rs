@@ -50,7 +50,10 @@ impl OffsetEntries<'_> {
     }
     /// `(relative_offset, position)` of entry `i`.
     pub fn get(&self, i: usize) -> (u32, u32) {
-        (u32_at(self.0, i * OFFSET_ENTRY), u32_at(self.0, i * OFFSET_ENTRY + 4))
+        (
+            u32_at(self.0, i * OFFSET_ENTRY),
+            u32_at(self.0, i * OFFSET_ENTRY + 4),
+        )
     }
     /// The last entry whose relative offset is `<= rel`, if any.
     pub fn floor(&self, rel: u32) -> Option<(u32, u32)> {
@@ -74,7 +77,8 @@ impl OffsetEntries<'_> {
         let mut prev = (0u32, 0u32);
         for i in 0..self.len() {
             let e = self.get(i);
-            if e.1 == 0 || (i > 0 && (e.0 <= prev.0 || e.1 <= prev.1)) || u64::from(e.1) >= log_len {
+            if e.1 == 0 || (i > 0 && (e.0 <= prev.0 || e.1 <= prev.1)) || u64::from(e.1) >= log_len
+            {
                 return i;
             }
             prev = e;
@@ -93,7 +97,10 @@ impl TimeEntries<'_> {
     }
     /// `(max_timestamp, relative_offset)` of entry `i`.
     pub fn get(&self, i: usize) -> (i64, u32) {
-        (i64_at(self.0, i * TIME_ENTRY), u32_at(self.0, i * TIME_ENTRY + 8))
+        (
+            i64_at(self.0, i * TIME_ENTRY),
+            u32_at(self.0, i * TIME_ENTRY + 8),
+        )
     }
     pub fn last(&self) -> Option<(i64, u32)> {
         self.len().checked_sub(1).map(|i| self.get(i))
@@ -208,7 +215,8 @@ impl IndexWriter {
         } = self;
         map.flush().ctx("flush index", &path)?;
         drop(map);
-        file.set_len((used * entry) as u64).ctx("truncate index", &path)?;
+        file.set_len((used * entry) as u64)
+            .ctx("truncate index", &path)?;
         file.sync_all().ctx("fsync index", &path)
     }
 }
@@ -291,7 +299,10 @@ mod tests {
         let o = OffsetEntries(&off);
         let t = TimeEntries(&time);
         for target in 0..2100u32 {
-            let naive = (0..o.len()).map(|i| o.get(i)).filter(|e| e.0 <= target).last();
+            let naive = (0..o.len())
+                .map(|i| o.get(i))
+                .filter(|e| e.0 <= target)
+                .last();
             assert_eq!(o.floor(target), naive, "floor({target})");
             let ts = i64::from(target) * 10;
             let naive_t = (0..t.len()).map(|i| t.get(i)).filter(|e| e.0 < ts).last();

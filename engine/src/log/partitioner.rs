@@ -51,7 +51,10 @@ mod tests {
             (b"foobar", -790_332_482),
             (b"a-little-bit-long-string", -985_981_536),
             (b"a-little-bit-longer-string", -1_486_304_829),
-            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
+            (
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58_897_971,
+            ),
             (b"abc", 479_470_107),
             (b"1", -1_993_445_489),
             (b"12", 126_087_238),
@@ -60,7 +63,12 @@ mod tests {
             (b"12345", -1_188_365_604),
         ];
         for (key, want) in cases {
-            assert_eq!(murmur2(key), want, "murmur2({:?})", String::from_utf8_lossy(key));
+            assert_eq!(
+                murmur2(key),
+                want,
+                "murmur2({:?})",
+                String::from_utf8_lossy(key)
+            );
         }
     }
 
@@ -74,6 +82,9 @@ mod tests {
                 assert_eq!(p, partition_for_key(key.as_bytes(), n));
             }
         }
-        assert_eq!(partition_for_key(b"21", 6), ((-973_932_308i32 as u32) & 0x7fff_ffff) % 6);
+        assert_eq!(
+            partition_for_key(b"21", 6),
+            ((-973_932_308i32 as u32) & 0x7fff_ffff) % 6
+        );
     }
 }

@@ -38,7 +38,9 @@ impl Fetch {
 
     /// The records, in offset order.
     pub fn iter(&self) -> impl Iterator<Item = RecordView<'_>> + '_ {
-        self.slots.iter().map(|s| RecordView::from_slot(&self.buf, s))
+        self.slots
+            .iter()
+            .map(|s| RecordView::from_slot(&self.buf, s))
     }
 
     /// The offset to read from next.
@@ -50,6 +52,14 @@ impl Fetch {
     pub fn bytes(&self) -> usize {
         self.buf.len()
     }
+}
+
+/// A segment's readable extent: base offset, readable bytes, and the offset no batch may reach.
+#[derive(Clone, Copy)]
+struct SegmentSpan {
+    base: u64,
+    limit: u64,
+    upper: u64,
 }
 
 struct OpenSegment {
@@ -72,7 +82,11 @@ pub struct PartitionReader {
 
 impl PartitionReader {
     pub(crate) fn open(topic: &str, partition: u32, dir: &Path) -> LogResult<Self> {
-        let zero = Tail { active_base: 0, position: 0, next_offset: 0 };
+        let zero = Tail {
+            active_base: 0,
+            position: 0,
+            next_offset: 0,
+        };
         let tail = TailFile::open(&dir.join("tail"), zero, false)?;
         Ok(PartitionReader {
             topic: topic.to_owned(),
@@ -104,7 +118,12 @@ impl PartitionReader {
     pub fn log_start_offset(&mut self) -> LogResult<u64> {
         let tail = self.tail.read();
         self.segments = list_segments(&self.dir)?;
-        Ok(self.segments.first().copied().unwrap_or(tail.next_offset).min(tail.next_offset))
+        Ok(self
+            .segments
+            .first()
+            .copied()
+            .unwrap_or(tail.next_offset)
+            .min(tail.next_offset))
     }
 
     fn out_of_range(&mut self, offset: u64, tail: Tail) -> LogError {
@@ -126,10 +145,16 @@ impl PartitionReader {
             if from > tail.next_offset {
                 return Err(self.out_of_range(from, tail));
             }
-            return Ok(Fetch { next_offset: from, ..Fetch::default() });
+            return Ok(Fetch {
+                next_offset: from,
+                ..Fetch::default()
+            });
         }
         let needs_listing = self.segments.first().is_none_or(|first| from < *first)
-            || self.segments.last().is_none_or(|last| *last < tail.active_base);
+            || self
+                .segments
+                .last()
+                .is_none_or(|last| *last < tail.active_base);
         if needs_listing {
             self.segments = list_segments(&self.dir)?;
         }
@@ -149,22 +174,47 @@ impl PartitionReader {
         Err(self.out_of_range(from, tail))
     }
 
-    fn read_segments(&mut self, from: u64, max_records: usize, max_bytes: usize, tail: Tail) -> LogResult<Fetch> {
+    fn read_segments(
+        &mut self,
+        from: u64,
+        max_records: usize,
+        max_bytes: usize,
+        tail: Tail,
+    ) -> LogResult<Fetch> {
         let first = self.segments.partition_point(|b| *b <= from);
         let Some(start_idx) = first.checked_sub(1) else {
             return Err(self.out_of_range(from, tail));
         };
-        let mut fetch = Fetch { next_offset: from, ..Fetch::default() };
+        let mut fetch = Fetch {
+            next_offset: from,
+            ..Fetch::default()
+        };
         for idx in start_idx..self.segments.len() {
-            let Some(&base) = self.segments.get(idx) else { break };
+            let Some(&base) = self.segments.get(idx) else {
+                break;
+            };
             if base > tail.active_base {
                 break;
             }
             let file_len = self.open_segment(base)?;
-            let limit = if base == tail.active_base { tail.position } else { file_len };
-            let position = if idx == start_idx { self.start_position(base, from, limit)? } else { 0 };
-            self.read_from(base, position, limit, from, max_records, max_bytes, &mut fetch)?;
-            if !fetch.is_empty() || base == tail.active_base {
+            let limit = if base == tail.active_base {
+                tail.position
+            } else {
+                file_len
+            };
+            let position = if idx == start_idx {
+                self.start_position(base, from, limit)?
+            } else {
+                0
+            };
+            let upper = match self.segments.get(idx + 1) {
+                Some(next) if base < tail.active_base => *next,
+                _ => tail.next_offset,
+            };
+            let span = SegmentSpan { base, limit, upper };
+            self.read_from(span, position, from, max_records, max_bytes, &mut fetch)?;
+            let full = fetch.len() >= max_records || fetch.bytes() >= max_bytes;
+            if full || base == tail.active_base {
                 break;
             }
         }
@@ -192,16 +242,27 @@ impl PartitionReader {
                 return Ok(pos);
             }
         }
-        let Some(rel) = u32::try_from(from - base).ok() else { return Ok(0) };
+        let Some(rel) = u32::try_from(from - base).ok() else {
+            return Ok(0);
+        };
         let sealed = self.tail.read().active_base != base;
         let index = IndexBytes::load(&segment_path(&self.dir, base, "index"), sealed)?;
         let Some(index) = index else { return Ok(0) };
         let entries = OffsetEntries(index.bytes());
-        let valid = OffsetEntries(index.bytes().get(..entries.valid_prefix(limit) * 8).unwrap_or_default());
-        let Some((entry_rel, pos)) = valid.floor(rel) else { return Ok(0) };
+        let valid = OffsetEntries(
+            index
+                .bytes()
+                .get(..entries.valid_prefix(limit) * 8)
+                .unwrap_or_default(),
+        );
+        let Some((entry_rel, pos)) = valid.floor(rel) else {
+            return Ok(0);
+        };
         let Some(seg) = &self.open else { return Ok(0) };
         let mut head = [0u8; HEADER_LEN];
-        if u64::from(pos) + HEADER_LEN as u64 > limit || seg.file.read_exact_at(&mut head, u64::from(pos)).is_err() {
+        if u64::from(pos) + HEADER_LEN as u64 > limit
+            || seg.file.read_exact_at(&mut head, u64::from(pos)).is_err()
+        {
             return Ok(0);
         }
         match parse_header(&head) {
@@ -210,18 +271,18 @@ impl PartitionReader {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn read_from(
         &mut self,
-        base: u64,
+        span: SegmentSpan,
         mut position: u64,
-        limit: u64,
         from: u64,
         max_records: usize,
         max_bytes: usize,
         fetch: &mut Fetch,
     ) -> LogResult<()> {
+        let SegmentSpan { base, limit, upper } = span;
         let Some(seg) = &self.open else { return Ok(()) };
+        let mut expected = base;
         while position < limit && fetch.slots.len() < max_records {
             let room = max_bytes.saturating_sub(fetch.buf.len());
             if room == 0 && !fetch.slots.is_empty() {
@@ -230,19 +291,28 @@ impl PartitionReader {
             let mut want = (room.max(HEADER_LEN) as u64).min(limit - position) as usize;
             let start = fetch.buf.len();
             fetch.buf.resize(start + want, 0);
-            let read = |buf: &mut [u8], at: u64| seg.file.read_exact_at(buf, at).ctx("read", &seg.path);
+            let read =
+                |buf: &mut [u8], at: u64| seg.file.read_exact_at(buf, at).ctx("read", &seg.path);
             read(fetch.buf.get_mut(start..).unwrap_or_default(), position)?;
             // Make sure the first batch is complete, however large.
             let head = parse_header(fetch.buf.get(start..).unwrap_or_default())
                 .map_err(|reason| corrupt(&seg.path, position, reason))?;
             if head.total_len > want {
                 if head.total_len as u64 > limit - position || head.total_len > MAX_BATCH_BYTES {
-                    return Err(corrupt(&seg.path, position, format!(
-                        "batch of {} bytes runs past the end of the segment", head.total_len
-                    )));
+                    return Err(corrupt(
+                        &seg.path,
+                        position,
+                        format!(
+                            "batch of {} bytes runs past the end of the segment",
+                            head.total_len
+                        ),
+                    ));
                 }
                 fetch.buf.resize(start + head.total_len, 0);
-                read(fetch.buf.get_mut(start + want..).unwrap_or_default(), position + want as u64)?;
+                read(
+                    fetch.buf.get_mut(start + want..).unwrap_or_default(),
+                    position + want as u64,
+                )?;
                 want = head.total_len;
             }
             let mut at = start;
@@ -257,12 +327,23 @@ impl PartitionReader {
                     break; // partial batch at the end of the chunk
                 }
                 let file_pos = position + (at - start) as u64;
+                if h.base_offset < expected || h.last_offset() >= upper {
+                    return Err(corrupt(&seg.path, file_pos, format!(
+                        "batch offsets {}..={} outside {expected}..{upper} (topic {:?} partition {})",
+                        h.base_offset, h.last_offset(), self.topic, self.partition
+                    )));
+                }
+                expected = h.last_offset() + 1;
                 let batch = fetch.buf.get(at..at + h.total_len).unwrap_or_default();
                 if !crc_ok(batch, &h) {
-                    return Err(corrupt(&seg.path, file_pos, format!(
-                        "CRC mismatch in batch at offset {} (topic {:?} partition {})",
-                        h.base_offset, self.topic, self.partition
-                    )));
+                    return Err(corrupt(
+                        &seg.path,
+                        file_pos,
+                        format!(
+                            "CRC mismatch in batch at offset {} (topic {:?} partition {})",
+                            h.base_offset, self.topic, self.partition
+                        ),
+                    ));
                 }
                 if h.last_offset() >= from {
                     decode_records(&fetch.buf, at, &h, from, max_records, &mut fetch.slots)
@@ -301,14 +382,24 @@ impl PartitionReader {
             let sealed = base < tail.active_base;
             let times = IndexBytes::load(&segment_path(&self.dir, base, "timeindex"), sealed)?;
             let bytes = times.as_ref().map(IndexBytes::bytes).unwrap_or_default();
-            let entries = TimeEntries(bytes.get(..TimeEntries(bytes).valid_prefix(u32::MAX, sealed) * 12).unwrap_or_default());
+            let entries = TimeEntries(
+                bytes
+                    .get(..TimeEntries(bytes).valid_prefix(u32::MAX, sealed) * 12)
+                    .unwrap_or_default(),
+            );
             if sealed && entries.last().is_some_and(|(ts, _)| ts < timestamp_ms) {
                 continue; // every record of this segment is older
             }
-            start = Some(entries.last_before(timestamp_ms).map_or(base, |(_, rel)| base + u64::from(rel) + 1));
+            start = Some(
+                entries
+                    .last_before(timestamp_ms)
+                    .map_or(base, |(_, rel)| base + u64::from(rel) + 1),
+            );
             break;
         }
-        let Some(mut offset) = start else { return Ok(None) };
+        let Some(mut offset) = start else {
+            return Ok(None);
+        };
         let log_start = self.segments.first().copied().unwrap_or(0);
         offset = offset.max(log_start);
         loop {

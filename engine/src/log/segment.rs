@@ -111,13 +111,18 @@ impl<'a> BatchCursor<'a> {
     /// The next batch: `Ok(Some)` with its header and bytes, `Ok(None)` at a clean end of range,
     /// `Err(Ok(stop))` where the bytes stop forming valid batches, `Err(Err(io))` on I/O failure.
     #[allow(clippy::type_complexity)]
-    pub fn next_batch(&mut self) -> Result<Option<(BatchHeader, &[u8])>, Result<ScanStop, LogError>> {
+    pub fn next_batch(
+        &mut self,
+    ) -> Result<Option<(BatchHeader, &[u8])>, Result<ScanStop, LogError>> {
         if self.position >= self.end {
             return Ok(None);
         }
         let stop = |position, reason: String| Err(Ok(ScanStop { position, reason }));
         if !self.fill(HEADER_LEN).map_err(Err)? {
-            return stop(self.position, "incomplete batch header at end of file".into());
+            return stop(
+                self.position,
+                "incomplete batch header at end of file".into(),
+            );
         }
         let at = (self.position - self.buf_at) as usize;
         let header = match parse_header(self.buf.get(at..).unwrap_or_default()) {
@@ -127,7 +132,10 @@ impl<'a> BatchCursor<'a> {
         if !self.fill(header.total_len).map_err(Err)? {
             return stop(
                 self.position,
-                format!("batch of {} bytes runs past the end of the file", header.total_len),
+                format!(
+                    "batch of {} bytes runs past the end of the file",
+                    header.total_len
+                ),
             );
         }
         let at = (self.position - self.buf_at) as usize;
@@ -135,7 +143,10 @@ impl<'a> BatchCursor<'a> {
             return stop(self.position, "batch outside buffer".into());
         };
         if !crc_ok(bytes, &header) {
-            return stop(self.position, format!("CRC mismatch in batch at offset {}", header.base_offset));
+            return stop(
+                self.position,
+                format!("CRC mismatch in batch at offset {}", header.base_offset),
+            );
         }
         self.position += header.total_len as u64;
         Ok(Some((header, bytes)))
@@ -179,9 +190,15 @@ impl IndexBuilder {
         let mut out = (None, None);
         self.max_timestamp = self.max_timestamp.max(h.max_timestamp);
         if position > 0 && self.bytes_since_entry >= self.interval {
-            out.0 = Some(offset_entry((h.base_offset - seg_base) as u32, position as u32));
+            out.0 = Some(offset_entry(
+                (h.base_offset - seg_base) as u32,
+                position as u32,
+            ));
             if self.max_timestamp > self.last_time_entry {
-                out.1 = Some(time_entry(self.max_timestamp, (h.last_offset() - seg_base) as u32));
+                out.1 = Some(time_entry(
+                    self.max_timestamp,
+                    (h.last_offset() - seg_base) as u32,
+                ));
                 self.last_time_entry = self.max_timestamp;
             }
             self.bytes_since_entry = 0;
@@ -191,7 +208,11 @@ impl IndexBuilder {
     }
 
     /// The closing time-index entry of a sealed segment, if the last one is out of date.
-    pub fn final_time_entry(&mut self, seg_base: u64, last_offset: u64) -> Option<[u8; TIME_ENTRY]> {
+    pub fn final_time_entry(
+        &mut self,
+        seg_base: u64,
+        last_offset: u64,
+    ) -> Option<[u8; TIME_ENTRY]> {
         (self.max_timestamp > self.last_time_entry).then(|| {
             self.last_time_entry = self.max_timestamp;
             time_entry(self.max_timestamp, (last_offset - seg_base) as u32)
@@ -242,9 +263,14 @@ impl ActiveSegment {
     pub fn create(dir: &Path, base: u64, capacity: usize, interval: u64) -> LogResult<Self> {
         let log_path = segment_path(dir, base, "log");
         let log = open_log(&log_path, true)?;
-        let index = IndexWriter::open(&segment_path(dir, base, "index"), OFFSET_ENTRY, capacity, 0)?;
-        let time_index =
-            IndexWriter::open(&segment_path(dir, base, "timeindex"), TIME_ENTRY, capacity, 0)?;
+        let index =
+            IndexWriter::open(&segment_path(dir, base, "index"), OFFSET_ENTRY, capacity, 0)?;
+        let time_index = IndexWriter::open(
+            &segment_path(dir, base, "timeindex"),
+            TIME_ENTRY,
+            capacity,
+            0,
+        )?;
         sync_dir(dir)?;
         Ok(ActiveSegment {
             base,
@@ -276,11 +302,18 @@ impl ActiveSegment {
         let time_path = segment_path(dir, base, "timeindex");
         let old_index = IndexBytes::load(&index_path, false)?;
         let old_time = IndexBytes::load(&time_path, false)?;
-        let entries = OffsetEntries(old_index.as_ref().map(IndexBytes::bytes).unwrap_or_default());
+        let entries = OffsetEntries(
+            old_index
+                .as_ref()
+                .map(IndexBytes::bytes)
+                .unwrap_or_default(),
+        );
         let mut keep = entries.valid_prefix(len);
         // Walk back to an entry that points at an intact batch with the offset it claims.
         let (start_pos, start_rel) = loop {
-            let Some(i) = keep.checked_sub(1) else { break (0, 0) };
+            let Some(i) = keep.checked_sub(1) else {
+                break (0, 0);
+            };
             let (rel, pos) = entries.get(i);
             if batch_at(&log, &log_path, u64::from(pos), len)?
                 .is_some_and(|h| h.base_offset == base + u64::from(rel))
@@ -297,7 +330,9 @@ impl ActiveSegment {
         while keep_time > 0 && times.get(keep_time - 1).1 >= start_rel {
             keep_time -= 1;
         }
-        let kept_max = keep_time.checked_sub(1).map_or(i64::MIN, |i| times.get(i).0);
+        let kept_max = keep_time
+            .checked_sub(1)
+            .map_or(i64::MIN, |i| times.get(i).0);
         drop(old_index);
         drop(old_time);
         let mut index = IndexWriter::open(&index_path, OFFSET_ENTRY, capacity, keep)?;
@@ -309,12 +344,21 @@ impl ActiveSegment {
         let end = loop {
             let position = cursor.position;
             match cursor.next_batch() {
-                Ok(Some((h, _))) => {
-                    if h.base_offset < next_offset {
+                Ok(Some((h, _))) if h.base_offset != next_offset => {
+                    // The active segment is never compacted: its batches are contiguous. A batch
+                    // that is not is damaged; treat it like any other bad batch.
+                    let reason = format!(
+                        "batch offset {} where {next_offset} was expected",
+                        h.base_offset
+                    );
+                    if let Some(next) = valid_batch_after(&log, &log_path, position, len)? {
                         return Err(corrupt(&log_path, position, format!(
-                            "batch offset {} goes back before {next_offset}", h.base_offset
+                            "{reason}; an intact batch follows at byte {next}, so this is not a torn tail"
                         )));
                     }
+                    break position;
+                }
+                Ok(Some((h, _))) => {
                     next_offset = h.last_offset() + 1;
                     if position == 0 {
                         first_timestamp = Some(h.base_timestamp);
@@ -394,7 +438,10 @@ impl ActiveSegment {
     /// log synced when `sync_log`.
     pub fn seal(mut self, sync_log: bool) -> LogResult<SealedSegment> {
         if self.next_offset > self.base {
-            if let Some(e) = self.builder.final_time_entry(self.base, self.next_offset - 1) {
+            if let Some(e) = self
+                .builder
+                .final_time_entry(self.base, self.next_offset - 1)
+            {
                 self.time_index.push(&e);
             }
         }
@@ -412,7 +459,12 @@ impl ActiveSegment {
 }
 
 /// The header of the intact batch at `position`, or `None` if there is none.
-pub(crate) fn batch_at(file: &File, path: &Path, position: u64, len: u64) -> LogResult<Option<BatchHeader>> {
+pub(crate) fn batch_at(
+    file: &File,
+    path: &Path,
+    position: u64,
+    len: u64,
+) -> LogResult<Option<BatchHeader>> {
     let mut cursor = BatchCursor::new(file, path, position, len);
     match cursor.next_batch() {
         Ok(Some((h, _))) => Ok(Some(h)),
@@ -448,7 +500,12 @@ pub(crate) fn corrupt(path: &Path, position: u64, reason: String) -> LogError {
 /// Checks a sealed segment's indexes and rebuilds them when missing or damaged. Returns the
 /// segment's metadata and whether it rebuilt. A damaged batch found while rebuilding is an error
 /// naming file and position.
-pub(crate) fn open_sealed(dir: &Path, base: u64, next_base: u64, interval: u64) -> LogResult<(SealedSegment, bool)> {
+pub(crate) fn open_sealed(
+    dir: &Path,
+    base: u64,
+    next_base: u64,
+    interval: u64,
+) -> LogResult<(SealedSegment, bool)> {
     let log_path = segment_path(dir, base, "log");
     let log = File::open(&log_path).ctx("open segment", &log_path)?;
     let size = log.metadata().ctx("stat segment", &log_path)?.len();
@@ -482,11 +539,25 @@ pub(crate) fn open_sealed(dir: &Path, base: u64, next_base: u64, interval: u64) 
             .as_ref()
             .and_then(|b| TimeEntries(b.bytes()).last())
             .map_or(i64::MIN, |e| e.0);
-        return Ok((SealedSegment { base, size, max_timestamp }, false));
+        return Ok((
+            SealedSegment {
+                base,
+                size,
+                max_timestamp,
+            },
+            false,
+        ));
     }
     drop((index, time));
     let max_timestamp = rebuild_indexes(dir, base, next_base, &log, &log_path, size, interval)?;
-    Ok((SealedSegment { base, size, max_timestamp }, true))
+    Ok((
+        SealedSegment {
+            base,
+            size,
+            max_timestamp,
+        },
+        true,
+    ))
 }
 
 /// Scans a sealed segment, writes fresh `.index` and `.timeindex` files and renames them into
@@ -511,10 +582,14 @@ pub(crate) fn rebuild_indexes(
         match cursor.next_batch() {
             Ok(Some((h, _))) => {
                 if h.base_offset < expected || h.last_offset() >= next_base {
-                    return Err(corrupt(log_path, position, format!(
+                    return Err(corrupt(
+                        log_path,
+                        position,
+                        format!(
                         "batch offsets {}..={} outside the segment's range {expected}..{next_base}",
                         h.base_offset, h.last_offset()
-                    )));
+                    ),
+                    ));
                 }
                 expected = h.last_offset() + 1;
                 last = Some(h.last_offset());
@@ -555,7 +630,10 @@ pub(crate) fn replace_file(dir: &Path, path: &Path, bytes: &[u8]) -> LogResult<(
 pub(crate) fn remove_temporaries(dir: &Path) -> LogResult<()> {
     for entry in std::fs::read_dir(dir).ctx("list", dir)? {
         let path = entry.ctx("list", dir)?.path();
-        if path.extension().is_some_and(|e| e == "tmp" || e == "cleaned") {
+        if path
+            .extension()
+            .is_some_and(|e| e == "tmp" || e == "cleaned")
+        {
             std::fs::remove_file(&path).ctx("remove", &path)?;
         }
     }

@@ -51,7 +51,10 @@ impl TailFile {
         if fresh {
             file.set_len(FILE_LEN).ctx("size tail", path)?;
         } else if len != FILE_LEN {
-            return Err(corrupt(path, format!("tail file is {len} bytes, expected {FILE_LEN}")));
+            return Err(corrupt(
+                path,
+                format!("tail file is {len} bytes, expected {FILE_LEN}"),
+            ));
         }
         // SAFETY: the tail file has a fixed length that nothing ever changes after creation (it is
         // only unlinked with its topic), so the mapping never covers bytes past the end of file.
@@ -129,13 +132,21 @@ mod tests {
     fn publishes_across_two_mappings_without_tearing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tail");
-        let zero = Tail { active_base: 0, position: 0, next_offset: 0 };
+        let zero = Tail {
+            active_base: 0,
+            position: 0,
+            next_offset: 0,
+        };
         let writer = TailFile::open(&path, zero, true).unwrap();
         let reader = TailFile::open(&path, zero, true).unwrap();
         std::thread::scope(|s| {
             s.spawn(|| {
                 for i in 1..=200_000u64 {
-                    writer.publish(Tail { active_base: i, position: i * 2, next_offset: i * 3 });
+                    writer.publish(Tail {
+                        active_base: i,
+                        position: i * 2,
+                        next_offset: i * 3,
+                    });
                 }
             });
             let mut last = 0;
@@ -154,7 +165,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tail");
         std::fs::write(&path, [7u8; 64]).unwrap();
-        let zero = Tail { active_base: 0, position: 0, next_offset: 0 };
+        let zero = Tail {
+            active_base: 0,
+            position: 0,
+            next_offset: 0,
+        };
         assert!(TailFile::open(&path, zero, true).is_err());
         std::fs::write(&path, [7u8; 10]).unwrap();
         assert!(TailFile::open(&path, zero, true).is_err());

@@ -73,6 +73,7 @@ impl Log {
         let dir = dir.as_ref().to_owned();
         let topics = dir.join("topics");
         std::fs::create_dir_all(&topics).ctx("create data directory", &topics)?;
+        remove_abandoned_staging(&topics)?;
         Ok(Log {
             inner: Arc::new(LogInner {
                 dir,
@@ -102,16 +103,16 @@ impl Log {
         if dir.exists() {
             return Err(LogError::TopicExists(name.to_owned()));
         }
-        let staging = self
-            .topics_dir()
-            .join(format!("{name}~creating-{}-{}", std::process::id(), unique()));
+        let staging =
+            self.topics_dir()
+                .join(format!("~creating-{}-{}", std::process::id(), unique()));
         std::fs::create_dir(&staging).ctx("create topic directory", &staging)?;
         let meta = TopicMeta {
             name: name.to_owned(),
             config: config.clone(),
         };
-        let json = serde_json::to_vec_pretty(&meta)
-            .map_err(|e| LogError::InvalidConfig(e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(&meta).map_err(|e| LogError::InvalidConfig(e.to_string()))?;
         let meta_path = staging.join("topic.json");
         std::fs::write(&meta_path, json).ctx("write", &meta_path)?;
         std::fs::File::open(&meta_path)
@@ -215,14 +216,36 @@ impl Log {
             }
             locks.push(file);
         }
-        let doomed = self
-            .topics_dir()
-            .join(format!("{name}~deleting-{}-{}", std::process::id(), unique()));
+        let doomed =
+            self.topics_dir()
+                .join(format!("~deleting-{}-{}", std::process::id(), unique()));
         std::fs::rename(&topic.dir, &doomed).ctx("rename", &topic.dir)?;
         sync_dir(&self.topics_dir())?;
         drop(locks);
         std::fs::remove_dir_all(&doomed).ctx("remove", &doomed)
     }
+}
+
+/// Removes `~creating-PID-*` and `~deleting-PID-*` directories left by processes that died
+/// half-way through creating or deleting a topic.
+fn remove_abandoned_staging(topics: &Path) -> LogResult<()> {
+    for entry in std::fs::read_dir(topics).ctx("list", topics)? {
+        let path = entry.ctx("list", topics)?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some(rest) = name
+            .strip_prefix("~creating-")
+            .or_else(|| name.strip_prefix("~deleting-"))
+        else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or_default();
+        if !Path::new("/proc").join(pid).exists() {
+            std::fs::remove_dir_all(&path).ctx("remove abandoned", &path)?;
+        }
+    }
+    Ok(())
 }
 
 fn unique() -> u128 {

@@ -79,7 +79,12 @@ pub(crate) fn now_ms() -> i64 {
 
 impl PartitionWriter {
     /// Takes the partition's lock, recovers its segments and starts the interval flusher.
-    pub(crate) fn open(topic: &str, partition: u32, dir: &Path, config: TopicConfig) -> LogResult<Arc<Self>> {
+    pub(crate) fn open(
+        topic: &str,
+        partition: u32,
+        dir: &Path,
+        config: TopicConfig,
+    ) -> LogResult<Arc<Self>> {
         std::fs::create_dir_all(dir).ctx("create partition directory", dir)?;
         let lock_path = dir.join("lock");
         let lock = OpenOptions::new()
@@ -118,7 +123,10 @@ impl PartitionWriter {
             sealed.push(seg);
         }
         if config.durability != Durability::None {
-            active.log.sync_data().ctx("fsync segment", &active.log_path)?;
+            active
+                .log
+                .sync_data()
+                .ctx("fsync segment", &active.log_path)?;
         }
         let tail_value = Tail {
             active_base: active.base,
@@ -196,7 +204,9 @@ impl PartitionWriter {
     pub fn append(&self, records: &[Record]) -> LogResult<Appended> {
         if self.config.cleanup_policy == CleanupPolicy::Compact {
             if let Some(i) = records.iter().position(|r| r.key.is_none()) {
-                return Err(self.refuse(format!("record {i} has no key; a compacted topic needs keys")));
+                return Err(self.refuse(format!(
+                    "record {i} has no key; a compacted topic needs keys"
+                )));
             }
         }
         let now = now_ms();
@@ -207,7 +217,8 @@ impl PartitionWriter {
             let mut start = 0;
             while start < records.len() {
                 let end = batch_end(records, start);
-                rolled |= self.write_batch(&mut st, records.get(start..end).unwrap_or_default(), now)?;
+                rolled |=
+                    self.write_batch(&mut st, records.get(start..end).unwrap_or_default(), now)?;
                 start = end;
             }
             let appended = Appended {
@@ -273,7 +284,8 @@ impl PartitionWriter {
         let capacity = index_capacity(self.config.segment_bytes, interval);
         let fresh = ActiveSegment::create(&self.dir, st.active.next_offset, capacity, interval)?;
         let old = std::mem::replace(&mut st.active, fresh);
-        st.sealed.push(old.seal(self.config.durability != Durability::None)?);
+        st.sealed
+            .push(old.seal(self.config.durability != Durability::None)?);
         sync_dir(&self.dir)?;
         self.tail.publish(Tail {
             active_base: st.active.base,
@@ -285,7 +297,9 @@ impl PartitionWriter {
 
     /// Starts a compaction on its own thread unless one is running; appends go on meanwhile.
     fn compact_in_background(&self) {
-        let Some(me) = self.this.upgrade() else { return };
+        let Some(me) = self.this.upgrade() else {
+            return;
+        };
         let spawned = std::thread::Builder::new()
             .name("eddy-compactor".into())
             .spawn(move || {
@@ -327,7 +341,11 @@ impl PartitionWriter {
             drop(s);
             let (file, path, target) = {
                 let st = self.state.lock();
-                (st.active.log.clone(), st.active.log_path.clone(), st.active.next_offset)
+                (
+                    st.active.log.clone(),
+                    st.active.log_path.clone(),
+                    st.active.next_offset,
+                )
             };
             let result = file.sync_data().ctx("fsync segment", &path);
             *self.last_sync.lock() = Instant::now();

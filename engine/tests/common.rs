@@ -1,0 +1,57 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, missing_docs, clippy::unwrap_used)]
+
+use eddy::{Log, PartitionReader, Record, Topic, TopicConfig};
+
+/// A config with small segments so that tests cross segment boundaries.
+pub fn small_segments(partitions: u32, segment_bytes: u64) -> TopicConfig {
+    let mut c = TopicConfig::with_partitions(partitions);
+    c.segment_bytes = segment_bytes;
+    c.index_interval_bytes = 256;
+    c.durability = eddy::Durability::None;
+    c
+}
+
+pub fn record(i: u64) -> Record {
+    Record::keyed(format!("key-{}", i % 17), format!("value-{i:08}"))
+        .at(1_000_000 + i as i64 * 10)
+        .with_header("i", i.to_string())
+}
+
+/// Every record of a partition from `from`, read in small fetches.
+pub fn read_all(reader: &mut PartitionReader, from: u64) -> Vec<(u64, Record)> {
+    let mut out = Vec::new();
+    let mut next = from;
+    loop {
+        let fetch = reader.read(next, 37, 4096).unwrap();
+        if fetch.is_empty() {
+            return out;
+        }
+        for r in fetch.iter() {
+            out.push((r.offset, r.to_record()));
+        }
+        next = fetch.next_offset();
+    }
+}
+
+pub fn topic_with(dir: &std::path::Path, name: &str, config: TopicConfig) -> (Log, Topic) {
+    let log = Log::open(dir).unwrap();
+    let topic = log.create_topic(name, config).unwrap();
+    (log, topic)
+}
+
+pub fn segment_files(
+    dir: &std::path::Path,
+    topic: &str,
+    partition: u32,
+    ext: &str,
+) -> Vec<std::path::PathBuf> {
+    let pdir = dir.join("topics").join(topic).join(partition.to_string());
+    let mut v: Vec<_> = std::fs::read_dir(pdir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    v.sort();
+    v
+}
