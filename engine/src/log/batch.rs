@@ -115,33 +115,40 @@ pub(crate) fn crc_ok(batch: &[u8], header: &BatchHeader) -> bool {
         .is_some_and(|covered| crc32c::crc32c(covered) == header.crc)
 }
 
-/// Encodes `records` as one batch at the end of `buf` with base offset `base_offset`. Records
-/// without a timestamp get `now_ms`. Returns the batch's header.
+/// Encodes records from the front of `records` as one batch at the end of `buf`, with base offset
+/// `base_offset`, stopping once the batch reaches `max_bytes` (it always takes at least one
+/// record). Records without a timestamp get `now_ms`. Returns the batch header and how many
+/// records it took.
 pub(crate) fn encode_batch(
     buf: &mut Vec<u8>,
     base_offset: u64,
     records: &[Record],
     now_ms: i64,
-) -> BatchHeader {
+    max_bytes: usize,
+) -> (BatchHeader, usize) {
     let start = buf.len();
-    let ts = |r: &Record| r.timestamp.unwrap_or(now_ms);
-    let base_timestamp = records.first().map_or(now_ms, ts);
-    let max_timestamp = records.iter().map(ts).max().unwrap_or(now_ms);
-    let count = records.len() as u32;
-    let last_offset_delta = count.saturating_sub(1);
-    put_header(
-        buf,
-        base_offset,
-        last_offset_delta,
-        base_timestamp,
-        max_timestamp,
-        count,
-    );
-    for (delta, record) in records.iter().enumerate() {
-        encode_record(buf, record, ts(record) - base_timestamp, delta as i64);
+    let base_timestamp = records
+        .first()
+        .map_or(now_ms, |r| r.timestamp.unwrap_or(now_ms));
+    put_header(buf, base_offset, 0, base_timestamp, base_timestamp, 0);
+    let mut max_timestamp = base_timestamp;
+    let mut taken = 0usize;
+    for record in records {
+        if taken > 0 && buf.len() - start >= max_bytes {
+            break;
+        }
+        let ts = record.timestamp.unwrap_or(now_ms);
+        max_timestamp = max_timestamp.max(ts);
+        encode_record(buf, record, ts.wrapping_sub(base_timestamp), taken as i64);
+        taken += 1;
     }
+    let count = taken as u32;
+    let last_offset_delta = count.saturating_sub(1);
+    patch(buf, start + 23, &last_offset_delta.to_be_bytes());
+    patch(buf, start + 35, &max_timestamp.to_be_bytes());
+    patch(buf, start + 57, &count.to_be_bytes());
     finish_batch(buf, start);
-    BatchHeader {
+    let header = BatchHeader {
         base_offset,
         total_len: buf.len() - start,
         crc: 0,
@@ -149,6 +156,13 @@ pub(crate) fn encode_batch(
         base_timestamp,
         max_timestamp,
         count,
+    };
+    (header, taken)
+}
+
+fn patch(buf: &mut [u8], at: usize, bytes: &[u8]) {
+    if let Some(dst) = buf.get_mut(at..at + bytes.len()) {
+        dst.copy_from_slice(bytes);
     }
 }
 
@@ -233,21 +247,21 @@ fn put_bytes(buf: &mut Vec<u8>, b: Option<&[u8]>) {
 
 /// Encodes one record with the given deltas (used by appends and by compaction, which keeps each
 /// surviving record's original offset delta).
+#[inline]
 pub(crate) fn encode_record(buf: &mut Vec<u8>, record: &Record, ts_delta: i64, offset_delta: i64) {
     let key = record.key.as_deref();
     let value = record.value.as_deref();
-    let headers_len: usize = record
-        .headers
-        .iter()
-        .map(|h| bytes_len(Some(h.key.as_bytes())) + bytes_len(h.value.as_deref()))
-        .sum();
     let body_len = 1
         + varlong_len(ts_delta)
         + varlong_len(offset_delta)
         + bytes_len(key)
         + bytes_len(value)
         + varlong_len(record.headers.len() as i64)
-        + headers_len;
+        + record
+            .headers
+            .iter()
+            .map(|h| bytes_len(Some(h.key.as_bytes())) + bytes_len(h.value.as_deref()))
+            .sum::<usize>();
     buf.reserve(body_len + 5);
     put_varlong(buf, body_len as i64);
     buf.push(0);
@@ -363,7 +377,8 @@ mod tests {
     #[test]
     fn encode_then_decode_round_trips() {
         let mut buf = Vec::new();
-        let h = encode_batch(&mut buf, 42, &sample(), 0);
+        let (h, taken) = encode_batch(&mut buf, 42, &sample(), 0, usize::MAX);
+        assert_eq!(taken, 3);
         let parsed = parse_header(&buf).unwrap();
         assert_eq!(parsed.base_offset, 42);
         assert_eq!(parsed.total_len, buf.len());
@@ -394,7 +409,7 @@ mod tests {
     #[test]
     fn crc_detects_a_flipped_byte_and_ignores_base_offset() {
         let mut buf = Vec::new();
-        encode_batch(&mut buf, 0, &sample(), 0);
+        encode_batch(&mut buf, 0, &sample(), 0, usize::MAX);
         buf[0..8].copy_from_slice(&7u64.to_be_bytes());
         let h = parse_header(&buf).unwrap();
         assert!(crc_ok(&buf, &h), "base offset is outside the CRC");
@@ -405,7 +420,7 @@ mod tests {
     #[test]
     fn rejects_bad_shapes() {
         let mut buf = Vec::new();
-        encode_batch(&mut buf, 0, &sample(), 0);
+        encode_batch(&mut buf, 0, &sample(), 0, usize::MAX);
         let mut bad_magic = buf.clone();
         bad_magic[16] = 1;
         assert!(parse_header(&bad_magic).is_err());
@@ -416,9 +431,23 @@ mod tests {
     }
 
     #[test]
+    fn batches_stop_near_the_byte_limit() {
+        let records: Vec<Record> = (0..100)
+            .map(|i| Record::value(vec![i as u8; 100]))
+            .collect();
+        let mut buf = Vec::new();
+        let (h, taken) = encode_batch(&mut buf, 0, &records, 0, 1000);
+        assert!((8..=10).contains(&taken), "{taken}");
+        assert_eq!(h.count as usize, taken);
+        assert!(crc_ok(&buf, &parse_header(&buf).unwrap()));
+        let (_, one) = encode_batch(&mut Vec::new(), 0, &records, 0, 1);
+        assert_eq!(one, 1, "at least one record");
+    }
+
+    #[test]
     fn layout_matches_kafka_offsets() {
         let mut buf = Vec::new();
-        encode_batch(&mut buf, 5, &[Record::value("a").at(7)], 0);
+        encode_batch(&mut buf, 5, &[Record::value("a").at(7)], 0, usize::MAX);
         assert_eq!(&buf[0..8], &5u64.to_be_bytes());
         assert_eq!(buf[16], 2);
         assert_eq!(&buf[27..35], &7i64.to_be_bytes());

@@ -299,13 +299,10 @@ mod tests {
         let o = OffsetEntries(&off);
         let t = TimeEntries(&time);
         for target in 0..2100u32 {
-            let naive = (0..o.len())
-                .map(|i| o.get(i))
-                .filter(|e| e.0 <= target)
-                .last();
+            let naive = (0..o.len()).map(|i| o.get(i)).rfind(|e| e.0 <= target);
             assert_eq!(o.floor(target), naive, "floor({target})");
             let ts = i64::from(target) * 10;
-            let naive_t = (0..t.len()).map(|i| t.get(i)).filter(|e| e.0 < ts).last();
+            let naive_t = (0..t.len()).map(|i| t.get(i)).rfind(|e| e.0 < ts);
             assert_eq!(t.last_before(ts), naive_t, "last_before({ts})");
         }
         assert_eq!(o.valid_prefix(u64::MAX), 199);

@@ -216,10 +216,10 @@ impl PartitionWriter {
             let mut rolled = false;
             let mut start = 0;
             while start < records.len() {
-                let end = batch_end(records, start);
-                rolled |=
-                    self.write_batch(&mut st, records.get(start..end).unwrap_or_default(), now)?;
-                start = end;
+                let (taken, roll) =
+                    self.write_batch(&mut st, records.get(start..).unwrap_or_default(), now)?;
+                rolled |= roll;
+                start += taken;
             }
             let appended = Appended {
                 base_offset,
@@ -250,11 +250,18 @@ impl PartitionWriter {
         Ok(appended)
     }
 
-    /// Encodes and writes one batch, rolling first if needed. Returns whether it rolled.
-    fn write_batch(&self, st: &mut WriterState, records: &[Record], now: i64) -> LogResult<bool> {
+    /// Encodes the next batch from the front of `records` and writes it, rolling first if needed.
+    /// Returns how many records it took and whether it rolled.
+    fn write_batch(
+        &self,
+        st: &mut WriterState,
+        records: &[Record],
+        now: i64,
+    ) -> LogResult<(usize, bool)> {
         let WriterState { active, buf, .. } = st;
         buf.clear();
-        let header = encode_batch(buf, active.next_offset, records, now);
+        let (header, taken) =
+            encode_batch(buf, active.next_offset, records, now, TARGET_BATCH_BYTES);
         if header.total_len > MAX_BATCH_BYTES {
             return Err(self.refuse(format!(
                 "a record encodes to {} bytes, over the {MAX_BATCH_BYTES}-byte limit",
@@ -268,14 +275,16 @@ impl PartitionWriter {
         let roll = active.is_full(header.total_len as u64, self.config.segment_bytes)
             || (too_old && active.size > 0);
         if roll {
-            let bytes = std::mem::take(&mut st.buf);
-            let result = self.roll(st);
-            st.buf = bytes;
-            result?;
+            self.roll(st)?;
         }
         let WriterState { active, buf, .. } = st;
+        if roll {
+            // Offsets were assigned before the roll and do not change: the new segment starts at
+            // the same next offset.
+            debug_assert_eq!(active.next_offset, header.base_offset);
+        }
         active.append(buf, &header)?;
-        Ok(roll)
+        Ok((taken, roll))
     }
 
     /// Seals the active segment and starts a new one at the next offset.
@@ -407,25 +416,6 @@ pub(crate) fn delete_segment_files(dir: &Path, base: u64) -> LogResult<()> {
         }
     }
     Ok(())
-}
-
-/// End of the batch that starts at `start`: records up to about [`TARGET_BATCH_BYTES`].
-fn batch_end(records: &[Record], start: usize) -> usize {
-    let mut bytes = 0usize;
-    for (i, r) in records.iter().enumerate().skip(start) {
-        let size = 24
-            + r.key.as_ref().map_or(0, Vec::len)
-            + r.value.as_ref().map_or(0, Vec::len)
-            + r.headers
-                .iter()
-                .map(|h| 10 + h.key.len() + h.value.as_ref().map_or(0, Vec::len))
-                .sum::<usize>();
-        if i > start && bytes + size > TARGET_BATCH_BYTES {
-            return i;
-        }
-        bytes += size;
-    }
-    records.len()
 }
 
 fn spawn_flusher(writer: Weak<PartitionWriter>, every: Duration) {
