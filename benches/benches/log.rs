@@ -6,10 +6,13 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use eddy::{Durability, Log, TopicConfig};
 use eddy_benches::records;
 
+/// Segments of 64 MiB, at most about 256 MiB kept: the append benches run for seconds and would
+/// otherwise fill the disk.
 fn config() -> TopicConfig {
     let mut c = TopicConfig::with_partitions(1);
     c.durability = Durability::None;
-    c.segment_bytes = 256 << 20;
+    c.segment_bytes = 64 << 20;
+    c.retention_bytes = Some(192 << 20);
     c
 }
 
@@ -52,6 +55,7 @@ fn read(c: &mut Criterion) {
             f.iter().filter(|r| r.value.is_some()).count()
         });
     });
+    group.throughput(Throughput::Elements(100));
     group.bench_function("100b_x100_random_seek", |b| {
         let mut reader = topic.reader(0).unwrap();
         let mut x = 12345u64;

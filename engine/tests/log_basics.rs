@@ -272,6 +272,16 @@ fn concurrent_always_appenders_share_fsyncs_and_get_distinct_offsets() {
     let mut sorted = offsets.clone();
     sorted.sort_unstable();
     assert_eq!(sorted, (0..800).collect::<Vec<_>>());
+    assert_eq!(
+        w.durable_offset(),
+        800,
+        "every acknowledged append is durable"
+    );
+    assert!(
+        w.fsync_count() < 800,
+        "appenders shared fsyncs: {} for 800 appends",
+        w.fsync_count()
+    );
     assert_eq!(read_all(&mut topic.reader(0).unwrap(), 0).len(), 800);
 }
 
@@ -298,4 +308,32 @@ fn readers_never_see_partial_batches_while_appending() {
             }
         }
     });
+}
+
+#[test]
+fn interval_durability_syncs_in_the_background_and_none_never_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut interval = small_segments(1, 1 << 20);
+    interval.durability = eddy::Durability::IntervalMs(20);
+    let (log, topic) = topic_with(dir.path(), "interval", interval);
+    let w = topic.writer(0).unwrap();
+    w.append(&[record(0), record(1)]).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while w.durable_offset() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(
+        w.durable_offset(),
+        2,
+        "the flusher synced an idle partition"
+    );
+    let none = log
+        .create_topic("none", small_segments(1, 1 << 20))
+        .unwrap();
+    let wn = none.writer(0).unwrap();
+    wn.append(&[record(0)]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!((wn.durable_offset(), wn.fsync_count()), (0, 0));
+    wn.flush().unwrap();
+    assert_eq!(wn.durable_offset(), 1, "an explicit flush syncs");
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::batch::{crc_ok, decode_records, parse_header, HEADER_LEN, MAX_BATCH_BYTES};
 use super::error::{IoContext, LogError, LogResult};
-use super::index::{IndexBytes, OffsetEntries, TimeEntries};
+use super::index::{IndexBytes, OffsetEntries, TimeEntries, OFFSET_ENTRY};
 use super::record::{RecordSlot, RecordView};
 use super::segment::{corrupt, list_segments, segment_path};
 use super::tail::{Tail, TailFile};
@@ -62,6 +62,9 @@ struct SegmentSpan {
     upper: u64,
 }
 
+/// Bytes of the first `pread` of a read.
+const FIRST_READ: usize = 64 << 10;
+
 struct OpenSegment {
     base: u64,
     file: File,
@@ -78,6 +81,63 @@ pub struct PartitionReader {
     open: Option<OpenSegment>,
     /// (segment base, byte position, offset) where the last read stopped.
     cursor: Option<(u64, u64, u64)>,
+    active_index: ActiveIndexCopy,
+}
+
+/// A reader's copy of the active segment's offset index, extended with `pread` as the appender adds
+/// entries, so that a seek reads only the entries it has not seen yet.
+#[derive(Default)]
+struct ActiveIndexCopy {
+    base: Option<u64>,
+    bytes: Vec<u8>,
+}
+
+impl ActiveIndexCopy {
+    fn entries(&self) -> OffsetEntries<'_> {
+        OffsetEntries(&self.bytes)
+    }
+
+    fn refresh(&mut self, dir: &Path, base: u64, limit: u64) -> LogResult<()> {
+        if self.base != Some(base) {
+            self.base = Some(base);
+            self.bytes.clear();
+        }
+        let path = segment_path(dir, base, "index");
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).ctx("open index", &path),
+        };
+        let mut chunk = vec![0u8; 4096];
+        loop {
+            let at = self.bytes.len() as u64;
+            let n = read_up_to(&file, &mut chunk, at).ctx("read index", &path)?;
+            let whole = n - n % OFFSET_ENTRY;
+            let before = self.bytes.len();
+            self.bytes
+                .extend_from_slice(chunk.get(..whole).unwrap_or_default());
+            let valid = OffsetEntries(&self.bytes).valid_prefix(limit);
+            self.bytes.truncate(valid * OFFSET_ENTRY);
+            if self.bytes.len() < before + whole || whole < chunk.len() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Reads into `buf` from `at` until it is full or the file ends; returns the bytes read.
+fn read_up_to(file: &File, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(
+            buf.get_mut(filled..).unwrap_or_default(),
+            at + filled as u64,
+        )? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
 }
 
 impl PartitionReader {
@@ -96,6 +156,7 @@ impl PartitionReader {
             segments: list_segments(dir)?,
             open: None,
             cursor: None,
+            active_index: ActiveIndexCopy::default(),
         })
     }
 
@@ -246,16 +307,17 @@ impl PartitionReader {
             return Ok(0);
         };
         let sealed = self.tail.read().active_base != base;
-        let index = IndexBytes::load(&segment_path(&self.dir, base, "index"), sealed)?;
-        let Some(index) = index else { return Ok(0) };
-        let entries = OffsetEntries(index.bytes());
-        let valid = OffsetEntries(
-            index
-                .bytes()
-                .get(..entries.valid_prefix(limit) * 8)
-                .unwrap_or_default(),
-        );
-        let Some((entry_rel, pos)) = valid.floor(rel) else {
+        let found = if sealed {
+            let index = IndexBytes::load(&segment_path(&self.dir, base, "index"), true)?;
+            index.and_then(|i| {
+                let valid = OffsetEntries(i.bytes()).valid_prefix(limit) * OFFSET_ENTRY;
+                OffsetEntries(i.bytes().get(..valid).unwrap_or_default()).floor(rel)
+            })
+        } else {
+            self.active_index.refresh(&self.dir, base, limit)?;
+            self.active_index.entries().floor(rel)
+        };
+        let Some((entry_rel, pos)) = found else {
             return Ok(0);
         };
         let Some(seg) = &self.open else { return Ok(0) };
@@ -288,7 +350,14 @@ impl PartitionReader {
             if room == 0 && !fetch.slots.is_empty() {
                 break;
             }
-            let mut want = (room.max(HEADER_LEN) as u64).min(limit - position) as usize;
+            // Start small (a seek for a few records should not read a megabyte), then read in
+            // large chunks while more records are wanted.
+            let step = if fetch.slots.is_empty() {
+                FIRST_READ
+            } else {
+                room
+            };
+            let mut want = (room.min(step).max(HEADER_LEN) as u64).min(limit - position) as usize;
             let start = fetch.buf.len();
             fetch.buf.resize(start + want, 0);
             let read =

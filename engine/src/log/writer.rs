@@ -52,6 +52,7 @@ pub(crate) struct WriterState {
 struct SyncState {
     synced_offset: u64,
     syncing: bool,
+    fsyncs: u64,
 }
 
 /// The exclusive appender of one partition. Share it between threads with `Arc`.
@@ -122,12 +123,11 @@ impl PartitionWriter {
             }
             sealed.push(seg);
         }
-        if config.durability != Durability::None {
-            active
-                .log
-                .sync_data()
-                .ctx("fsync segment", &active.log_path)?;
-        }
+        // What recovery left is made durable once, so that `durable_offset` starts out true.
+        active
+            .log
+            .sync_data()
+            .ctx("fsync segment", &active.log_path)?;
         let tail_value = Tail {
             active_base: active.base,
             position: active.size,
@@ -143,6 +143,7 @@ impl PartitionWriter {
             sync: Mutex::new(SyncState {
                 synced_offset: active.next_offset,
                 syncing: false,
+                fsyncs: 0,
             }),
             state: Mutex::new(WriterState {
                 active,
@@ -182,6 +183,16 @@ impl PartitionWriter {
     /// The next offset to be assigned.
     pub fn end_offset(&self) -> u64 {
         self.state.lock().active.next_offset
+    }
+
+    /// Offsets below this are on stable storage (fsynced) as far as this writer knows.
+    pub fn durable_offset(&self) -> u64 {
+        self.sync.lock().synced_offset
+    }
+
+    /// How many fsyncs of segment data this writer has issued (for group-commit metrics).
+    pub fn fsync_count(&self) -> u64 {
+        self.sync.lock().fsyncs
     }
 
     /// The first offset still stored.
@@ -360,6 +371,7 @@ impl PartitionWriter {
             *self.last_sync.lock() = Instant::now();
             s = self.sync.lock();
             s.syncing = false;
+            s.fsyncs += 1;
             if result.is_ok() {
                 s.synced_offset = s.synced_offset.max(target);
             }
