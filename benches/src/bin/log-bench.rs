@@ -2,7 +2,8 @@
 //! `name=<figure> records_per_s=<n> mb_per_s=<n> baseline_ratio=<r> peak_rss_kib=<n>`.
 //!
 //! Figures: `append_100b` and `append_1kib` (durability none, one thread, 1,000 records per
-//! append), `replay` (reading the 100 B topic from offset 0), and `append_always_4` (durability
+//! append, into the page cache), the same with a final fsync included (`_synced`: until the data is
+//! on disk), `replay` (reading the 100 B topic from offset 0), and `append_always_4` (durability
 //! always, 4 threads appending 100 records of 100 B at a time). Each baseline runs in the same
 //! process over the same bytes: a plain `write()` loop writing eddy's segment bytes in chunks of
 //! one append's size, a plain `read()` loop over the segment files, and for `always` four threads
@@ -78,8 +79,9 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Plain write loop: `total` bytes in chunks of `chunk`, one `write()` each. Returns seconds.
-fn baseline_write(path: &Path, total: u64, chunk: usize) -> f64 {
+/// Plain write loop: `total` bytes in chunks of `chunk`, one `write()` each. Returns seconds for
+/// the writes, and for the writes plus a final `fsync`.
+fn baseline_write(path: &Path, total: u64, chunk: usize) -> (f64, f64) {
     let buf = vec![7u8; chunk];
     let mut f = File::create(path).expect("baseline file");
     let ((), t) = timed(|| {
@@ -90,10 +92,10 @@ fn baseline_write(path: &Path, total: u64, chunk: usize) -> f64 {
             left -= n as u64;
         }
     });
-    settle(&f);
+    let ((), sync) = timed(|| settle(&f));
     drop(f);
     let _ = std::fs::remove_file(path);
-    t.as_secs_f64()
+    (t.as_secs_f64(), (t + sync).as_secs_f64())
 }
 
 /// Untimed: pushes written data to disk so that the next timed phase does not pay for it.
@@ -118,13 +120,22 @@ fn cpu_ticks() -> (u64, u64) {
 }
 
 /// Best of [`ROUNDS`] alternating runs of eddy's appends and the plain write loop over the same
-/// bytes. Returns the figure and the log of the last eddy round (for the replay figure).
-fn append_figure(name: &'static str, root: &Path, n: usize, size: usize) -> (Figure, PathBuf) {
+/// bytes. Returns the figure (page cache), the figure including a final fsync (`_synced`), and the
+/// log of the last eddy round (for the replay figure).
+fn append_figure(
+    name: &'static str,
+    synced_name: &'static str,
+    root: &Path,
+    n: usize,
+    size: usize,
+) -> (Figure, Figure, PathBuf) {
     let batch = records(PER_APPEND, size);
     let appends = n / PER_APPEND;
     let records = (appends * PER_APPEND) as u64;
     let mut best_eddy = f64::MAX;
     let mut best_base = f64::MAX;
+    let mut best_eddy_synced = f64::MAX;
+    let mut best_base_synced = f64::MAX;
     let mut written = 0;
     let mut last_dir = root.join(name);
     for round in 0..ROUNDS {
@@ -149,7 +160,8 @@ fn append_figure(name: &'static str, root: &Path, n: usize, size: usize) -> (Fig
             );
         }
         best_eddy = best_eddy.min(elapsed.as_secs_f64());
-        w.flush().expect("flush");
+        let ((), flush) = timed(|| w.flush().expect("flush"));
+        best_eddy_synced = best_eddy_synced.min((elapsed + flush).as_secs_f64());
         drop((w, topic, log));
         written = segment_bytes(&dir);
         for seg in walk(&dir) {
@@ -158,7 +170,9 @@ fn append_figure(name: &'static str, root: &Path, n: usize, size: usize) -> (Fig
             }
         }
         let chunk = (written / appends as u64) as usize;
-        let base = baseline_write(&root.join(format!("{name}.baseline")), written, chunk);
+        let (base, base_synced) =
+            baseline_write(&root.join(format!("{name}.baseline")), written, chunk);
+        best_base_synced = best_base_synced.min(base_synced);
         if std::env::var_os("LOG_BENCH_VERBOSE").is_some() {
             eprintln!(
                 "{name} round {round}: eddy {:.3}s baseline {base:.3}s ({written} bytes)",
@@ -179,7 +193,14 @@ fn append_figure(name: &'static str, root: &Path, n: usize, size: usize) -> (Fig
         elapsed: std::time::Duration::from_secs_f64(best_eddy),
         baseline_records_per_s: Some(records as f64 / best_base),
     };
-    (fig, last_dir)
+    let synced = Figure {
+        name: synced_name,
+        records,
+        bytes: written,
+        elapsed: std::time::Duration::from_secs_f64(best_eddy_synced),
+        baseline_records_per_s: Some(records as f64 / best_base_synced),
+    };
+    (fig, synced, last_dir)
 }
 
 fn replay_figure(root: &Path) -> Figure {
@@ -289,12 +310,26 @@ fn main() {
             tmp.path().to_owned()
         }
     };
-    let (f100, dir100) = append_figure("append_100b", &root, o.records_100b, 100);
+    let (f100, f100s, dir100) = append_figure(
+        "append_100b",
+        "append_100b_synced",
+        &root,
+        o.records_100b,
+        100,
+    );
     println!("{}", f100.line());
+    println!("{}", f100s.line());
     println!("{}", replay_figure(&dir100).line());
     let _ = std::fs::remove_dir_all(&dir100);
-    let (f1k, dir1k) = append_figure("append_1kib", &root, o.records_1kib, 1024);
+    let (f1k, f1ks, dir1k) = append_figure(
+        "append_1kib",
+        "append_1kib_synced",
+        &root,
+        o.records_1kib,
+        1024,
+    );
     println!("{}", f1k.line());
+    println!("{}", f1ks.line());
     let _ = std::fs::remove_dir_all(&dir1k);
     println!("{}", always_figure(&root).line());
 }

@@ -335,7 +335,8 @@ impl Topic {
     }
 
     /// Appends records, each to the partition of its key. Returns `(partition, offset)` per record,
-    /// in input order.
+    /// in input order. Partitions are appended one after another: an error (say, a partition locked
+    /// by another process) can leave the records of earlier partitions appended.
     pub fn append(&self, records: impl IntoIterator<Item = Record>) -> LogResult<Vec<(u32, u64)>> {
         let n = self.config.partitions as usize;
         let mut buckets: Vec<Vec<Record>> = (0..n).map(|_| Vec::new()).collect();

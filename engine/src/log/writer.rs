@@ -4,8 +4,8 @@
 //! Invariants: at most one `PartitionWriter` per partition exists across all processes (an
 //! exclusive lock on the partition's `lock` file, held for the writer's life); the tail is published
 //! only after the bytes it covers are written; every segment before the active one is fsynced
-//! before the roll that sealed it returns (unless durability is `None`), so syncing the active
-//! segment makes everything before it durable.
+//! before the roll that sealed it returns, so syncing the active segment makes everything before it
+//! durable.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -47,6 +47,8 @@ pub(crate) struct WriterState {
     pub active: ActiveSegment,
     pub sealed: Vec<SealedSegment>,
     buf: Vec<u8>,
+    /// Sealed segments not yet fsynced (durability `none` only); `flush` syncs them.
+    unsynced: Vec<(Arc<File>, PathBuf)>,
 }
 
 struct SyncState {
@@ -149,6 +151,7 @@ impl PartitionWriter {
                 active,
                 sealed,
                 buf: Vec::with_capacity(TARGET_BATCH_BYTES + (64 << 10)),
+                unsynced: Vec::new(),
             }),
             config,
             tail,
@@ -304,8 +307,13 @@ impl PartitionWriter {
         let capacity = index_capacity(self.config.segment_bytes, interval);
         let fresh = ActiveSegment::create(&self.dir, st.active.next_offset, capacity, interval)?;
         let old = std::mem::replace(&mut st.active, fresh);
-        st.sealed
-            .push(old.seal(self.config.durability != Durability::None)?);
+        // With durability `none` the sealed log is synced later, by the next `flush`, so that a roll
+        // never stalls appends on an fsync the topic did not ask for.
+        let sync_now = self.config.durability != Durability::None;
+        if !sync_now {
+            st.unsynced.push((old.log.clone(), old.log_path.clone()));
+        }
+        st.sealed.push(old.seal(sync_now)?);
         sync_dir(&self.dir)?;
         self.tail.publish(Tail {
             active_base: st.active.base,
@@ -317,6 +325,9 @@ impl PartitionWriter {
 
     /// Starts a compaction on its own thread unless one is running; appends go on meanwhile.
     fn compact_in_background(&self) {
+        if self.maintenance.is_locked() {
+            return; // a pass is running; the next roll starts another
+        }
         let Some(me) = self.this.upgrade() else {
             return;
         };
@@ -359,15 +370,28 @@ impl PartitionWriter {
             }
             s.syncing = true;
             drop(s);
-            let (file, path, target) = {
-                let st = self.state.lock();
+            let (older, file, path, target) = {
+                let mut st = self.state.lock();
+                let older = std::mem::take(&mut st.unsynced);
+                let active = &st.active;
                 (
-                    st.active.log.clone(),
-                    st.active.log_path.clone(),
-                    st.active.next_offset,
+                    older,
+                    active.log.clone(),
+                    active.log_path.clone(),
+                    active.next_offset,
                 )
             };
-            let result = file.sync_data().ctx("fsync segment", &path);
+            let mut result = Ok(());
+            for (i, (f, p)) in older.iter().enumerate() {
+                if let Err(e) = f.sync_data().ctx("fsync segment", p) {
+                    let mut st = self.state.lock();
+                    st.unsynced
+                        .extend(older.get(i..).unwrap_or_default().iter().cloned());
+                    result = Err(e);
+                    break;
+                }
+            }
+            let result = result.and_then(|()| file.sync_data().ctx("fsync segment", &path));
             *self.last_sync.lock() = Instant::now();
             s = self.sync.lock();
             s.syncing = false;
