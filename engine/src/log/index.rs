@@ -40,6 +40,20 @@ fn i64_at(b: &[u8], at: usize) -> i64 {
     i64::from_be_bytes(a)
 }
 
+/// Binary search: how many of the first `len` entries satisfy `pred`, which must hold for a prefix.
+fn count_leading(len: usize, pred: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, len);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if pred(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
 /// Offset-index entries over a byte slice.
 #[derive(Clone, Copy)]
 pub(crate) struct OffsetEntries<'a>(pub &'a [u8]);
@@ -57,20 +71,8 @@ impl OffsetEntries<'_> {
     }
     /// The last entry whose relative offset is `<= rel`, if any.
     pub fn floor(&self, rel: u32) -> Option<(u32, u32)> {
-        let n = self.partition_point(|e| e.0 <= rel);
+        let n = count_leading(self.len(), |i| self.get(i).0 <= rel);
         n.checked_sub(1).map(|i| self.get(i))
-    }
-    fn partition_point(&self, pred: impl Fn((u32, u32)) -> bool) -> usize {
-        let (mut lo, mut hi) = (0, self.len());
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            if pred(self.get(mid)) {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
     }
     /// Number of leading entries that form a valid list (strictly increasing, never zero).
     pub fn valid_prefix(&self, log_len: u64) -> usize {
@@ -107,16 +109,8 @@ impl TimeEntries<'_> {
     }
     /// The last entry whose timestamp is `< ts`: every record up to its offset is older than `ts`.
     pub fn last_before(&self, ts: i64) -> Option<(i64, u32)> {
-        let (mut lo, mut hi) = (0, self.len());
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            if self.get(mid).0 < ts {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        lo.checked_sub(1).map(|i| self.get(i))
+        let n = count_leading(self.len(), |i| self.get(i).0 < ts);
+        n.checked_sub(1).map(|i| self.get(i))
     }
     /// Number of leading entries that form a valid list. `allow_zero_offset` admits relative offset
     /// 0 in the first entry (sealed files); active files end at the first all-zero entry.
