@@ -32,12 +32,17 @@
 
 #![deny(missing_docs)]
 
+mod groups;
 mod log;
 
 #[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod cli;
 
+pub use groups::{
+    parse_iso_duration, AutoOffsetReset, Consumer, ConsumerConfig, GroupDescription, GroupError,
+    GroupResult, Groups, MemberInfo, PartitionLag, PolledBatch, ResetRow, ResetScope, ResetTarget,
+};
 pub use log::{
     murmur2, partition_for_key, validate_name, Appended, CleanupPolicy, CompactionStats,
     Durability, Fetch, Header, Log, LogError, LogResult, PartitionInfo, PartitionReader,

@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 
 use super::time::parse_timestamp_ms;
 use super::CliError;
-use crate::{Log, PartitionReader, RecordView};
+use crate::{AutoOffsetReset, Consumer, ConsumerConfig, Log, PartitionReader, RecordView};
 
 /// How records are printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -24,8 +24,12 @@ pub(crate) struct ConsumeArgs {
     /// Topic to read.
     topic: String,
     /// Read only this partition (default: all).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "group")]
     partition: Option<u32>,
+    /// Consume as a member of this consumer group: share the partitions with its other members,
+    /// start at the group's committed offsets, and commit after printing each batch.
+    #[arg(long, conflicts_with_all = ["offset", "from_timestamp"])]
+    group: Option<String>,
     /// Start at the log start of each partition (the default).
     #[arg(long, conflicts_with_all = ["offset", "from_timestamp", "from_end"])]
     from_beginning: bool,
@@ -59,6 +63,9 @@ struct Source {
 }
 
 pub(crate) fn run(log: &Log, args: ConsumeArgs) -> Result<(), CliError> {
+    if let Some(group) = &args.group {
+        return run_group(log, &args, group);
+    }
     let topic = log.topic(&args.topic)?;
     let partitions: Vec<u32> = match args.partition {
         Some(p) => vec![p],
@@ -174,4 +181,52 @@ fn print_record(
             writeln!(out, "{doc}")
         }
     }
+}
+
+/// `consume --group`: a group member that prints each polled batch, flushes it, then commits.
+fn run_group(log: &Log, args: &ConsumeArgs, group: &str) -> Result<(), CliError> {
+    let mut config = ConsumerConfig::new(group);
+    config.auto_offset_reset = if args.from_end {
+        AutoOffsetReset::Latest
+    } else {
+        AutoOffsetReset::Earliest
+    };
+    // Everything printed is committed right away; what was polled but not printed (past
+    // --max-records) must not be committed when the member leaves.
+    config.commit_on_revoke = false;
+    let mut consumer = Consumer::new(log, config)?;
+    consumer.subscribe(&[args.topic.as_str()])?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let limit = args.max_records.unwrap_or(u64::MAX);
+    let mut printed = 0u64;
+    while printed < limit {
+        let batches = consumer.poll(Duration::from_millis(100))?;
+        if batches.is_empty() {
+            if !args.follow && consumer.caught_up()? {
+                break;
+            }
+            continue;
+        }
+        let mut commits = Vec::new();
+        for b in &batches {
+            let mut next = None;
+            for r in b.records.iter() {
+                if printed >= limit {
+                    break;
+                }
+                print_record(&mut out, args, b.partition, &r)?;
+                printed += 1;
+                next = Some(r.offset + 1);
+            }
+            if let Some(n) = next {
+                commits.push((b.topic.clone(), b.partition, n));
+            }
+        }
+        // Printed (and flushed) before committed: a crash in between prints again, never skips.
+        out.flush()?;
+        consumer.commit_offsets(&commits)?;
+    }
+    out.flush()?;
+    consumer.close()?;
+    Ok(())
 }

@@ -3,6 +3,7 @@
 //! (see [`exit_code`]).
 
 mod consume;
+mod groups;
 mod produce;
 mod time;
 mod topics;
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::{Log, LogError};
+use crate::{GroupError, Log, LogError};
 
 /// Data directory used when neither `--data-dir` nor `EDDY_DATA_DIR` is given.
 pub const DEFAULT_DATA_DIR: &str = "./eddy-data";
@@ -41,11 +42,16 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print records of a topic.
     Consume(consume::ConsumeArgs),
+    /// List, describe, reset and delete consumer groups.
+    Groups {
+        #[command(subcommand)]
+        action: groups::GroupsCommand,
+    },
 }
 
 /// Stable exit codes: 0 success, 1 I/O or other failure, 2 bad arguments or names, 3 topic or
 /// partition not found, 4 topic exists, 5 partition locked by another process, 6 corrupt data,
-/// 7 offset out of range.
+/// 7 offset out of range, 8 consumer group has live members.
 pub fn exit_code(e: &LogError) -> i32 {
     match e {
         LogError::InvalidName { .. } | LogError::InvalidConfig(_) => 2,
@@ -63,6 +69,8 @@ pub fn exit_code(e: &LogError) -> i32 {
 pub(crate) enum CliError {
     #[error(transparent)]
     Log(#[from] LogError),
+    #[error(transparent)]
+    Group(GroupError),
     #[error("{0}")]
     Input(String),
     #[error("writing output: {0}")]
@@ -78,6 +86,7 @@ pub fn run() -> i32 {
             Command::Topics { action } => topics::run(&log, action),
             Command::Produce(args) => produce::run(&log, args),
             Command::Consume(args) => consume::run(&log, args),
+            Command::Groups { action } => groups::run(&log, action),
         });
     match result {
         Ok(()) => 0,
@@ -86,9 +95,23 @@ pub fn run() -> i32 {
             eprintln!("eddy: {e}");
             match &e {
                 CliError::Log(l) => exit_code(l),
+                CliError::Group(GroupError::Log(l)) => exit_code(l),
+                CliError::Group(GroupError::GroupNotFound(_)) => 3,
+                CliError::Group(GroupError::GroupActive { .. }) => 8,
+                CliError::Group(GroupError::Corrupt { .. }) => 6,
+                CliError::Group(_) => 2,
                 CliError::Input(_) => 2,
                 CliError::Output(_) => 1,
             }
+        }
+    }
+}
+
+impl From<GroupError> for CliError {
+    fn from(e: GroupError) -> Self {
+        match e {
+            GroupError::Log(l) => CliError::Log(l),
+            other => CliError::Group(other),
         }
     }
 }

@@ -24,4 +24,5 @@ pub use reader::{Fetch, PartitionReader};
 pub use record::{Header, Record, RecordView};
 pub use segment::RecoveryReport;
 pub use topic::{validate_name, Log, PartitionInfo, Topic};
+pub(crate) use writer::now_ms;
 pub use writer::{Appended, PartitionWriter};

@@ -1,0 +1,435 @@
+//! A member of a consumer group: subscribes to topics, owns a fair share of their partitions,
+//! polls records from them and commits the offsets it has processed.
+//!
+//! Rebalancing happens inside `poll`: every `rebalance_check` the member lists the group's live
+//! members; when they changed, it recomputes the assignment (the same on every member), gives up
+//! the partitions it lost (committing their positions first when `commit_on_revoke`), and takes the
+//! new ones as soon as their previous owners let go. A member that dies releases its locks at once,
+//! so its partitions move within one `rebalance_check` of the survivors' next poll.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::error::{GroupError, GroupResult};
+use super::membership::{assign, GroupDir, MemberHandle, MemberInfo, OwnerHandle};
+use super::offsets::{OffsetsFile, TopicPartition};
+use crate::log::{Fetch, Log, LogError, PartitionReader};
+
+/// Where a member starts in a partition that has no committed offset (Kafka's
+/// `auto.offset.reset`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AutoOffsetReset {
+    /// The log-start offset.
+    Earliest,
+    /// The log-end offset: only records appended from now on.
+    Latest,
+    /// Fail `poll` with [`GroupError::NoCommittedOffset`].
+    Error,
+}
+
+/// Settings of a consumer.
+#[derive(Clone, Debug)]
+pub struct ConsumerConfig {
+    /// Group name (validated like a topic name).
+    pub group: String,
+    /// Start for partitions without a committed offset.
+    pub auto_offset_reset: AutoOffsetReset,
+    /// Member id; a unique one is made up when `None`.
+    pub member_id: Option<String>,
+    /// Most records one `poll` returns.
+    pub max_poll_records: usize,
+    /// About how many bytes of batches one `poll` reads.
+    pub max_poll_bytes: usize,
+    /// How often `poll` looks for members that joined or died.
+    pub rebalance_check: Duration,
+    /// Commit a partition's position before giving it up in a rebalance or on close. Right when
+    /// every polled record is processed before the next `poll`, as in a plain poll loop.
+    pub commit_on_revoke: bool,
+    /// Fsync every commit. Without it a commit survives a process crash but a power loss may
+    /// take offsets back to an earlier commit (records are delivered again, none is skipped).
+    pub fsync_commits: bool,
+}
+
+impl ConsumerConfig {
+    /// Defaults for `group`: earliest, 10,000 records or 4 MiB per poll, a 100 ms rebalance check,
+    /// commit on revoke, no fsync of commits.
+    pub fn new(group: impl Into<String>) -> Self {
+        ConsumerConfig {
+            group: group.into(),
+            auto_offset_reset: AutoOffsetReset::Earliest,
+            member_id: None,
+            max_poll_records: 10_000,
+            max_poll_bytes: 4 << 20,
+            rebalance_check: Duration::from_millis(100),
+            commit_on_revoke: true,
+            fsync_commits: false,
+        }
+    }
+}
+
+/// Records polled from one partition.
+pub struct PolledBatch {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// The records, in offset order.
+    pub records: Fetch,
+}
+
+struct Owned {
+    reader: PartitionReader,
+    position: u64,
+    _owner: OwnerHandle,
+}
+
+static MEMBER_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A member of a consumer group. One per thread; any number per process.
+pub struct Consumer {
+    log: Log,
+    config: ConsumerConfig,
+    group: GroupDir,
+    member_id: String,
+    member: Option<MemberHandle>,
+    topics: Vec<String>,
+    owned: BTreeMap<TopicPartition, Owned>,
+    pending: BTreeSet<TopicPartition>,
+    offsets: OffsetsFile,
+    members_seen: Option<Vec<MemberInfo>>,
+    last_check: Option<Instant>,
+    next_partition: usize,
+}
+
+impl Consumer {
+    /// A consumer of `config.group` over the data directory of `log`. It joins the group on
+    /// `subscribe`.
+    pub fn new(log: &Log, config: ConsumerConfig) -> GroupResult<Consumer> {
+        let group = GroupDir::new(log.dir(), &config.group, true)?;
+        let member_id = match &config.member_id {
+            Some(id) => id.clone(),
+            None => format!(
+                "member-{}-{}-{}",
+                std::process::id(),
+                MEMBER_SEQ.fetch_add(1, Ordering::Relaxed),
+                crate::log::now_ms() % 1_000_000
+            ),
+        };
+        Ok(Consumer {
+            log: log.clone(),
+            config,
+            group,
+            member_id,
+            member: None,
+            topics: Vec::new(),
+            owned: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            offsets: OffsetsFile::default(),
+            members_seen: None,
+            last_check: None,
+            next_partition: 0,
+        })
+    }
+
+    /// This member's id.
+    pub fn member_id(&self) -> &str {
+        &self.member_id
+    }
+
+    /// Joins the group for `topics` (replacing an earlier subscription). Partitions are assigned
+    /// on the next `poll`.
+    pub fn subscribe(&mut self, topics: &[&str]) -> GroupResult<()> {
+        for t in topics {
+            self.log.topic(t)?; // must exist
+        }
+        self.revoke_all()?;
+        self.member = None;
+        self.topics = topics.iter().map(|t| (*t).to_owned()).collect();
+        self.member = Some(self.group.join(&MemberInfo {
+            id: self.member_id.clone(),
+            topics: self.topics.clone(),
+        })?);
+        self.members_seen = None;
+        Ok(())
+    }
+
+    /// The partitions this member owns now.
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        self.owned.keys().cloned().collect()
+    }
+
+    /// The next offset this member will read from a partition it owns.
+    pub fn position(&self, topic: &str, partition: u32) -> GroupResult<u64> {
+        self.owned_ref(topic, partition).map(|o| o.position)
+    }
+
+    fn owned_ref(&self, topic: &str, partition: u32) -> GroupResult<&Owned> {
+        self.owned
+            .get(&(topic.to_owned(), partition))
+            .ok_or_else(|| GroupError::NotAssigned {
+                topic: topic.to_owned(),
+                partition,
+            })
+    }
+
+    /// Moves the position in an owned partition; the next `poll` reads from `offset`.
+    pub fn seek(&mut self, topic: &str, partition: u32, offset: u64) -> GroupResult<()> {
+        let key = (topic.to_owned(), partition);
+        let o = self
+            .owned
+            .get_mut(&key)
+            .ok_or_else(|| GroupError::NotAssigned {
+                topic: topic.to_owned(),
+                partition,
+            })?;
+        o.position = offset;
+        Ok(())
+    }
+
+    /// The group's committed offset for a partition, as stored now.
+    pub fn committed(&mut self, topic: &str, partition: u32) -> GroupResult<Option<u64>> {
+        self.offsets.refresh(&self.group.offsets_path())?;
+        Ok(self
+            .offsets
+            .offsets
+            .get(&(topic.to_owned(), partition))
+            .copied())
+    }
+
+    /// Commits the current position of every owned partition.
+    pub fn commit(&mut self) -> GroupResult<()> {
+        let positions: Vec<(String, u32, u64)> = self
+            .owned
+            .iter()
+            .map(|((t, p), o)| (t.clone(), *p, o.position))
+            .collect();
+        self.commit_offsets(&positions)
+    }
+
+    /// Commits the given offsets (the next offset to read, as in Kafka) for owned partitions, in
+    /// one crash-atomic record.
+    pub fn commit_offsets(&mut self, offsets: &[(String, u32, u64)]) -> GroupResult<()> {
+        for (t, p, _) in offsets {
+            self.owned_ref(t, *p)?;
+        }
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<(&str, u32, u64)> = offsets
+            .iter()
+            .map(|(t, p, o)| (t.as_str(), *p, *o))
+            .collect();
+        let path = self.group.offsets_path();
+        let _g = self.group.lock()?;
+        self.offsets.refresh(&path)?;
+        self.offsets.commit(
+            &path,
+            &refs,
+            self.config.fsync_commits,
+            crate::log::now_ms(),
+        )
+    }
+
+    /// Returns records from owned partitions, waiting up to `timeout` for some. Rebalances first
+    /// when members joined or left.
+    pub fn poll(&mut self, timeout: Duration) -> GroupResult<Vec<PolledBatch>> {
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            self.rebalance_if_due()?;
+            let batches = self.fetch_once()?;
+            let now = Instant::now();
+            if !batches.is_empty() || now >= deadline {
+                return Ok(batches);
+            }
+            std::thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether every owned partition has been read to its end and nothing is waiting to be
+    /// owned (for bounded runs: "caught up").
+    pub fn caught_up(&mut self) -> GroupResult<bool> {
+        self.rebalance_if_due()?;
+        Ok(self.pending.is_empty()
+            && self.members_seen.is_some()
+            && self
+                .owned
+                .values()
+                .all(|o| o.position >= o.reader.end_offset()))
+    }
+
+    fn fetch_once(&mut self) -> GroupResult<Vec<PolledBatch>> {
+        let mut out = Vec::new();
+        let keys: Vec<TopicPartition> = self.owned.keys().cloned().collect();
+        let n = keys.len();
+        let mut budget_records = self.config.max_poll_records;
+        let mut budget_bytes = self.config.max_poll_bytes;
+        for i in 0..n {
+            if budget_records == 0 || budget_bytes == 0 {
+                break;
+            }
+            let Some(key) = keys.get((self.next_partition + i) % n) else {
+                continue;
+            };
+            let Some(o) = self.owned.get_mut(key) else {
+                continue;
+            };
+            let fetch = match o.reader.read(o.position, budget_records, budget_bytes) {
+                Ok(f) => f,
+                Err(LogError::OffsetOutOfRange { log_start, end, .. })
+                    if self.config.auto_offset_reset != AutoOffsetReset::Error =>
+                {
+                    // Retention went past the position: apply the reset policy, as Kafka does.
+                    o.position = match self.config.auto_offset_reset {
+                        AutoOffsetReset::Earliest => log_start,
+                        _ => end,
+                    };
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if fetch.is_empty() {
+                continue;
+            }
+            o.position = fetch.next_offset();
+            budget_records = budget_records.saturating_sub(fetch.len());
+            budget_bytes = budget_bytes.saturating_sub(fetch.bytes());
+            out.push(PolledBatch {
+                topic: key.0.clone(),
+                partition: key.1,
+                records: fetch,
+            });
+        }
+        self.next_partition = self.next_partition.wrapping_add(1);
+        Ok(out)
+    }
+
+    fn rebalance_if_due(&mut self) -> GroupResult<()> {
+        if self.member.is_none() {
+            return Ok(());
+        }
+        let due = self
+            .last_check
+            .is_none_or(|t| t.elapsed() >= self.config.rebalance_check);
+        if due {
+            self.last_check = Some(Instant::now());
+            let members = self.group.live_members()?;
+            if self.members_seen.as_ref() != Some(&members) {
+                self.reassign(&members)?;
+                self.members_seen = Some(members);
+            }
+        }
+        if !self.pending.is_empty() {
+            self.take_pending()?;
+        }
+        Ok(())
+    }
+
+    fn reassign(&mut self, members: &[MemberInfo]) -> GroupResult<()> {
+        let mut partitions = BTreeMap::new();
+        for m in members {
+            for t in &m.topics {
+                if !partitions.contains_key(t) {
+                    if let Ok(topic) = self.log.topic(t) {
+                        partitions.insert(t.clone(), topic.partitions());
+                    }
+                }
+            }
+        }
+        let target: BTreeSet<TopicPartition> = assign(members, &partitions)
+            .remove(&self.member_id)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let lost: Vec<TopicPartition> = self
+            .owned
+            .keys()
+            .filter(|k| !target.contains(*k))
+            .cloned()
+            .collect();
+        self.revoke(&lost)?;
+        self.pending = target
+            .into_iter()
+            .filter(|k| !self.owned.contains_key(k))
+            .collect();
+        Ok(())
+    }
+
+    fn revoke(&mut self, lost: &[TopicPartition]) -> GroupResult<()> {
+        if lost.is_empty() {
+            return Ok(());
+        }
+        if self.config.commit_on_revoke {
+            let positions: Vec<(String, u32, u64)> = lost
+                .iter()
+                .filter_map(|k| self.owned.get(k).map(|o| (k.0.clone(), k.1, o.position)))
+                .collect();
+            self.commit_offsets(&positions)?;
+        }
+        for k in lost {
+            self.owned.remove(k); // releases the ownership lock
+        }
+        Ok(())
+    }
+
+    fn revoke_all(&mut self) -> GroupResult<()> {
+        let all: Vec<TopicPartition> = self.owned.keys().cloned().collect();
+        self.pending.clear();
+        self.revoke(&all)
+    }
+
+    fn take_pending(&mut self) -> GroupResult<()> {
+        let pending: Vec<TopicPartition> = self.pending.iter().cloned().collect();
+        for key in pending {
+            let Some(owner) = self.group.try_own(&key.0, key.1, &self.member_id)? else {
+                continue; // the previous owner has not let go yet
+            };
+            // Read the committed offset only once we own the partition: the previous owner
+            // committed before releasing it.
+            self.offsets.refresh(&self.group.offsets_path())?;
+            let topic = self.log.topic(&key.0)?;
+            let mut reader = topic.reader(key.1)?;
+            let position = match self.offsets.offsets.get(&key) {
+                Some(&o) => o,
+                None => match self.config.auto_offset_reset {
+                    AutoOffsetReset::Earliest => reader.log_start_offset()?,
+                    AutoOffsetReset::Latest => reader.end_offset(),
+                    AutoOffsetReset::Error => {
+                        return Err(GroupError::NoCommittedOffset {
+                            group: self.group.name.clone(),
+                            topic: key.0.clone(),
+                            partition: key.1,
+                        })
+                    }
+                },
+            };
+            self.pending.remove(&key);
+            self.owned.insert(
+                key,
+                Owned {
+                    reader,
+                    position,
+                    _owner: owner,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Leaves the group: commits positions if `commit_on_revoke`, releases every partition and
+    /// the membership. Dropping the consumer does the same but cannot report errors.
+    pub fn close(mut self) -> GroupResult<()> {
+        let result = self.revoke_all();
+        self.member = None;
+        result
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        // Best effort; `close` reports errors.
+        let _ = self.revoke_all();
+    }
+}

@@ -1,0 +1,16 @@
+//! Consumer groups: committed offsets per topic-partition (crash-atomic), membership and fair
+//! partition ownership across threads and processes on one data directory, and administration
+//! (describe, reset, delete). Uses the log's public API only.
+
+mod admin;
+mod consumer;
+mod error;
+mod membership;
+mod offsets;
+
+pub use admin::{
+    parse_iso_duration, GroupDescription, Groups, PartitionLag, ResetRow, ResetScope, ResetTarget,
+};
+pub use consumer::{AutoOffsetReset, Consumer, ConsumerConfig, PolledBatch};
+pub use error::{GroupError, GroupResult};
+pub use membership::MemberInfo;

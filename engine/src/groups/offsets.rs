@@ -1,0 +1,279 @@
+//! The committed offsets of one group: `groups/<group>/offsets`, an append-only file of commit
+//! records, each covering any number of topic-partitions and guarded by a CRC-32C.
+//!
+//! Record: `magic u8 = 1, length u32 BE, crc u32 BE (CRC-32C of the payload), payload`; payload:
+//! `timestamp_ms i64 BE, count u32 BE, count × (topic_len u16 BE, topic UTF-8, partition u32 BE,
+//! offset u64 BE)`. The offsets are the last value of each topic-partition over all records.
+//!
+//! Crash atomicity: a commit is one `write` of one record; a record cut short by a crash fails its
+//! CRC and is ignored, so the group keeps the old offsets (never a mix, never none). The next
+//! committer truncates such a tail before appending. When the file has grown past a few times its
+//! live contents it is rewritten as a single record into a temporary file, fsynced, and renamed over
+//! the old one. Every writer holds the group lock (see `membership.rs`).
+//!
+//! Commits are not fsynced unless asked: a process crash keeps them (page cache), and a power loss
+//! can only move offsets back to an earlier commit, which re-delivers records (at-least-once) but
+//! never skips one.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use super::error::{GroupError, GroupResult};
+use crate::log::LogError;
+
+const MAGIC: u8 = 1;
+const HEAD: usize = 9;
+/// Largest commit record accepted from disk.
+const MAX_RECORD: usize = 64 << 20;
+
+/// A topic-partition.
+pub type TopicPartition = (String, u32);
+
+/// The committed offsets of a group, and where the file's valid contents end.
+#[derive(Default, Debug, Clone)]
+pub(crate) struct OffsetsFile {
+    pub offsets: BTreeMap<TopicPartition, u64>,
+    /// Byte length of the valid records read so far.
+    valid_len: u64,
+    records: u64,
+    /// Inode of the file read so far: a rewrite replaces the inode.
+    inode: u64,
+}
+
+fn io(op: &'static str, path: &Path, source: std::io::Error) -> GroupError {
+    GroupError::Log(LogError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn encode(offsets: &[(&str, u32, u64)], timestamp_ms: i64) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(12 + offsets.len() * 32);
+    payload.extend_from_slice(&timestamp_ms.to_be_bytes());
+    payload.extend_from_slice(&(offsets.len() as u32).to_be_bytes());
+    for (topic, partition, offset) in offsets {
+        payload.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+        payload.extend_from_slice(topic.as_bytes());
+        payload.extend_from_slice(&partition.to_be_bytes());
+        payload.extend_from_slice(&offset.to_be_bytes());
+    }
+    let mut record = Vec::with_capacity(HEAD + payload.len());
+    record.push(MAGIC);
+    record.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    record.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
+    record.extend_from_slice(&payload);
+    record
+}
+
+/// Applies one payload to `offsets`; `None` if it is malformed.
+fn apply(payload: &[u8], offsets: &mut BTreeMap<TopicPartition, u64>) -> Option<()> {
+    let mut pos = 8usize;
+    let take = |pos: &mut usize, n: usize| -> Option<&[u8]> {
+        let s = payload.get(*pos..*pos + n)?;
+        *pos += n;
+        Some(s)
+    };
+    let count = u32::from_be_bytes(take(&mut pos, 4)?.try_into().ok()?);
+    let mut staged = Vec::with_capacity((count as usize).min(payload.len() / 14));
+    for _ in 0..count {
+        let len = u16::from_be_bytes(take(&mut pos, 2)?.try_into().ok()?) as usize;
+        let topic = std::str::from_utf8(take(&mut pos, len)?).ok()?.to_owned();
+        let partition = u32::from_be_bytes(take(&mut pos, 4)?.try_into().ok()?);
+        let offset = u64::from_be_bytes(take(&mut pos, 8)?.try_into().ok()?);
+        staged.push(((topic, partition), offset));
+    }
+    (pos == payload.len()).then_some(())?;
+    offsets.extend(staged);
+    Some(())
+}
+
+impl OffsetsFile {
+    /// Reads records from where the last read stopped to the end of the file. Stops at the first
+    /// invalid record (a torn tail), leaving `valid_len` there.
+    pub fn refresh(&mut self, path: &Path) -> GroupResult<()> {
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                *self = OffsetsFile::default();
+                return Ok(());
+            }
+            Err(e) => return Err(io("open", path, e)),
+        };
+        let meta = file.metadata().map_err(|e| io("stat", path, e))?;
+        let len = meta.len();
+        if meta.ino() != self.inode || len < self.valid_len {
+            // New, or rewritten by another member: read it from the start.
+            *self = OffsetsFile {
+                inode: meta.ino(),
+                ..OffsetsFile::default()
+            };
+        }
+        if len == self.valid_len {
+            return Ok(());
+        }
+        let mut bytes = vec![0u8; (len - self.valid_len) as usize];
+        file.read_exact_at(&mut bytes, self.valid_len)
+            .map_err(|e| io("read", path, e))?;
+        let mut pos = 0usize;
+        while let Some(head) = bytes.get(pos..pos + HEAD) {
+            let length = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            let crc = u32::from_be_bytes([head[5], head[6], head[7], head[8]]);
+            if head[0] != MAGIC || length > MAX_RECORD {
+                break;
+            }
+            let Some(payload) = bytes.get(pos + HEAD..pos + HEAD + length) else {
+                break;
+            };
+            if crc32c::crc32c(payload) != crc || apply(payload, &mut self.offsets).is_none() {
+                break;
+            }
+            pos += HEAD + length;
+            self.records += 1;
+        }
+        self.valid_len += pos as u64;
+        Ok(())
+    }
+
+    /// Appends one commit record (the caller holds the group lock and has just refreshed).
+    /// Truncates an invalid tail first. Rewrites the file when it has grown large.
+    pub fn commit(
+        &mut self,
+        path: &Path,
+        offsets: &[(&str, u32, u64)],
+        fsync: bool,
+        now_ms: i64,
+    ) -> GroupResult<()> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .read(true)
+            .open(path)
+            .map_err(|e| io("open", path, e))?;
+        let meta = file.metadata().map_err(|e| io("stat", path, e))?;
+        if meta.ino() != self.inode {
+            // Created just now: nothing was read from it yet.
+            self.inode = meta.ino();
+            self.valid_len = 0;
+        }
+        let len = meta.len();
+        if len > self.valid_len {
+            file.set_len(self.valid_len)
+                .map_err(|e| io("truncate torn commit", path, e))?;
+        }
+        let record = encode(offsets, now_ms);
+        file.write_all_at(&record, self.valid_len)
+            .map_err(|e| io("write", path, e))?;
+        if fsync {
+            file.sync_data().map_err(|e| io("fsync", path, e))?;
+        }
+        for (t, p, o) in offsets {
+            self.offsets.insert(((*t).to_owned(), *p), *o);
+        }
+        self.valid_len += record.len() as u64;
+        self.records += 1;
+        if self.records > 1000 && self.valid_len > 64 * 1024 {
+            self.rewrite(path, now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the file by a single record with the current offsets (temporary file, fsync,
+    /// rename, directory fsync), so that it never holds less than a whole set of offsets.
+    pub fn rewrite(&mut self, path: &Path, now_ms: i64) -> GroupResult<()> {
+        let all: Vec<(&str, u32, u64)> = self
+            .offsets
+            .iter()
+            .map(|((t, p), o)| (t.as_str(), *p, *o))
+            .collect();
+        let record = encode(&all, now_ms);
+        let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+        let mut f = File::create(&tmp).map_err(|e| io("create", &tmp, e))?;
+        f.write_all(&record).map_err(|e| io("write", &tmp, e))?;
+        f.sync_all().map_err(|e| io("fsync", &tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| io("rename", path, e))?;
+        if let Some(dir) = path.parent() {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io("fsync directory", dir, e))?;
+        }
+        self.valid_len = record.len() as u64;
+        self.records = 1;
+        self.inode = std::fs::metadata(path)
+            .map_err(|e| io("stat", path, e))?
+            .ino();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_accumulate_and_a_torn_tail_is_ignored_then_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("offsets");
+        let mut w = OffsetsFile::default();
+        w.commit(&path, &[("a", 0, 5), ("a", 1, 7)], false, 1)
+            .unwrap();
+        w.commit(&path, &[("a", 0, 9)], true, 2).unwrap();
+        // A commit cut short by a crash: half a record at the end.
+        let half = encode(&[("a", 0, 100), ("a", 1, 100)], 3);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&half[..half.len() / 2]).unwrap();
+        let mut r = OffsetsFile::default();
+        r.refresh(&path).unwrap();
+        assert_eq!(r.offsets.get(&("a".into(), 0)), Some(&9));
+        assert_eq!(
+            r.offsets.get(&("a".into(), 1)),
+            Some(&7),
+            "never a mix of old and new"
+        );
+        r.commit(&path, &[("a", 1, 8)], false, 4).unwrap();
+        let mut again = OffsetsFile::default();
+        again.refresh(&path).unwrap();
+        assert_eq!(
+            again.offsets.get(&("a".into(), 1)),
+            Some(&8),
+            "commit after a torn tail is read"
+        );
+    }
+
+    #[test]
+    fn rewrite_keeps_every_offset_and_readers_follow_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("offsets");
+        let mut w = OffsetsFile::default();
+        let mut reader = OffsetsFile::default();
+        for i in 0..3000u64 {
+            w.commit(&path, &[("t", (i % 4) as u32, i)], false, 0)
+                .unwrap();
+            if i % 500 == 0 {
+                reader.refresh(&path).unwrap();
+            }
+        }
+        assert!(
+            std::fs::metadata(&path).unwrap().len() < 200_000,
+            "file was compacted"
+        );
+        reader.refresh(&path).unwrap();
+        for p in 0..4u32 {
+            assert_eq!(reader.offsets[&("t".to_string(), p)], 2996 + u64::from(p));
+        }
+    }
+
+    #[test]
+    fn malformed_payloads_are_rejected_whole() {
+        let rec = encode(&[("t", 0, 1)], 0);
+        let payload = &rec[HEAD..];
+        let mut m = BTreeMap::new();
+        assert!(apply(&payload[..payload.len() - 1], &mut m).is_none());
+        assert!(m.is_empty());
+        assert!(apply(payload, &mut m).is_some());
+    }
+}
