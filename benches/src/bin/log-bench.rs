@@ -3,7 +3,8 @@
 //!
 //! Figures: `append_100b` and `append_1kib` (durability none, one thread, 1,000 records per
 //! append, into the page cache), the same with a final fsync included (`_synced`: until the data is
-//! on disk), `replay` (reading the 100 B topic from offset 0), and `append_always_4` (durability
+//! on disk), `consume_commit` (a consumer-group member polling 10,000 records at a time and
+//! committing after each poll; its baseline is the `replay` figure), `replay` (reading the 100 B topic from offset 0), and `append_always_4` (durability
 //! always, 4 threads appending 100 records of 100 B at a time). Each baseline runs in the same
 //! process over the same bytes: a plain `write()` loop writing eddy's segment bytes in chunks of
 //! one append's size, a plain `read()` loop over the segment files, and for `always` four threads
@@ -16,7 +17,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use eddy::{Durability, Log, TopicConfig};
+use eddy::{Consumer, ConsumerConfig, Durability, Log, TopicConfig};
 use eddy_benches::{records, timed, Figure};
 
 struct Options {
@@ -243,6 +244,48 @@ fn replay_figure(root: &Path) -> Figure {
     }
 }
 
+/// A group member polling 10,000 records at a time and committing after each poll, over the topic
+/// `replay` read; its baseline is the replay figure itself.
+fn consume_commit_figure(root: &Path, replay: &Figure) -> Figure {
+    let log = Log::open(root).expect("open log");
+    let mut config = ConsumerConfig::new("bench");
+    config.max_poll_records = 10_000;
+    let mut consumer = Consumer::new(&log, config).expect("consumer");
+    consumer.subscribe(&["bench"]).expect("subscribe");
+    let end = log
+        .topic("bench")
+        .expect("topic")
+        .reader(0)
+        .expect("reader")
+        .end_offset();
+    let (count, elapsed) = timed(|| {
+        let mut count = 0u64;
+        loop {
+            let batches = consumer
+                .poll(std::time::Duration::from_millis(100))
+                .expect("poll");
+            for b in &batches {
+                count += b
+                    .records
+                    .iter()
+                    .map(|r| u64::from(r.value.is_some()))
+                    .sum::<u64>();
+            }
+            consumer.commit().expect("commit");
+            if consumer.position("bench", 0).unwrap_or(0) >= end {
+                return count;
+            }
+        }
+    });
+    Figure {
+        name: "consume_commit",
+        records: count,
+        bytes: replay.bytes,
+        elapsed,
+        baseline_records_per_s: Some(replay.records_per_s()),
+    }
+}
+
 fn always_figure(root: &Path) -> Figure {
     const THREADS: usize = 4;
     const PER: usize = 100;
@@ -319,7 +362,9 @@ fn main() {
     );
     println!("{}", f100.line());
     println!("{}", f100s.line());
-    println!("{}", replay_figure(&dir100).line());
+    let replay = replay_figure(&dir100);
+    println!("{}", replay.line());
+    println!("{}", consume_commit_figure(&dir100, &replay).line());
     let _ = std::fs::remove_dir_all(&dir100);
     let (f1k, f1ks, dir1k) = append_figure(
         "append_1kib",

@@ -55,6 +55,9 @@ pub(crate) struct ConsumeArgs {
     /// With plain output, print the key and a tab before the value.
     #[arg(long)]
     print_key: bool,
+    /// Most records read per poll (with --group, one commit per poll).
+    #[arg(long, default_value_t = 10_000)]
+    poll_records: usize,
 }
 
 struct Source {
@@ -106,7 +109,7 @@ pub(crate) fn run(log: &Log, args: ConsumeArgs) -> Result<(), CliError> {
             }
             let room = usize::try_from(limit - printed)
                 .unwrap_or(usize::MAX)
-                .min(10_000);
+                .min(args.poll_records.max(1));
             let fetch = src.reader.read(src.next, room, 1 << 20)?;
             for r in fetch.iter() {
                 print_record(&mut out, &args, src.reader.partition(), &r)?;
@@ -186,6 +189,7 @@ fn print_record(
 /// `consume --group`: a group member that prints each polled batch, flushes it, then commits.
 fn run_group(log: &Log, args: &ConsumeArgs, group: &str) -> Result<(), CliError> {
     let mut config = ConsumerConfig::new(group);
+    config.max_poll_records = args.poll_records.max(1);
     config.auto_offset_reset = if args.from_end {
         AutoOffsetReset::Latest
     } else {

@@ -7,6 +7,7 @@
 //! found again by listing the directory.
 
 use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -62,8 +63,27 @@ struct SegmentSpan {
     upper: u64,
 }
 
-/// Bytes of the first `pread` of a read.
-const FIRST_READ: usize = 64 << 10;
+/// Most bytes of the first read of a fetch (later reads take what `max_bytes` leaves).
+const FIRST_READ_MAX: u64 = 16 << 20;
+
+/// Appends `file[at..at + len]` to `buf` without zero-filling the new space first.
+fn append_from(file: &File, path: &Path, at: u64, len: usize, buf: &mut Vec<u8>) -> LogResult<()> {
+    let mut f = file;
+    f.seek(SeekFrom::Start(at)).ctx("seek", path)?;
+    buf.reserve(len);
+    let got = f.take(len as u64).read_to_end(buf).ctx("read", path)?;
+    if got != len {
+        return Err(LogError::Io {
+            op: "read",
+            path: path.to_owned(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("wanted {len} bytes at {at}, the file had {got}"),
+            ),
+        });
+    }
+    Ok(())
+}
 
 struct OpenSegment {
     base: u64,
@@ -82,6 +102,8 @@ pub struct PartitionReader {
     /// (segment base, byte position, offset) where the last read stopped.
     cursor: Option<(u64, u64, u64)>,
     active_index: ActiveIndexCopy,
+    /// Average bytes per record of the last fetch, to size the next first read.
+    bytes_per_record: u64,
 }
 
 /// A reader's copy of the active segment's offset index, extended with `pread` as the appender adds
@@ -157,6 +179,7 @@ impl PartitionReader {
             open: None,
             cursor: None,
             active_index: ActiveIndexCopy::default(),
+            bytes_per_record: 512,
         })
     }
 
@@ -281,6 +304,8 @@ impl PartitionReader {
         }
         if fetch.is_empty() {
             fetch.next_offset = fetch.next_offset.max(from);
+        } else {
+            self.bytes_per_record = (fetch.bytes() / fetch.len()).max(16) as u64;
         }
         Ok(fetch)
     }
@@ -350,19 +375,18 @@ impl PartitionReader {
             if room == 0 && !fetch.slots.is_empty() {
                 break;
             }
-            // Start small (a seek for a few records should not read a megabyte), then read in
-            // large chunks while more records are wanted.
+            // Size the first read from the record sizes seen so far (a seek for a few records
+            // should not read a megabyte), then read in large chunks while more are wanted.
             let step = if fetch.slots.is_empty() {
-                FIRST_READ
+                let left = (max_records - fetch.slots.len()) as u64;
+                (self.bytes_per_record.saturating_mul(left) * 9 / 8).clamp(4096, FIRST_READ_MAX)
+                    as usize
             } else {
                 room
             };
             let mut want = (room.min(step).max(HEADER_LEN) as u64).min(limit - position) as usize;
             let start = fetch.buf.len();
-            fetch.buf.resize(start + want, 0);
-            let read =
-                |buf: &mut [u8], at: u64| seg.file.read_exact_at(buf, at).ctx("read", &seg.path);
-            read(fetch.buf.get_mut(start..).unwrap_or_default(), position)?;
+            append_from(&seg.file, &seg.path, position, want, &mut fetch.buf)?;
             // Make sure the first batch is complete, however large.
             let head = parse_header(fetch.buf.get(start..).unwrap_or_default())
                 .map_err(|reason| corrupt(&seg.path, position, reason))?;
@@ -377,10 +401,12 @@ impl PartitionReader {
                         ),
                     ));
                 }
-                fetch.buf.resize(start + head.total_len, 0);
-                read(
-                    fetch.buf.get_mut(start + want..).unwrap_or_default(),
+                append_from(
+                    &seg.file,
+                    &seg.path,
                     position + want as u64,
+                    head.total_len - want,
+                    &mut fetch.buf,
                 )?;
                 want = head.total_len;
             }

@@ -1,0 +1,254 @@
+//! Consumer groups across processes, with the real `eddy` binary: members SIGKILLed mid-run and
+//! mid-commit, takeover of their partitions, and resets refused while a member process lives.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+mod common;
+use common::*;
+use eddy::{Groups, Log, Record};
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn eddy(dir: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_eddy"));
+    c.env("EDDY_DATA_DIR", dir);
+    c
+}
+
+/// Spawns `eddy consume` as a group member printing JSON; its records arrive on the channel as
+/// (partition, offset).
+fn member(dir: &std::path::Path, extra: &[&str], tx: mpsc::Sender<(u32, u64)>) -> Child {
+    let mut child = eddy(dir)
+        .args(["consume", "t", "--group", "g", "--format", "json"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let rec = (
+                v["partition"].as_u64().unwrap() as u32,
+                v["offset"].as_u64().unwrap(),
+            );
+            if tx.send(rec).is_err() {
+                return;
+            }
+        }
+    });
+    child
+}
+
+fn owners(log: &Log) -> BTreeSet<String> {
+    Groups::new(log)
+        .describe("g")
+        .map(|d| {
+            d.partitions
+                .into_iter()
+                .filter_map(|p| p.consumer_id)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn three_processes_share_six_partitions_and_survive_a_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, topic) = topic_with(dir.path(), "t", small_segments(6, 1 << 20));
+    let (tx, rx) = mpsc::channel();
+    let mut members: Vec<Child> = (0..3)
+        .map(|_| {
+            member(
+                dir.path(),
+                &["--follow", "--poll-records", "50"],
+                tx.clone(),
+            )
+        })
+        .collect();
+    drop(tx);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while owners(&log).len() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(owners(&log).len(), 3, "each process owns partitions");
+    let desc = Groups::new(&log).describe("g").unwrap();
+    assert_eq!(desc.members.len(), 3);
+    let per_partition = 3000u64;
+    let produce = |from: u64, to: u64| {
+        for p in 0..6 {
+            let recs: Vec<Record> = (from..to)
+                .map(|i| Record::value(format!("{p}-{i}")))
+                .collect();
+            topic.writer(p).unwrap().append(&recs).unwrap();
+        }
+    };
+    let mut seen: BTreeSet<(u32, u64)> = BTreeSet::new();
+    let mut total = 0u64;
+    produce(0, per_partition / 2);
+    // Let them work, then kill one mid-run.
+    while seen.len() < 3000 {
+        let r = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("members stalled");
+        seen.insert(r);
+        total += 1;
+    }
+    let mut victim = members.remove(1);
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    produce(per_partition / 2, per_partition);
+    let want = 6 * per_partition as usize;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.len() < want && Instant::now() < deadline {
+        if let Ok(r) = rx.recv_timeout(Duration::from_millis(500)) {
+            seen.insert(r);
+            total += 1;
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        want,
+        "every record processed at least once, none skipped"
+    );
+    assert!(total >= want as u64);
+    let after = owners(&log);
+    assert_eq!(
+        after.len(),
+        2,
+        "the survivors own every partition: {after:?}"
+    );
+    let desc = Groups::new(&log).describe("g").unwrap();
+    assert!(desc.partitions.iter().all(|p| p.consumer_id.is_some()));
+    for mut m in members {
+        m.kill().unwrap();
+        m.wait().unwrap();
+    }
+}
+
+#[test]
+fn sigkill_during_commits_leaves_a_consistent_committed_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, topic) = topic_with(dir.path(), "t", small_segments(1, 8 << 20));
+    let n = 40_000u64;
+    let recs: Vec<Record> = (0..n).map(|i| Record::value(i.to_string())).collect();
+    topic.writer(0).unwrap().append(&recs).unwrap();
+    let mut printed: BTreeSet<u64> = BTreeSet::new();
+    let mut last_committed = 0u64;
+    for cycle in 0..6u64 {
+        let (tx, rx) = mpsc::channel();
+        // Ten records per poll: a commit every ten records, thousands of commits a second.
+        let mut child = member(dir.path(), &["--poll-records", "10"], tx);
+        let start = Instant::now();
+        let mut this_run = Vec::new();
+        while start.elapsed() < Duration::from_millis(40 + cycle * 17) {
+            if let Ok(r) = rx.recv_timeout(Duration::from_millis(5)) {
+                this_run.push(r.1);
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        while let Ok(r) = rx.recv_timeout(Duration::from_millis(200)) {
+            this_run.push(r.1);
+        }
+        // A run starts exactly at the previous committed offset.
+        if let Some(first) = this_run.first() {
+            assert_eq!(
+                *first, last_committed,
+                "cycle {cycle} resumed at the committed offset"
+            );
+        }
+        printed.extend(this_run.iter().copied());
+        let desc = Groups::new(&log).describe("g").unwrap();
+        let committed = desc.partitions[0].current_offset.unwrap_or(0);
+        assert!(committed >= last_committed, "commits never go back");
+        let max_printed = printed.iter().next_back().map_or(0, |m| m + 1);
+        assert!(
+            committed <= max_printed,
+            "nothing is committed before it was printed"
+        );
+        last_committed = committed;
+    }
+    // Finish the run and check nothing was skipped.
+    let out = eddy(dir.path())
+        .args(["consume", "t", "--group", "g"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        printed.insert(line.parse().unwrap());
+    }
+    assert_eq!(printed.len() as u64, n, "no record skipped across kills");
+}
+
+#[test]
+fn reset_is_refused_while_a_member_process_lives() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, topic) = topic_with(dir.path(), "t", small_segments(1, 1 << 20));
+    topic
+        .writer(0)
+        .unwrap()
+        .append(&(0..10).map(record).collect::<Vec<_>>())
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let mut child = member(dir.path(), &["--follow"], tx);
+    for _ in 0..10 {
+        rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    }
+    // It has read everything; wait for its commit.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Groups::new(&log).describe("g").unwrap().partitions[0].current_offset != Some(10)
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let reset = |dir: &std::path::Path| {
+        eddy(dir)
+            .args([
+                "groups",
+                "reset-offsets",
+                "--group",
+                "g",
+                "--topic",
+                "t",
+                "--to-earliest",
+                "--execute",
+            ])
+            .output()
+            .unwrap()
+    };
+    let refused = reset(dir.path());
+    assert_eq!(refused.status.code(), Some(8));
+    let msg = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        msg.contains("live member") && msg.contains("stop them first"),
+        "{msg}"
+    );
+    let describe = eddy(dir.path())
+        .args(["groups", "describe", "--group", "g"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&describe.stdout);
+    assert!(
+        table.contains("CURRENT-OFFSET") && table.contains("member-"),
+        "{table}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let accepted = reset(dir.path());
+    assert!(
+        accepted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
+    let d = Groups::new(&log).describe("g").unwrap();
+    assert_eq!(
+        (d.partitions[0].current_offset, d.partitions[0].lag),
+        (Some(0), Some(10))
+    );
+    assert!(d.members.is_empty(), "the killed member is gone");
+}
