@@ -64,3 +64,12 @@ pub enum GroupError {
         reason: String,
     },
 }
+
+/// An I/O error on a group file, naming the operation and the path.
+pub(crate) fn io(op: &'static str, path: &std::path::Path, source: std::io::Error) -> GroupError {
+    GroupError::Log(LogError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    })
+}

@@ -18,16 +18,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{GroupError, GroupResult};
-use crate::log::{validate_name, LogError};
-
-fn io(op: &'static str, path: &Path, source: std::io::Error) -> GroupError {
-    GroupError::Log(LogError::Io {
-        op,
-        path: path.to_owned(),
-        source,
-    })
-}
+use super::error::{io, GroupError, GroupResult};
+use crate::log::validate_name;
 
 /// A live member as its file describes it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

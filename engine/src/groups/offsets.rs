@@ -21,8 +21,7 @@ use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::error::{GroupError, GroupResult};
-use crate::log::LogError;
+use super::error::{io, GroupResult};
 
 const MAGIC: u8 = 1;
 const HEAD: usize = 9;
@@ -41,14 +40,6 @@ pub(crate) struct OffsetsFile {
     records: u64,
     /// Inode of the file read so far: a rewrite replaces the inode.
     inode: u64,
-}
-
-fn io(op: &'static str, path: &Path, source: std::io::Error) -> GroupError {
-    GroupError::Log(LogError::Io {
-        op,
-        path: path.to_owned(),
-        source,
-    })
 }
 
 fn encode(offsets: &[(&str, u32, u64)], timestamp_ms: i64) -> Vec<u8> {
