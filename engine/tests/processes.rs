@@ -162,7 +162,8 @@ fn another_process_cannot_append_while_the_lock_is_held() {
     assert_eq!(topic.reader(0).unwrap().end_offset(), 1);
 }
 
-fn run_ok(dir: &std::path::Path, args: &[&str], stdin: &str) -> String {
+/// Runs the binary with `stdin` fed in and returns its output.
+fn run(dir: &std::path::Path, args: &[&str], stdin: &[u8]) -> std::process::Output {
     let mut child = eddy(dir)
         .args(args)
         .stdin(Stdio::piped())
@@ -170,13 +171,12 @@ fn run_ok(dir: &std::path::Path, args: &[&str], stdin: &str) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn run_ok(dir: &std::path::Path, args: &[&str], stdin: &str) -> String {
+    let out = run(dir, args, stdin.as_bytes());
     assert!(
         out.status.success(),
         "{args:?}: {}",
@@ -301,19 +301,11 @@ fn cli_errors_name_the_problem_and_use_stable_exit_codes() {
     let (code, err) = status(&["consume", "x", "--offset", "10"]);
     assert_eq!(code, Some(7));
     assert!(err.contains("out of range"), "{err}");
-    let mut child = eddy(d)
-        .args(["produce", "x", "--json"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"{\"value\":\"ok\"}\nnot json\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run(
+        d,
+        &["produce", "x", "--json"],
+        b"{\"value\":\"ok\"}\nnot json\n",
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"));
 }
