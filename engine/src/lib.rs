@@ -34,6 +34,9 @@
 
 mod groups;
 mod log;
+mod runtime;
+mod state;
+mod stream;
 
 #[cfg(feature = "cli")]
 #[doc(hidden)]
@@ -42,9 +45,16 @@ pub mod cli;
 pub use groups::{
     parse_iso_duration, AutoOffsetReset, Consumer, ConsumerConfig, GroupDescription, GroupError,
     GroupResult, Groups, MemberInfo, PartitionLag, PolledBatch, ResetRow, ResetScope, ResetTarget,
+    TopicPartition, RESET_METADATA,
 };
 pub use log::{
     murmur2, partition_for_key, validate_name, Appended, CleanupPolicy, CompactionStats,
     Durability, Fetch, Header, Log, LogError, LogResult, PartitionInfo, PartitionReader,
     PartitionWriter, Record, RecordView, RecoveryReport, Topic, TopicConfig,
+};
+pub use runtime::{AppConfig, Application, MetricsSnapshot, ProcessingGuarantee, Producer};
+pub use state::{RestoreReport, State, StateError, StateResult, DEFAULT_MEMORY_BUDGET};
+pub use stream::{
+    Bincode, Bytes, ErrorPolicy, Format, Json, Message, Str, Stream, StreamError, StreamResult,
+    StreamTopic, TimestampExtractor,
 };

@@ -239,3 +239,35 @@ fn a_truncated_sealed_segment_is_reported_when_read() {
         }
     }
 }
+
+#[test]
+fn an_atomic_append_is_one_batch_whole_or_gone_after_a_torn_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, topic) = topic_with(dir.path(), "t", small_segments(1, 64 << 20));
+    let w = topic.writer(0).unwrap();
+    w.append(&[record(0)]).unwrap();
+    // 3 MiB: a plain append would cut this into 1 MiB batches.
+    let big: Vec<Record> = (0..3000)
+        .map(|i| Record::keyed(format!("k{i}"), vec![b'x'; 1024]))
+        .collect();
+    let appended = w.append_atomic(&big).unwrap();
+    assert_eq!((appended.base_offset, appended.count), (1, 3000));
+    let log_file = segment_files(dir.path(), "t", 0, "log").pop().unwrap();
+    let len = std::fs::metadata(&log_file).unwrap().len();
+    drop(w);
+    // Tear the write at 2 MiB into the batch: none of its records may survive.
+    let f = OpenOptions::new().write(true).open(&log_file).unwrap();
+    f.set_len(len - (1 << 20)).unwrap();
+    drop(f);
+    let topic = reopen(dir.path());
+    let w = topic.writer(0).unwrap();
+    assert_eq!(w.end_offset(), 1, "the torn batch is gone whole");
+    assert_eq!(read_all(&mut topic.reader(0).unwrap(), 0).len(), 1);
+    // Over the 64 MiB batch limit: refused before anything is written.
+    let huge: Vec<Record> = (0..70)
+        .map(|i| Record::keyed(format!("h{i}"), vec![0u8; 1 << 20]))
+        .collect();
+    let err = w.append_atomic(&huge).unwrap_err();
+    assert!(err.to_string().contains("do not fit one"), "{err}");
+    assert_eq!(w.end_offset(), 1);
+}

@@ -12,6 +12,9 @@ use super::membership::{GroupDir, MemberInfo};
 use super::offsets::OffsetsFile;
 use crate::log::{now_ms, validate_name, Log, LogError};
 
+/// Commit metadata of offsets set by a reset (`execute_reset`), as opposed to a consumer's commit.
+pub const RESET_METADATA: &str = "eddy:reset";
+
 /// One partition of a group, as `describe` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PartitionLag {
@@ -265,7 +268,8 @@ impl Groups {
         Ok(rows)
     }
 
-    /// Commits a reset plan. Refused while the group has live members.
+    /// Commits a reset plan. Refused while the group has live members. The commits carry
+    /// [`RESET_METADATA`], which tells a stateful application that its state no longer matches.
     pub fn execute_reset(&self, name: &str, rows: &[ResetRow]) -> GroupResult<()> {
         let g = self.group(name)?;
         let _lock = g.lock()?;
@@ -277,7 +281,7 @@ impl Groups {
         let path = g.offsets_path();
         let mut file = OffsetsFile::default();
         file.refresh(&path)?;
-        file.commit(&path, &offsets, true, now_ms())
+        file.commit(&path, &offsets, RESET_METADATA, true, now_ms())
     }
 
     /// Deletes a group and its committed offsets. Refused while it has live members.

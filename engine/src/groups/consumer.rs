@@ -49,6 +49,10 @@ pub struct ConsumerConfig {
     /// Fsync every commit. Without it a commit survives a process crash but a power loss may
     /// take offsets back to an earlier commit (records are delivered again, none is skipped).
     pub fsync_commits: bool,
+    /// Leave lost partitions to the caller: in a rebalance they stop being fetched and are listed
+    /// by [`Consumer::revoking`] until the caller hands them over with [`Consumer::release`]
+    /// (after saving its work). When false they are released inside `poll`.
+    pub release_manually: bool,
 }
 
 impl ConsumerConfig {
@@ -64,6 +68,7 @@ impl ConsumerConfig {
             rebalance_check: Duration::from_millis(100),
             commit_on_revoke: true,
             fsync_commits: false,
+            release_manually: false,
         }
     }
 }
@@ -96,6 +101,7 @@ pub struct Consumer {
     topics: Vec<String>,
     owned: BTreeMap<TopicPartition, Owned>,
     pending: BTreeSet<TopicPartition>,
+    revoking: BTreeSet<TopicPartition>,
     offsets: OffsetsFile,
     members_seen: Option<Vec<MemberInfo>>,
     last_check: Option<Instant>,
@@ -125,6 +131,7 @@ impl Consumer {
             topics: Vec::new(),
             owned: BTreeMap::new(),
             pending: BTreeSet::new(),
+            revoking: BTreeSet::new(),
             offsets: OffsetsFile::default(),
             members_seen: None,
             last_check: None,
@@ -197,6 +204,21 @@ impl Consumer {
             .copied())
     }
 
+    /// The group's committed offset for a partition with the metadata of the commit that set it
+    /// (empty for plain commits, [`RESET_METADATA`](super::admin::RESET_METADATA) after a reset).
+    pub fn committed_with_metadata(
+        &mut self,
+        topic: &str,
+        partition: u32,
+    ) -> GroupResult<Option<(u64, String)>> {
+        self.offsets.refresh(&self.group.offsets_path())?;
+        let tp = (topic.to_owned(), partition);
+        Ok(self.offsets.offsets.get(&tp).map(|&o| {
+            let meta = self.offsets.metadata.get(&tp).cloned().unwrap_or_default();
+            (o, meta)
+        }))
+    }
+
     /// Commits the current position of every owned partition.
     pub fn commit(&mut self) -> GroupResult<()> {
         let positions: Vec<(String, u32, u64)> = self
@@ -210,6 +232,19 @@ impl Consumer {
     /// Commits the given offsets (the next offset to read, as in Kafka) for owned partitions, in
     /// one crash-atomic record.
     pub fn commit_offsets(&mut self, offsets: &[(String, u32, u64)]) -> GroupResult<()> {
+        self.commit_offsets_with_metadata(offsets, "")
+    }
+
+    /// Commits offsets as [`commit_offsets`](Self::commit_offsets) does, tagged with `metadata`
+    /// (at most 64 KiB), as Kafka's `OffsetAndMetadata`.
+    pub fn commit_offsets_with_metadata(
+        &mut self,
+        offsets: &[(String, u32, u64)],
+        metadata: &str,
+    ) -> GroupResult<()> {
+        let metadata = metadata
+            .get(..metadata.len().min(u16::MAX as usize))
+            .unwrap_or("");
         for (t, p, _) in offsets {
             self.owned_ref(t, *p)?;
         }
@@ -226,6 +261,7 @@ impl Consumer {
         self.offsets.commit(
             &path,
             &refs,
+            metadata,
             self.config.fsync_commits,
             crate::log::now_ms(),
         )
@@ -273,6 +309,9 @@ impl Consumer {
             let Some(key) = keys.get((self.next_partition + i) % n) else {
                 continue;
             };
+            if self.revoking.contains(key) {
+                continue;
+            }
             let Some(o) = self.owned.get_mut(key) else {
                 continue;
             };
@@ -349,10 +388,15 @@ impl Consumer {
             .filter(|k| !target.contains(*k))
             .cloned()
             .collect();
-        self.revoke(&lost)?;
+        if self.config.release_manually {
+            self.revoking.extend(lost);
+        } else {
+            self.revoke(&lost)?;
+        }
+        // A partition lost and won back before its release is taken again once released.
         self.pending = target
             .into_iter()
-            .filter(|k| !self.owned.contains_key(k))
+            .filter(|k| !self.owned.contains_key(k) || self.revoking.contains(k))
             .collect();
         Ok(())
     }
@@ -377,7 +421,25 @@ impl Consumer {
     fn revoke_all(&mut self) -> GroupResult<()> {
         let all: Vec<TopicPartition> = self.owned.keys().cloned().collect();
         self.pending.clear();
+        self.revoking.clear();
         self.revoke(&all)
+    }
+
+    /// Partitions this member has lost in a rebalance but still holds, waiting for
+    /// [`release`](Self::release) (only with `release_manually`). They are no longer fetched.
+    pub fn revoking(&self) -> Vec<TopicPartition> {
+        self.revoking.iter().cloned().collect()
+    }
+
+    /// Hands over partitions listed by [`revoking`](Self::revoking): commits their positions when
+    /// `commit_on_revoke`, then releases them to their new owner.
+    pub fn release(&mut self, partitions: &[TopicPartition]) -> GroupResult<()> {
+        let held: Vec<TopicPartition> = partitions
+            .iter()
+            .filter(|k| self.revoking.remove(*k))
+            .cloned()
+            .collect();
+        self.revoke(&held)
     }
 
     fn take_pending(&mut self) -> GroupResult<()> {

@@ -10,7 +10,9 @@ mod offsets;
 
 pub use admin::{
     parse_iso_duration, GroupDescription, Groups, PartitionLag, ResetRow, ResetScope, ResetTarget,
+    RESET_METADATA,
 };
 pub use consumer::{AutoOffsetReset, Consumer, ConsumerConfig, PolledBatch};
 pub use error::{GroupError, GroupResult};
 pub use membership::MemberInfo;
+pub use offsets::TopicPartition;

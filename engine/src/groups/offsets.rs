@@ -1,9 +1,11 @@
 //! The committed offsets of one group: `groups/<group>/offsets`, an append-only file of commit
 //! records, each covering any number of topic-partitions and guarded by a CRC-32C.
 //!
-//! Record: `magic u8 = 1, length u32 BE, crc u32 BE (CRC-32C of the payload), payload`; payload:
-//! `timestamp_ms i64 BE, count u32 BE, count × (topic_len u16 BE, topic UTF-8, partition u32 BE,
-//! offset u64 BE)`. The offsets are the last value of each topic-partition over all records.
+//! Record: `magic u8 (1 or 2), length u32 BE, crc u32 BE (CRC-32C of the payload), payload`;
+//! payload: `timestamp_ms i64 BE, [magic 2 only: metadata_len u16 BE, metadata UTF-8], count u32
+//! BE, count × (topic_len u16 BE, topic UTF-8, partition u32 BE, offset u64 BE)`. The offsets are
+//! the last value of each topic-partition over all records; a partition's metadata (Kafka's commit
+//! metadata, empty in magic 1) is that of the record that set its offset.
 //!
 //! Crash atomicity: a commit is one `write` of one record; a record cut short by a crash fails its
 //! CRC and is ignored, so the group keeps the old offsets (never a mix, never none). The next
@@ -24,6 +26,7 @@ use std::path::{Path, PathBuf};
 use super::error::{io, GroupResult};
 
 const MAGIC: u8 = 1;
+const MAGIC_WITH_METADATA: u8 = 2;
 const HEAD: usize = 9;
 /// Largest commit record accepted from disk.
 const MAX_RECORD: usize = 64 << 20;
@@ -35,6 +38,8 @@ pub type TopicPartition = (String, u32);
 #[derive(Default, Debug, Clone)]
 pub(crate) struct OffsetsFile {
     pub offsets: BTreeMap<TopicPartition, u64>,
+    /// Metadata of each partition's last commit, when not empty.
+    pub metadata: BTreeMap<TopicPartition, String>,
     /// Byte length of the valid records read so far.
     valid_len: u64,
     records: u64,
@@ -42,9 +47,13 @@ pub(crate) struct OffsetsFile {
     inode: u64,
 }
 
-fn encode(offsets: &[(&str, u32, u64)], timestamp_ms: i64) -> Vec<u8> {
-    let mut payload = Vec::with_capacity(12 + offsets.len() * 32);
+fn encode(offsets: &[(&str, u32, u64)], metadata: &str, timestamp_ms: i64) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(14 + metadata.len() + offsets.len() * 32);
     payload.extend_from_slice(&timestamp_ms.to_be_bytes());
+    if !metadata.is_empty() {
+        payload.extend_from_slice(&(metadata.len() as u16).to_be_bytes());
+        payload.extend_from_slice(metadata.as_bytes());
+    }
     payload.extend_from_slice(&(offsets.len() as u32).to_be_bytes());
     for (topic, partition, offset) in offsets {
         payload.extend_from_slice(&(topic.len() as u16).to_be_bytes());
@@ -53,20 +62,35 @@ fn encode(offsets: &[(&str, u32, u64)], timestamp_ms: i64) -> Vec<u8> {
         payload.extend_from_slice(&offset.to_be_bytes());
     }
     let mut record = Vec::with_capacity(HEAD + payload.len());
-    record.push(MAGIC);
+    record.push(if metadata.is_empty() {
+        MAGIC
+    } else {
+        MAGIC_WITH_METADATA
+    });
     record.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     record.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
     record.extend_from_slice(&payload);
     record
 }
 
-/// Applies one payload to `offsets`; `None` if it is malformed.
-fn apply(payload: &[u8], offsets: &mut BTreeMap<TopicPartition, u64>) -> Option<()> {
+/// Applies one payload of a record with `magic`; `None` if it is malformed.
+fn apply(
+    magic: u8,
+    payload: &[u8],
+    offsets: &mut BTreeMap<TopicPartition, u64>,
+    metadata: &mut BTreeMap<TopicPartition, String>,
+) -> Option<()> {
     let mut pos = 8usize;
     let take = |pos: &mut usize, n: usize| -> Option<&[u8]> {
         let s = payload.get(*pos..*pos + n)?;
         *pos += n;
         Some(s)
+    };
+    let meta = if magic == MAGIC_WITH_METADATA {
+        let len = u16::from_be_bytes(take(&mut pos, 2)?.try_into().ok()?) as usize;
+        std::str::from_utf8(take(&mut pos, len)?).ok()?.to_owned()
+    } else {
+        String::new()
     };
     let count = u32::from_be_bytes(take(&mut pos, 4)?.try_into().ok()?);
     let mut staged = Vec::with_capacity((count as usize).min(payload.len() / 14));
@@ -78,7 +102,14 @@ fn apply(payload: &[u8], offsets: &mut BTreeMap<TopicPartition, u64>) -> Option<
         staged.push(((topic, partition), offset));
     }
     (pos == payload.len()).then_some(())?;
-    offsets.extend(staged);
+    for (tp, offset) in staged {
+        if meta.is_empty() {
+            metadata.remove(&tp);
+        } else {
+            metadata.insert(tp.clone(), meta.clone());
+        }
+        offsets.insert(tp, offset);
+    }
     Some(())
 }
 
@@ -113,13 +144,15 @@ impl OffsetsFile {
         while let Some(head) = bytes.get(pos..pos + HEAD) {
             let length = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
             let crc = u32::from_be_bytes([head[5], head[6], head[7], head[8]]);
-            if head[0] != MAGIC || length > MAX_RECORD {
+            if !(head[0] == MAGIC || head[0] == MAGIC_WITH_METADATA) || length > MAX_RECORD {
                 break;
             }
             let Some(payload) = bytes.get(pos + HEAD..pos + HEAD + length) else {
                 break;
             };
-            if crc32c::crc32c(payload) != crc || apply(payload, &mut self.offsets).is_none() {
+            let applied = crc32c::crc32c(payload) == crc
+                && apply(head[0], payload, &mut self.offsets, &mut self.metadata).is_some();
+            if !applied {
                 break;
             }
             pos += HEAD + length;
@@ -129,12 +162,14 @@ impl OffsetsFile {
         Ok(())
     }
 
-    /// Appends one commit record (the caller holds the group lock and has just refreshed).
-    /// Truncates an invalid tail first. Rewrites the file when it has grown large.
+    /// Appends one commit record with `metadata` for all its offsets (the caller holds the group
+    /// lock and has just refreshed). Truncates an invalid tail first. Rewrites the file when it has
+    /// grown large.
     pub fn commit(
         &mut self,
         path: &Path,
         offsets: &[(&str, u32, u64)],
+        metadata: &str,
         fsync: bool,
         now_ms: i64,
     ) -> GroupResult<()> {
@@ -156,14 +191,20 @@ impl OffsetsFile {
             file.set_len(self.valid_len)
                 .map_err(|e| io("truncate torn commit", path, e))?;
         }
-        let record = encode(offsets, now_ms);
+        let record = encode(offsets, metadata, now_ms);
         file.write_all_at(&record, self.valid_len)
             .map_err(|e| io("write", path, e))?;
         if fsync {
             file.sync_data().map_err(|e| io("fsync", path, e))?;
         }
         for (t, p, o) in offsets {
-            self.offsets.insert(((*t).to_owned(), *p), *o);
+            let tp = ((*t).to_owned(), *p);
+            if metadata.is_empty() {
+                self.metadata.remove(&tp);
+            } else {
+                self.metadata.insert(tp.clone(), metadata.to_owned());
+            }
+            self.offsets.insert(tp, *o);
         }
         self.valid_len += record.len() as u64;
         self.records += 1;
@@ -173,15 +214,25 @@ impl OffsetsFile {
         Ok(())
     }
 
-    /// Replaces the file by a single record with the current offsets (temporary file, fsync,
-    /// rename, directory fsync), so that it never holds less than a whole set of offsets.
+    /// Replaces the file by one record per distinct metadata with the current offsets (temporary
+    /// file, fsync, rename, directory fsync), so that it never holds less than a whole set.
     pub fn rewrite(&mut self, path: &Path, now_ms: i64) -> GroupResult<()> {
-        let all: Vec<(&str, u32, u64)> = self
-            .offsets
+        let mut by_metadata: BTreeMap<&str, Vec<(&str, u32, u64)>> = BTreeMap::new();
+        for ((t, p), o) in &self.offsets {
+            let meta = self
+                .metadata
+                .get(&(t.clone(), *p))
+                .map_or("", String::as_str);
+            by_metadata
+                .entry(meta)
+                .or_default()
+                .push((t.as_str(), *p, *o));
+        }
+        let records = by_metadata.len() as u64;
+        let record: Vec<u8> = by_metadata
             .iter()
-            .map(|((t, p), o)| (t.as_str(), *p, *o))
+            .flat_map(|(meta, all)| encode(all, meta, now_ms))
             .collect();
-        let record = encode(&all, now_ms);
         let tmp = PathBuf::from(format!("{}.tmp", path.display()));
         let mut f = File::create(&tmp).map_err(|e| io("create", &tmp, e))?;
         f.write_all(&record).map_err(|e| io("write", &tmp, e))?;
@@ -193,7 +244,7 @@ impl OffsetsFile {
                 .map_err(|e| io("fsync directory", dir, e))?;
         }
         self.valid_len = record.len() as u64;
-        self.records = 1;
+        self.records = records;
         self.inode = std::fs::metadata(path)
             .map_err(|e| io("stat", path, e))?
             .ino();
@@ -210,11 +261,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("offsets");
         let mut w = OffsetsFile::default();
-        w.commit(&path, &[("a", 0, 5), ("a", 1, 7)], false, 1)
+        w.commit(&path, &[("a", 0, 5), ("a", 1, 7)], "", false, 1)
             .unwrap();
-        w.commit(&path, &[("a", 0, 9)], true, 2).unwrap();
+        w.commit(&path, &[("a", 0, 9)], "", true, 2).unwrap();
         // A commit cut short by a crash: half a record at the end.
-        let half = encode(&[("a", 0, 100), ("a", 1, 100)], 3);
+        let half = encode(&[("a", 0, 100), ("a", 1, 100)], "", 3);
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(&half[..half.len() / 2]).unwrap();
         let mut r = OffsetsFile::default();
@@ -225,7 +276,7 @@ mod tests {
             Some(&7),
             "never a mix of old and new"
         );
-        r.commit(&path, &[("a", 1, 8)], false, 4).unwrap();
+        r.commit(&path, &[("a", 1, 8)], "", false, 4).unwrap();
         let mut again = OffsetsFile::default();
         again.refresh(&path).unwrap();
         assert_eq!(
@@ -242,7 +293,8 @@ mod tests {
         let mut w = OffsetsFile::default();
         let mut reader = OffsetsFile::default();
         for i in 0..3000u64 {
-            w.commit(&path, &[("t", (i % 4) as u32, i)], false, 0)
+            let meta = if i % 4 == 1 { "odd" } else { "" };
+            w.commit(&path, &[("t", (i % 4) as u32, i)], meta, false, 0)
                 .unwrap();
             if i % 500 == 0 {
                 reader.refresh(&path).unwrap();
@@ -256,15 +308,23 @@ mod tests {
         for p in 0..4u32 {
             assert_eq!(reader.offsets[&("t".to_string(), p)], 2996 + u64::from(p));
         }
+        assert_eq!(reader.metadata.get(&("t".to_string(), 1)).unwrap(), "odd");
+        assert_eq!(reader.metadata.len(), 1, "metadata survives the rewrite");
     }
 
     #[test]
     fn malformed_payloads_are_rejected_whole() {
-        let rec = encode(&[("t", 0, 1)], 0);
-        let payload = &rec[HEAD..];
-        let mut m = BTreeMap::new();
-        assert!(apply(&payload[..payload.len() - 1], &mut m).is_none());
-        assert!(m.is_empty());
-        assert!(apply(payload, &mut m).is_some());
+        for meta in ["", "checkpoint"] {
+            let rec = encode(&[("t", 0, 1)], meta, 0);
+            let payload = &rec[HEAD..];
+            let (mut m, mut md) = (BTreeMap::new(), BTreeMap::new());
+            assert!(apply(rec[0], &payload[..payload.len() - 1], &mut m, &mut md).is_none());
+            assert!(m.is_empty());
+            assert!(apply(rec[0], payload, &mut m, &mut md).is_some());
+            assert_eq!(
+                md.get(&("t".to_string(), 0)).map(String::as_str),
+                (!meta.is_empty()).then_some(meta)
+            );
+        }
     }
 }

@@ -216,6 +216,22 @@ impl PartitionWriter {
     /// `Durability::Always`, the records are on stable storage. An error leaves every record
     /// appended before the call intact; records of the failed call may be partly present.
     pub fn append(&self, records: &[Record]) -> LogResult<Appended> {
+        self.append_in_batches(records, TARGET_BATCH_BYTES, false)
+    }
+
+    /// Appends `records` as one batch, so that after a crash either all of them are in the log or
+    /// none is (a torn batch is cut on recovery). Refused when they encode to more than 64 MiB.
+    /// Durability as for [`append`](Self::append).
+    pub fn append_atomic(&self, records: &[Record]) -> LogResult<Appended> {
+        self.append_in_batches(records, MAX_BATCH_BYTES, true)
+    }
+
+    fn append_in_batches(
+        &self,
+        records: &[Record],
+        batch_bytes: usize,
+        atomic: bool,
+    ) -> LogResult<Appended> {
         if self.config.cleanup_policy == CleanupPolicy::Compact {
             if let Some(i) = records.iter().position(|r| r.key.is_none()) {
                 return Err(self.refuse(format!(
@@ -230,8 +246,8 @@ impl PartitionWriter {
             let mut rolled = false;
             let mut start = 0;
             while start < records.len() {
-                let (taken, roll) =
-                    self.write_batch(&mut st, records.get(start..).unwrap_or_default(), now)?;
+                let rest = records.get(start..).unwrap_or_default();
+                let (taken, roll) = self.write_batch(&mut st, rest, now, batch_bytes, atomic)?;
                 rolled |= roll;
                 start += taken;
             }
@@ -271,11 +287,18 @@ impl PartitionWriter {
         st: &mut WriterState,
         records: &[Record],
         now: i64,
+        batch_bytes: usize,
+        atomic: bool,
     ) -> LogResult<(usize, bool)> {
         let WriterState { active, buf, .. } = st;
         buf.clear();
-        let (header, taken) =
-            encode_batch(buf, active.next_offset, records, now, TARGET_BATCH_BYTES);
+        let (header, taken) = encode_batch(buf, active.next_offset, records, now, batch_bytes);
+        if atomic && taken < records.len() {
+            return Err(self.refuse(format!(
+                "{} records do not fit one {MAX_BATCH_BYTES}-byte batch",
+                records.len()
+            )));
+        }
         if header.total_len > MAX_BATCH_BYTES {
             return Err(self.refuse(format!(
                 "a record encodes to {} bytes, over the {MAX_BATCH_BYTES}-byte limit",

@@ -1,0 +1,189 @@
+//! End-to-end figures of the stream runtime, one line each (`name=... records_per_s=...`), from
+//! records in the log to results in the log, with RocksDB state and changelogs on:
+//!
+//! - `stateless_json_map_filter`: JSON readings, map + filter, JSON out;
+//! - `stateful_count_100k_keys`: a running count per key over 100,000 keys, counts out;
+//! - `restore_1m_entries`: a store rebuilt from a changelog of 1,000,000 entries.
+//!
+//! `cargo run --release -p eddy-benches --bin stream-bench [-- --records N --dir DIR]`
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use eddy::{AppConfig, Application, Json, Log, Record, State, Str, TopicConfig};
+use eddy_benches::{peak_rss_kib, Figure};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Serialize, Deserialize)]
+struct Reading {
+    sensor: String,
+    value: i64,
+}
+
+struct Options {
+    records: u64,
+    restore_entries: u64,
+    dir: Option<PathBuf>,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        records: 2_000_000,
+        restore_entries: 1_000_000,
+        dir: None,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let value = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--records" => o.records = value.parse().expect("--records N"),
+            "--restore-entries" => o.restore_entries = value.parse().expect("--restore-entries N"),
+            "--dir" => o.dir = Some(PathBuf::from(value)),
+            other => panic!("unknown argument {other}"),
+        }
+        i += 2;
+    }
+    o
+}
+
+/// Appends `n` JSON readings over `keys` keys to `topic`.
+fn produce(dir: &Path, topic: &str, n: u64, keys: u64) -> u64 {
+    let log = Log::open(dir).expect("open log");
+    let t = log
+        .topic_or_create(topic, TopicConfig::default())
+        .expect("topic");
+    let w = t.writer(0).expect("writer");
+    let mut bytes = 0;
+    let mut batch = Vec::with_capacity(10_000);
+    for i in 0..n {
+        let sensor = format!("sensor-{}", i % keys);
+        let value = serde_json::to_vec(&Reading {
+            sensor: sensor.clone(),
+            value: (i % 1000) as i64,
+        })
+        .expect("json");
+        bytes += (sensor.len() + value.len()) as u64;
+        batch.push(Record::keyed(sensor, value).at(1_700_000_000_000 + i as i64));
+        if batch.len() == 10_000 {
+            w.append(&batch).expect("append");
+            batch.clear();
+        }
+    }
+    w.append(&batch).expect("append");
+    bytes
+}
+
+fn config(dir: &Path, group: &str) -> AppConfig {
+    let mut c = AppConfig::new(dir, group);
+    c.memory_budget = 256 << 20;
+    c
+}
+
+fn stateless(dir: &Path, n: u64) -> Figure {
+    let bytes = produce(dir, "readings", n, 5);
+    let mut app = Application::new(config(dir, "stateless")).expect("app");
+    let input = app.topic::<Str, Json<Reading>>("readings").expect("topic");
+    let output = app.topic::<Str, Json<Reading>>("hot").expect("topic");
+    app.dataframe(&input)
+        .map(|mut r: Reading| {
+            r.value *= 2;
+            r
+        })
+        .filter(|r| r.value >= 1000)
+        .to_topic(&output);
+    let start = Instant::now();
+    app.run_until_idle().expect("run");
+    let elapsed = start.elapsed();
+    assert_eq!(app.metrics().records_in, n);
+    Figure {
+        name: "stateless_json_map_filter",
+        records: n,
+        bytes,
+        elapsed,
+        baseline_records_per_s: None,
+    }
+}
+
+fn counting_app(dir: &Path, group: &str, topic: &str) -> Application {
+    let app = Application::new(config(dir, group)).expect("app");
+    let input = app.topic::<Str, Json<Reading>>(topic).expect("topic");
+    let output = app.topic::<Str, Json<u64>>("counts").expect("topic");
+    app.dataframe(&input)
+        .stateful_map(|_r: Reading, s: &mut State<'_>| {
+            let n = s.get_or::<u64>("n", 0) + 1;
+            s.set("n", &n);
+            n
+        })
+        .to_topic(&output);
+    app
+}
+
+fn stateful(dir: &Path, n: u64) -> Figure {
+    let bytes = produce(dir, "readings", n, 100_000);
+    let mut app = counting_app(dir, "stateful", "readings");
+    let start = Instant::now();
+    app.run_until_idle().expect("run");
+    let elapsed = start.elapsed();
+    assert_eq!(app.metrics().records_in, n);
+    Figure {
+        name: "stateful_count_100k_keys",
+        records: n,
+        bytes,
+        elapsed,
+        baseline_records_per_s: None,
+    }
+}
+
+fn restore(dir: &Path, entries: u64) -> Figure {
+    // One key per record: the changelog gets one entry per record.
+    produce(dir, "distinct", entries, entries);
+    counting_app(dir, "restore", "distinct")
+        .run_until_idle()
+        .expect("run");
+    std::fs::remove_dir_all(dir.join("state").join("restore")).expect("remove state");
+    let mut app = counting_app(dir, "restore", "distinct");
+    let start = Instant::now();
+    app.run_until_idle().expect("restore");
+    let elapsed = start.elapsed();
+    let m = app.metrics();
+    assert_eq!(
+        m.stores_rebuilt, 0,
+        "a deleted store is created empty, not rebuilt"
+    );
+    assert!(
+        m.restored_entries >= entries,
+        "restored {}",
+        m.restored_entries
+    );
+    Figure {
+        name: "restore_1m_entries",
+        records: m.restored_entries,
+        bytes: 0,
+        elapsed,
+        baseline_records_per_s: None,
+    }
+}
+
+fn main() {
+    let o = options();
+    let tmp;
+    let root = match &o.dir {
+        Some(d) => d.clone(),
+        None => {
+            tmp = tempfile::tempdir().expect("temp dir");
+            tmp.path().to_owned()
+        }
+    };
+    for (name, run) in [
+        ("stateless", stateless as fn(&Path, u64) -> Figure),
+        ("stateful", stateful),
+    ] {
+        let dir = root.join(name);
+        println!("{}", run(&dir, o.records).line());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let dir = root.join("restore");
+    println!("{}", restore(&dir, o.restore_entries).line());
+    eprintln!("peak_rss_kib={}", peak_rss_kib());
+}

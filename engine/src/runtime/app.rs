@@ -1,0 +1,446 @@
+//! [`Application`]: consumes its dataframes' topics as a member of its group, pushes records
+//! through them, and checkpoints.
+//!
+//! A checkpoint, in this order: (1) buffered outputs are appended (and fsynced with `fsync`);
+//! (2) each store appends its changes and a marker with its task's input position to its
+//! changelog as one atomic batch, then writes them to RocksDB with the changelog offset; (3) the
+//! input positions are committed to the group, tagged as checkpoint commits. A crash between any
+//! two steps leaves a state that `task.rs` resumes consistently; see `docs/semantics.md`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::config::AppConfig;
+use super::metrics::{bump, Metrics, MetricsSnapshot};
+use super::producer::Producer;
+use super::task::{start_task, Task, CHECKPOINT_METADATA};
+use crate::groups::{Consumer, ConsumerConfig, TopicPartition};
+use crate::log::{Header, Log, Record, RecordView, TopicConfig};
+use crate::state::StateEnv;
+use crate::stream::{
+    Ctx, ErrorPolicy, Format, Outputs, Registry, StepError, Stream, StreamError, StreamResult,
+    StreamTopic,
+};
+
+/// How long one poll waits for records.
+const POLL_WAIT: Duration = Duration::from_millis(100);
+
+/// When a bounded run stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Until {
+    Stopped,
+    Idle,
+    Records(u64),
+}
+
+/// A stream-processing application: topics, dataframes over them, and the loop that runs them
+/// with fault-tolerant state. Build it, then call [`run`](Self::run) (until Ctrl-C/SIGTERM or
+/// [`stop_handle`](Self::stop_handle)), [`run_until_idle`](Self::run_until_idle) or
+/// [`run_records`](Self::run_records). It runs on the thread that built it.
+pub struct Application {
+    config: AppConfig,
+    log: Log,
+    registry: Rc<Registry>,
+    env: StateEnv,
+    metrics: Arc<Metrics>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Application {
+    /// An application with `config`; opens (creating) the data directory.
+    pub fn new(config: AppConfig) -> StreamResult<Application> {
+        let log = Log::open(&config.data_dir)?;
+        crate::log::validate_name(&config.group)
+            .map_err(|e| StreamError::Setup(format!("group: {e}")))?;
+        let state_dir = config
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("state"));
+        let registry = Rc::new(Registry {
+            log: log.clone(),
+            group: config.group.clone(),
+            sources: Default::default(),
+            outputs: std::cell::RefCell::new(Outputs::new(config.fsync)),
+            setup_errors: Default::default(),
+        });
+        Ok(Application {
+            env: StateEnv::new(&state_dir, config.memory_budget),
+            config,
+            log,
+            registry,
+            metrics: Arc::default(),
+            stop: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// The log this application reads and writes.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// The topic `name` with key format `KF` and value format `VF`, created with one partition
+    /// when missing.
+    pub fn topic<KF: Format, VF: Format>(&self, name: &str) -> StreamResult<StreamTopic<KF, VF>> {
+        self.topic_with_config(name, TopicConfig::default())
+    }
+
+    /// The topic `name`, created with `config` when missing (an existing topic keeps its own).
+    pub fn topic_with_config<KF: Format, VF: Format>(
+        &self,
+        name: &str,
+        config: TopicConfig,
+    ) -> StreamResult<StreamTopic<KF, VF>> {
+        Ok(StreamTopic::new(self.log.topic_or_create(name, config)?))
+    }
+
+    /// A dataframe over `topic`. One per topic; branch it by cloning the returned stream.
+    pub fn dataframe<KF: Format, VF: Format>(
+        &self,
+        topic: &StreamTopic<KF, VF>,
+    ) -> Stream<KF::Value, VF::Value>
+    where
+        KF::Value: Clone,
+        VF::Value: Clone,
+    {
+        self.registry.dataframe(topic)
+    }
+
+    /// A producer for standalone programs (generators, importers) writing to this data directory.
+    pub fn producer(&self) -> Producer {
+        Producer::new()
+    }
+
+    /// The application's counters so far.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.metrics.snapshot(self.registry.outputs.borrow().sent)
+    }
+
+    /// A flag that stops [`run`](Self::run) (after a final checkpoint) when set, from any thread.
+    pub fn stop_handle(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// Runs until Ctrl-C, SIGTERM or the stop handle; then checkpoints and returns. A second
+    /// Ctrl-C exits at once.
+    pub fn run(&mut self) -> StreamResult<()> {
+        let mut ids = Vec::new();
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            let armed =
+                signal_hook::flag::register_conditional_shutdown(signal, 1, self.stop.clone())
+                    .and_then(|a| Ok((a, signal_hook::flag::register(signal, self.stop.clone())?)));
+            match armed {
+                Ok((a, b)) => ids.extend([a, b]),
+                Err(e) => return Err(StreamError::Setup(format!("signal handler: {e}"))),
+            }
+        }
+        let result = self.run_loop(Until::Stopped);
+        for id in ids {
+            signal_hook::low_level::unregister(id);
+        }
+        result
+    }
+
+    /// Runs until every input partition has been read to its end and outputs to internal topics
+    /// have been processed too; then checkpoints and returns.
+    pub fn run_until_idle(&mut self) -> StreamResult<()> {
+        self.run_loop(Until::Idle)
+    }
+
+    /// Runs until at least `count` input records have been processed (or the stop handle is
+    /// set); then checkpoints and returns.
+    pub fn run_records(&mut self, count: u64) -> StreamResult<()> {
+        self.run_loop(Until::Records(count))
+    }
+
+    fn run_loop(&mut self, until: Until) -> StreamResult<()> {
+        if let Some(e) = self.registry.setup_errors.borrow().first() {
+            return Err(StreamError::Setup(e.clone()));
+        }
+        let topics: Vec<String> = self.registry.sources.borrow().keys().cloned().collect();
+        if topics.is_empty() {
+            return Err(StreamError::Setup("no dataframe was defined".into()));
+        }
+        let mut consumer = Consumer::new(
+            &self.log,
+            ConsumerConfig {
+                auto_offset_reset: self.config.auto_offset_reset,
+                max_poll_records: self.config.max_poll_records,
+                commit_on_revoke: false,
+                release_manually: true,
+                fsync_commits: self.config.fsync,
+                ..ConsumerConfig::new(self.config.group.clone())
+            },
+        )?;
+        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&refs)?;
+        let mut runner = Runner {
+            app: self,
+            consumer,
+            tasks: BTreeMap::new(),
+            last_checkpoint: Instant::now(),
+            since_checkpoint: 0,
+            processed: 0,
+        };
+        let result = runner.run(until);
+        let Runner {
+            consumer, tasks, ..
+        } = runner;
+        drop(tasks);
+        self.registry.outputs.borrow_mut().release_writers();
+        match result {
+            Ok(()) => Ok(consumer.close()?),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+struct Runner<'a> {
+    app: &'a mut Application,
+    consumer: Consumer,
+    tasks: BTreeMap<TopicPartition, Task>,
+    last_checkpoint: Instant,
+    since_checkpoint: u64,
+    processed: u64,
+}
+
+impl Runner<'_> {
+    fn run(&mut self, until: Until) -> StreamResult<()> {
+        loop {
+            if self.app.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let batches = self.consumer.poll(POLL_WAIT)?;
+            self.hand_over_revoked()?;
+            let fresh = self.start_new_tasks()?;
+            let polled_any = !batches.is_empty();
+            for batch in batches {
+                let tp = (batch.topic, batch.partition);
+                if fresh.contains(&tp) {
+                    continue; // read before the task chose its start; read again from there
+                }
+                self.process(&tp, &batch.records)?;
+            }
+            if self.app.registry.outputs.borrow().wants_flush() {
+                self.app.registry.outputs.borrow_mut().flush()?;
+            }
+            if self.checkpoint_due() {
+                self.checkpoint()?;
+            }
+            match until {
+                Until::Records(n) if self.processed >= n => break,
+                Until::Idle if !polled_any => {
+                    self.app.registry.outputs.borrow_mut().flush()?;
+                    if self.consumer.caught_up()? && self.all_tasks_at_end()? {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.checkpoint()
+    }
+
+    fn all_tasks_at_end(&mut self) -> StreamResult<bool> {
+        for ((topic, p), task) in &self.tasks {
+            if task.position < self.app.log.topic(topic)?.reader(*p)?.end_offset() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        let every = self.app.config.commit_every;
+        self.last_checkpoint.elapsed() >= self.app.config.commit_interval
+            || (every > 0 && self.since_checkpoint >= every)
+            || self
+                .tasks
+                .values()
+                .any(|t| t.store.as_ref().is_some_and(|s| s.wants_checkpoint()))
+    }
+
+    fn checkpoint(&mut self) -> StreamResult<()> {
+        self.app.registry.outputs.borrow_mut().flush()?;
+        for task in self.tasks.values_mut() {
+            if let Some(store) = &mut task.store {
+                store.checkpoint(task.position)?;
+            }
+        }
+        let moved: Vec<(String, u32, u64)> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.committed != Some(t.position))
+            .map(|((topic, p), t)| (topic.clone(), *p, t.position))
+            .collect();
+        self.consumer
+            .commit_offsets_with_metadata(&moved, CHECKPOINT_METADATA)?;
+        for (topic, p, o) in moved {
+            if let Some(t) = self.tasks.get_mut(&(topic, p)) {
+                t.committed = Some(o);
+            }
+        }
+        bump(&self.app.metrics.checkpoints, 1);
+        self.last_checkpoint = Instant::now();
+        self.since_checkpoint = 0;
+        Ok(())
+    }
+
+    /// Checkpoints, then closes the tasks of partitions lost in a rebalance and lets them go.
+    fn hand_over_revoked(&mut self) -> StreamResult<()> {
+        let revoking = self.consumer.revoking();
+        if revoking.is_empty() {
+            return Ok(());
+        }
+        self.checkpoint()?;
+        for tp in &revoking {
+            self.tasks.remove(tp);
+        }
+        // Changelog appenders of closed tasks are dropped with their stores; output appenders
+        // stay (this process may still produce to those topics).
+        self.consumer.release(&revoking)?;
+        Ok(())
+    }
+
+    fn start_new_tasks(&mut self) -> StreamResult<BTreeSet<TopicPartition>> {
+        let mut fresh = BTreeSet::new();
+        for tp in self.consumer.assignment() {
+            if self.tasks.contains_key(&tp) || self.consumer.revoking().contains(&tp) {
+                continue;
+            }
+            let (stateful, partitions) = {
+                let sources = self.app.registry.sources.borrow();
+                let Some(source) = sources.get(&tp.0) else {
+                    continue;
+                };
+                (source.stateful.get(), source.topic.partitions())
+            };
+            let start = start_task(
+                &self.app.log,
+                &self.app.env,
+                &mut self.consumer,
+                &self.app.config.group,
+                &tp.0,
+                tp.1,
+                partitions,
+                stateful,
+                self.app.config.fsync,
+                self.app.config.auto_offset_reset,
+            )?;
+            let m = &self.app.metrics;
+            if let Some(r) = &start.restore {
+                bump(&m.restored_entries, r.entries);
+                bump(&m.stores_rebuilt, u64::from(r.rebuilt));
+            }
+            bump(&m.state_resets, u64::from(start.state_reset));
+            self.tasks.insert(tp.clone(), start.task);
+            fresh.insert(tp);
+        }
+        Ok(fresh)
+    }
+
+    fn process(&mut self, tp: &TopicPartition, fetch: &crate::log::Fetch) -> StreamResult<()> {
+        let Some(task) = self.tasks.get_mut(tp) else {
+            return Ok(());
+        };
+        let registry = self.app.registry.clone();
+        let mut sources = registry.sources.borrow_mut();
+        let Some(source) = sources.get_mut(&tp.0) else {
+            return Ok(());
+        };
+        let mut outputs = registry.outputs.borrow_mut();
+        let metrics = &self.app.metrics;
+        let mut count = 0u64;
+        for r in fetch.iter() {
+            let mut ctx = Ctx {
+                topic: &tp.0,
+                partition: tp.1,
+                offset: r.offset,
+                raw_key: r.key.unwrap_or_default(),
+                store: task.store.as_mut(),
+                outputs: &mut outputs,
+            };
+            let outcome = catch_unwind(AssertUnwindSafe(|| (source.run)(&mut ctx, &r)));
+            let failure = match outcome {
+                Ok(Ok(())) => None,
+                Ok(Err(StepError::Fatal(e))) => return Err(e),
+                Ok(Err(StepError::Deserialize(cause))) => {
+                    bump(&metrics.deserialize_errors, 1);
+                    Some(("deserialize", cause))
+                }
+                Ok(Err(StepError::Function(cause))) => {
+                    bump(&metrics.function_errors, 1);
+                    Some(("function", cause))
+                }
+                Err(payload) => {
+                    bump(&metrics.panics, 1);
+                    Some(("panic", panic_message(payload.as_ref())))
+                }
+            };
+            if let Some((kind, cause)) = failure {
+                let policy = source
+                    .policy
+                    .clone()
+                    .unwrap_or_else(|| self.app.config.on_error.clone());
+                match policy {
+                    ErrorPolicy::Fail => {
+                        return Err(StreamError::Record {
+                            topic: tp.0.clone(),
+                            partition: tp.1,
+                            offset: r.offset,
+                            kind,
+                            cause,
+                        })
+                    }
+                    ErrorPolicy::Skip => bump(&metrics.skipped, 1),
+                    ErrorPolicy::DeadLetter(name) => {
+                        let dlq = self
+                            .app
+                            .log
+                            .topic_or_create(&name, TopicConfig::default())?;
+                        let id = outputs.register(&dlq);
+                        outputs.send(id, tp.1, dead_letter(&r, tp, kind, &cause));
+                        bump(&metrics.dead_lettered, 1);
+                    }
+                }
+            }
+            task.position = r.offset + 1;
+            count += 1;
+        }
+        task.position = task.position.max(fetch.next_offset());
+        bump(&metrics.records_in, count);
+        self.since_checkpoint += count;
+        self.processed += count;
+        Ok(())
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked".to_owned()
+    }
+}
+
+/// The original record with the error and its origin in headers.
+fn dead_letter(r: &RecordView<'_>, tp: &TopicPartition, kind: &str, cause: &str) -> Record {
+    let mut record = r.to_record();
+    let mut add = |k: &str, v: String| {
+        record.headers.push(Header {
+            key: k.to_owned(),
+            value: Some(v.into_bytes()),
+        })
+    };
+    add("eddy.error", cause.to_owned());
+    add("eddy.error.kind", kind.to_owned());
+    add("eddy.source.topic", tp.0.clone());
+    add("eddy.source.partition", tp.1.to_string());
+    add("eddy.source.offset", r.offset.to_string());
+    record
+}

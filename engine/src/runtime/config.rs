@@ -1,0 +1,66 @@
+//! Settings of an [`Application`](super::Application).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::groups::AutoOffsetReset;
+use crate::state::DEFAULT_MEMORY_BUDGET;
+use crate::stream::ErrorPolicy;
+
+/// Delivery guarantee of an application.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ProcessingGuarantee {
+    /// Every input record affects state exactly as often as in an uninterrupted run, and its
+    /// outputs appear at least once: outputs of records processed after the last checkpoint
+    /// before a crash appear again (see `docs/semantics.md`).
+    #[default]
+    AtLeastOnce,
+}
+
+/// Settings of an application; [`AppConfig::new`] gives the defaults.
+#[derive(Clone, Debug)]
+pub struct AppConfig {
+    /// The eddy data directory (topics and groups).
+    pub data_dir: PathBuf,
+    /// Consumer group; also names the application's state, changelogs and internal topics.
+    pub group: String,
+    /// Where partitions without a committed offset start. Default: earliest.
+    pub auto_offset_reset: AutoOffsetReset,
+    /// Time between checkpoints. Default: 1 s.
+    pub commit_interval: Duration,
+    /// Also checkpoint after this many input records (0: only by time). Default: 0.
+    pub commit_every: u64,
+    /// Delivery guarantee.
+    pub processing_guarantee: ProcessingGuarantee,
+    /// State stores' directory. Default: `<data_dir>/state`.
+    pub state_dir: Option<PathBuf>,
+    /// Memory for all state stores of the process (RocksDB caches and write buffers, eddy's
+    /// write-back caches). Default: 64 MiB.
+    pub memory_budget: usize,
+    /// What happens to records that fail. Default: fail. A topic's own policy wins.
+    pub on_error: ErrorPolicy,
+    /// Fsync outputs, changelogs, state and offsets at each checkpoint, so that a checkpoint also
+    /// survives power loss (not only a process crash). Default: off.
+    pub fsync: bool,
+    /// Most records read per poll. Default: 10,000.
+    pub max_poll_records: usize,
+}
+
+impl AppConfig {
+    /// Defaults for an application of `group` over `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>, group: impl Into<String>) -> Self {
+        AppConfig {
+            data_dir: data_dir.into(),
+            group: group.into(),
+            auto_offset_reset: AutoOffsetReset::Earliest,
+            commit_interval: Duration::from_secs(1),
+            commit_every: 0,
+            processing_guarantee: ProcessingGuarantee::AtLeastOnce,
+            state_dir: None,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
+            on_error: ErrorPolicy::Fail,
+            fsync: false,
+            max_poll_records: 10_000,
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! Counters of a running application, readable from any thread while it runs.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Live counters (relaxed atomics; each is exact, a snapshot is not one instant).
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    pub records_in: AtomicU64,
+    pub deserialize_errors: AtomicU64,
+    pub function_errors: AtomicU64,
+    pub panics: AtomicU64,
+    pub skipped: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub checkpoints: AtomicU64,
+    pub restored_entries: AtomicU64,
+    pub stores_rebuilt: AtomicU64,
+    pub state_resets: AtomicU64,
+}
+
+pub(crate) fn bump(counter: &AtomicU64, by: u64) {
+    counter.fetch_add(by, Ordering::Relaxed);
+}
+
+/// A copy of an application's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MetricsSnapshot {
+    /// Input records processed (whatever their outcome).
+    pub records_in: u64,
+    /// Output records appended (to topics, repartition and dead-letter topics).
+    pub records_out: u64,
+    /// Records whose key or value did not decode.
+    pub deserialize_errors: u64,
+    /// Records for which a user function returned an error or a state access failed.
+    pub function_errors: u64,
+    /// Records for which a user function panicked.
+    pub panics: u64,
+    /// Failed records skipped under `ErrorPolicy::Skip`.
+    pub skipped: u64,
+    /// Failed records sent to a dead-letter topic.
+    pub dead_lettered: u64,
+    /// Checkpoints completed.
+    pub checkpoints: u64,
+    /// Changelog entries applied while restoring stores.
+    pub restored_entries: u64,
+    /// Stores rebuilt from scratch (missing or corrupt).
+    pub stores_rebuilt: u64,
+    /// Partitions whose state was cleared because the group's offsets had been reset.
+    pub state_resets: u64,
+}
+
+impl Metrics {
+    pub fn snapshot(&self, records_out: u64) -> MetricsSnapshot {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            records_in: g(&self.records_in),
+            records_out,
+            deserialize_errors: g(&self.deserialize_errors),
+            function_errors: g(&self.function_errors),
+            panics: g(&self.panics),
+            skipped: g(&self.skipped),
+            dead_lettered: g(&self.dead_lettered),
+            checkpoints: g(&self.checkpoints),
+            restored_entries: g(&self.restored_entries),
+            stores_rebuilt: g(&self.stores_rebuilt),
+            state_resets: g(&self.state_resets),
+        }
+    }
+}

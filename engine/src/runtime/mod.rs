@@ -1,0 +1,14 @@
+//! The runtime: [`Application`] (consuming as a group member, tasks per partition, checkpoints,
+//! shutdown), its settings, metrics and the standalone [`Producer`]. Uses the log, groups, state
+//! and stream layers.
+
+mod app;
+mod config;
+mod metrics;
+mod producer;
+mod task;
+
+pub use app::Application;
+pub use config::{AppConfig, ProcessingGuarantee};
+pub use metrics::MetricsSnapshot;
+pub use producer::Producer;

@@ -1,0 +1,121 @@
+//! A task: one input topic-partition owned by this application instance, with its position and,
+//! for stateful dataframes, its store.
+//!
+//! Where a task starts (the decision that keeps state and input consistent after any crash):
+//! - the group's committed offset was set by a reset (`eddy groups reset-offsets`) and differs from
+//!   the offset the state reflects: the state is cleared (tombstones in the changelog, store
+//!   emptied) and processing starts at the committed offset, as with Kafka Streams' reset tool;
+//! - otherwise, when the store has a checkpoint: at the input offset that checkpoint recorded — it
+//!   is never behind the committed offset of a checkpoint commit, and ahead of it only when the
+//!   process died between the store's checkpoint and the group commit;
+//! - otherwise: at the committed offset, or where `auto_offset_reset` says.
+
+use crate::groups::{AutoOffsetReset, Consumer, GroupError, RESET_METADATA};
+use crate::log::{CleanupPolicy, Durability, Log, TopicConfig};
+use crate::state::{RestoreReport, StateEnv, Store};
+use crate::stream::{StreamError, StreamResult};
+
+/// Commit metadata of offsets committed by a checkpoint.
+pub(crate) const CHECKPOINT_METADATA: &str = "eddy:checkpoint";
+
+pub(crate) struct Task {
+    /// Next input offset to process.
+    pub position: u64,
+    /// Offset last committed for this partition by this instance (or found at start).
+    pub committed: Option<u64>,
+    pub store: Option<Store>,
+}
+
+/// What opening a task restored.
+pub(crate) struct TaskStart {
+    pub task: Task,
+    pub restore: Option<RestoreReport>,
+    pub state_reset: bool,
+}
+
+/// Name of the changelog topic of the store of `topic` in `group`.
+pub(crate) fn changelog_name(group: &str, topic: &str) -> String {
+    format!("{group}-{topic}-changelog")
+}
+
+/// Opens the task of `(topic, partition)`: restores its store when `stateful`, decides its start
+/// (module docs) and seeks the consumer there.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn start_task(
+    log: &Log,
+    env: &StateEnv,
+    consumer: &mut Consumer,
+    group: &str,
+    topic: &str,
+    partition: u32,
+    partitions: u32,
+    stateful: bool,
+    fsync: bool,
+    reset: AutoOffsetReset,
+) -> StreamResult<TaskStart> {
+    let committed = consumer.committed_with_metadata(topic, partition)?;
+    // Not the consumer's position: the poll that assigned the partition may have read past it.
+    let mut position = match &committed {
+        Some((c, _)) => *c,
+        None => {
+            let mut reader = log.topic(topic)?.reader(partition)?;
+            match reset {
+                AutoOffsetReset::Earliest => reader.log_start_offset()?,
+                AutoOffsetReset::Latest => reader.end_offset(),
+                AutoOffsetReset::Error => {
+                    return Err(GroupError::NoCommittedOffset {
+                        group: group.to_owned(),
+                        topic: topic.to_owned(),
+                        partition,
+                    }
+                    .into())
+                }
+            }
+        }
+    };
+    let mut restore = None;
+    let mut state_reset = false;
+    let mut store = None;
+    if stateful {
+        let name = changelog_name(group, topic);
+        let config = TopicConfig {
+            partitions,
+            cleanup_policy: CleanupPolicy::Compact,
+            durability: Durability::None,
+            ..TopicConfig::default()
+        };
+        let changelog = log.topic_or_create(&name, config)?;
+        if changelog.partitions() != partitions {
+            return Err(StreamError::Setup(format!(
+                "changelog {name} has {} partitions but {topic} has {partitions}",
+                changelog.partitions()
+            )));
+        }
+        let writer = changelog.writer(partition)?;
+        let dir = env.store_dir(group, topic, partition);
+        let (mut s, report) = Store::open(env, dir, changelog, writer, fsync)?;
+        match (&committed, s.input_offset()) {
+            (Some((c, meta)), state) if meta == RESET_METADATA && state != Some(*c) => {
+                if state.is_some() {
+                    s.wipe(*c)?;
+                    state_reset = true;
+                }
+                position = *c;
+            }
+            (_, Some(state)) => position = state,
+            _ => {}
+        }
+        restore = Some(report);
+        store = Some(s);
+    }
+    consumer.seek(topic, partition, position)?;
+    Ok(TaskStart {
+        task: Task {
+            position,
+            committed: committed.map(|(c, _)| c),
+            store,
+        },
+        restore,
+        state_reset,
+    })
+}

@@ -1,0 +1,98 @@
+//! What every store of a process shares: one RocksDB block cache and one write-buffer manager sized
+//! from the memory budget, and the byte count of eddy's own value caches.
+//!
+//! Split of the budget: three quarters to RocksDB (the block cache, which also carries the
+//! memtables through the write-buffer manager), one quarter to the stores' write-back caches. Dirty
+//! entries above an eighth of the budget ask for an early checkpoint; clean entries above a quarter
+//! are dropped.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use rocksdb::{BlockBasedOptions, Cache, Options, WriteBufferManager};
+
+/// The default memory budget of all stores of a process: 64 MiB.
+pub const DEFAULT_MEMORY_BUDGET: usize = 64 << 20;
+
+/// Shared resources of the stores of one process. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct StateEnv {
+    inner: Arc<EnvInner>,
+}
+
+struct EnvInner {
+    dir: PathBuf,
+    budget: usize,
+    cache: Cache,
+    write_buffers: WriteBufferManager,
+    /// Bytes held by every store's clean cache.
+    clean_bytes: AtomicUsize,
+}
+
+impl StateEnv {
+    /// An environment for stores under `dir` within `budget` bytes (at least 4 MiB is used).
+    pub fn new(dir: &Path, budget: usize) -> Self {
+        let budget = budget.max(4 << 20);
+        let cache = Cache::new_lru_cache(budget / 4 * 3);
+        let write_buffers = WriteBufferManager::new_write_buffer_manager_with_cache(
+            budget / 4,
+            false,
+            cache.clone(),
+        );
+        StateEnv {
+            inner: Arc::new(EnvInner {
+                dir: dir.to_owned(),
+                budget,
+                cache,
+                write_buffers,
+                clean_bytes: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// Directory of the store `(group, store, partition)`.
+    pub fn store_dir(&self, group: &str, store: &str, partition: u32) -> PathBuf {
+        self.inner
+            .dir
+            .join(group)
+            .join(store)
+            .join(partition.to_string())
+    }
+
+    /// RocksDB options of every store: shared cache and write buffers, no compression (eddy's
+    /// default build links no compression library), few background threads.
+    pub fn options(&self) -> Options {
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&self.inner.cache);
+        table.set_cache_index_and_filter_blocks(true);
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.set_paranoid_checks(true);
+        opts.set_block_based_table_factory(&table);
+        opts.set_write_buffer_manager(&self.inner.write_buffers);
+        opts.set_write_buffer_size((self.inner.budget / 8).max(1 << 20));
+        opts.set_max_background_jobs(2);
+        opts.set_compression_type(rocksdb::DBCompressionType::None);
+        opts.set_keep_log_file_num(2);
+        opts
+    }
+
+    /// Dirty bytes of one store above which it should be checkpointed.
+    pub fn dirty_limit(&self) -> usize {
+        self.inner.budget / 8
+    }
+
+    /// Records `added` and `removed` clean bytes; true when all stores together hold more than
+    /// their share (the caller then drops its clean entries).
+    pub fn account_clean(&self, added: usize, removed: usize) -> bool {
+        let c = &self.inner.clean_bytes;
+        if added > 0 {
+            c.fetch_add(added, Ordering::Relaxed);
+        }
+        if removed > 0 {
+            c.fetch_sub(removed.min(c.load(Ordering::Relaxed)), Ordering::Relaxed);
+        }
+        c.load(Ordering::Relaxed) > self.inner.budget / 4
+    }
+}

@@ -1,0 +1,145 @@
+//! [`State`]: the key-value state a stateful function sees for the record it is processing.
+//!
+//! Layout in the store: key `b'k', message-key length u32 BE, message key, name` (so every record
+//! key has its own namespace); value `0, JSON` or `1, expiry ms i64 BE, JSON` when set with a TTL.
+//! Expiry is measured in event time (the timestamp of the record being processed), so a replay
+//! expires exactly what the first run expired.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::store::Store;
+
+/// First byte of per-key state entries in a store.
+pub(crate) const KEYED_STATE: u8 = b'k';
+
+/// Per-key state of a stateful function: named values, JSON-encoded, saved at each checkpoint and
+/// restored from the changelog after a crash.
+///
+/// Methods do not return errors: a storage failure or a value that does not decode as the asked
+/// type is remembered and fails the record after the function returns, under the error policy.
+pub struct State<'a> {
+    store: &'a mut Store,
+    prefix_len: usize,
+    key: Vec<u8>,
+    now_ms: i64,
+    error: &'a mut Option<String>,
+}
+
+impl<'a> State<'a> {
+    pub(crate) fn new(
+        store: &'a mut Store,
+        message_key: &[u8],
+        now_ms: i64,
+        error: &'a mut Option<String>,
+    ) -> Self {
+        let mut key = Vec::with_capacity(5 + message_key.len() + 16);
+        key.push(KEYED_STATE);
+        key.extend_from_slice(&(message_key.len() as u32).to_be_bytes());
+        key.extend_from_slice(message_key);
+        State {
+            store,
+            prefix_len: key.len(),
+            key,
+            now_ms,
+            error,
+        }
+    }
+
+    fn full_key(&mut self, name: &str) -> &[u8] {
+        self.key.truncate(self.prefix_len);
+        self.key.extend_from_slice(name.as_bytes());
+        &self.key
+    }
+
+    fn fail(&mut self, what: String) {
+        if self.error.is_none() {
+            *self.error = Some(what);
+        }
+    }
+
+    /// The value stored under `name` for this record's key, if any and not expired.
+    pub fn get<T: DeserializeOwned>(&mut self, name: &str) -> Option<T> {
+        self.full_key(name);
+        let now = self.now_ms;
+        let raw = match self.store.get(&self.key) {
+            Ok(v) => v,
+            Err(e) => {
+                let msg = e.to_string();
+                self.fail(msg);
+                return None;
+            }
+        };
+        let json = match raw {
+            None => return None,
+            Some([0, json @ ..]) => json,
+            Some([1, rest @ ..]) => {
+                let (expiry, json) = rest.split_at_checked(8)?;
+                let expiry = i64::from_be_bytes(expiry.try_into().ok()?);
+                if now >= expiry {
+                    return None;
+                }
+                json
+            }
+            Some(_) => {
+                self.fail(format!("state {name:?}: unknown value encoding"));
+                return None;
+            }
+        };
+        match serde_json::from_slice(json) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.fail(format!("state {name:?}: {e}"));
+                None
+            }
+        }
+    }
+
+    /// The value under `name`, or `default` when there is none.
+    pub fn get_or<T: DeserializeOwned>(&mut self, name: &str, default: T) -> T {
+        self.get(name).unwrap_or(default)
+    }
+
+    /// Whether a live value is stored under `name`.
+    pub fn exists(&mut self, name: &str) -> bool {
+        self.get::<serde::de::IgnoredAny>(name).is_some()
+    }
+
+    /// Stores `value` under `name` for this record's key.
+    pub fn set<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) {
+        self.put(name, value, None);
+    }
+
+    /// Stores `value` under `name` until the event time reaches this record's timestamp + `ttl`.
+    pub fn set_with_ttl<T: Serialize + ?Sized>(&mut self, name: &str, value: &T, ttl: Duration) {
+        let expiry = self
+            .now_ms
+            .saturating_add(ttl.as_millis().min(i64::MAX as u128) as i64);
+        self.put(name, value, Some(expiry));
+    }
+
+    fn put<T: Serialize + ?Sized>(&mut self, name: &str, value: &T, expiry: Option<i64>) {
+        let mut bytes = match expiry {
+            None => vec![0u8],
+            Some(at) => {
+                let mut b = vec![1u8];
+                b.extend_from_slice(&at.to_be_bytes());
+                b
+            }
+        };
+        if let Err(e) = serde_json::to_writer(&mut bytes, value) {
+            self.fail(format!("state {name:?}: {e}"));
+            return;
+        }
+        self.full_key(name);
+        self.store.put(&self.key, Some(bytes));
+    }
+
+    /// Deletes the value under `name`.
+    pub fn delete(&mut self, name: &str) {
+        self.full_key(name);
+        self.store.put(&self.key, None);
+    }
+}

@@ -1,0 +1,18 @@
+//! State stores: RocksDB databases, one per (group, store, partition), sharing one memory budget;
+//! a write-back cache in front of each; and the changelog that makes them survive crashes.
+//!
+//! Uses the log only to write and replay changelogs. The runtime decides when to checkpoint and
+//! what input offset a checkpoint records; see `docs/semantics.md`.
+
+mod env;
+mod error;
+mod handle;
+mod store;
+
+pub use env::DEFAULT_MEMORY_BUDGET;
+pub use error::{StateError, StateResult};
+pub use handle::State;
+pub use store::RestoreReport;
+
+pub(crate) use env::StateEnv;
+pub(crate) use store::Store;

@@ -1,0 +1,387 @@
+//! One state store: a RocksDB database for one (group, store, partition), a write-back cache in
+//! front of it, and the partition of the changelog topic that makes it recoverable.
+//!
+//! Invariants:
+//! - Data keys start with a byte from 1 to 254; keys starting with 0 are the store's metadata (in RocksDB)
+//!   or the checkpoint marker (in the changelog).
+//! - Changes reach the changelog and RocksDB only in [`Store::checkpoint`]: first one atomic
+//!   changelog batch holding every change followed by the marker (the input offset the state
+//!   reflects), then one RocksDB write batch holding the same changes plus the changelog offset
+//!   after the marker. RocksDB's own WAL is off: the changelog is the log of record, and a store
+//!   that lost unflushed memtables restores from the changelog offset it recorded.
+//! - After [`Store::open`] returns, the store reflects its changelog up to the end, and
+//!   [`Store::input_offset`] is the input offset recorded by the last marker (`None` before the
+//!   first checkpoint ever).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rocksdb::{WriteBatch, WriteOptions, DB};
+
+use super::env::StateEnv;
+use super::error::{rocks, StateError, StateResult};
+use crate::log::{PartitionWriter, Record, Topic};
+
+const META_CHANGELOG_OFFSET: &[u8] = b"\0changelog-offset";
+const META_INPUT_OFFSET: &[u8] = b"\0input-offset";
+/// Key of the checkpoint marker in a changelog; its value is the input offset, u64 big-endian.
+pub(crate) const MARKER_KEY: &[u8] = b"\0checkpoint";
+
+/// Records read per restore step, and at most this many bytes.
+const RESTORE_RECORDS: usize = 20_000;
+const RESTORE_BYTES: usize = 8 << 20;
+
+/// What [`Store::open`] found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// The store could not be opened (missing or corrupt) and was rebuilt from scratch.
+    pub rebuilt: bool,
+    /// Changelog records applied.
+    pub entries: u64,
+    /// Time spent restoring.
+    pub elapsed: Duration,
+}
+
+/// One store; see the module docs.
+pub(crate) struct Store {
+    env: StateEnv,
+    path: PathBuf,
+    db: DB,
+    changelog: Arc<PartitionWriter>,
+    changelog_topic: Topic,
+    dirty: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    dirty_bytes: usize,
+    clean: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    clean_bytes: usize,
+    changelog_offset: u64,
+    input_offset: Option<u64>,
+    fsync: bool,
+}
+
+fn decode_u64(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}
+
+impl Store {
+    /// Opens the store at `path` (rebuilding it when RocksDB cannot open it or its metadata is
+    /// unreadable) and brings it up to the end of its changelog partition.
+    pub fn open(
+        env: &StateEnv,
+        path: PathBuf,
+        changelog_topic: Topic,
+        changelog: Arc<PartitionWriter>,
+        fsync: bool,
+    ) -> StateResult<(Store, RestoreReport)> {
+        let started = Instant::now();
+        let mut report = RestoreReport::default();
+        let (db, meta) = match open_db(env, &path) {
+            Ok(opened) => opened,
+            Err(_) => {
+                // Missing pieces or damaged files: the changelog has everything.
+                report.rebuilt = true;
+                remove_dir(&path)?;
+                open_db(env, &path)?
+            }
+        };
+        let mut store = Store {
+            env: env.clone(),
+            path,
+            db,
+            changelog,
+            changelog_topic,
+            dirty: HashMap::new(),
+            dirty_bytes: 0,
+            clean: HashMap::new(),
+            clean_bytes: 0,
+            changelog_offset: meta.0,
+            input_offset: meta.1,
+            fsync,
+        };
+        report.entries = store.restore(started)?;
+        report.elapsed = started.elapsed();
+        Ok((store, report))
+    }
+
+    /// The input offset the state reflects (recorded by the last checkpoint).
+    pub fn input_offset(&self) -> Option<u64> {
+        self.input_offset
+    }
+
+    /// Whether the store holds more unsaved changes than its share of the memory budget.
+    pub fn wants_checkpoint(&self) -> bool {
+        self.dirty_bytes > self.env.dirty_limit()
+    }
+
+    /// Applies the changelog from the recorded offset to its end.
+    fn restore(&mut self, started: Instant) -> StateResult<u64> {
+        let mut reader = self.changelog_topic.reader(self.changelog.partition())?;
+        let end = reader.end_offset();
+        if self.changelog_offset > end {
+            return Err(self.bad_changelog(
+                end,
+                format!(
+                    "the store at {} recorded changelog offset {} but the changelog ends at {end} \
+                     (was the changelog topic deleted?); delete the store directory to rebuild it",
+                    self.path.display(),
+                    self.changelog_offset
+                ),
+            ));
+        }
+        let mut position = self.changelog_offset.max(reader.log_start_offset()?);
+        let first = position;
+        let mut applied = 0u64;
+        let mut progress: Option<indicatif::ProgressBar> = None;
+        let write_opts = no_wal();
+        while position < end {
+            let fetch = reader.read(position, RESTORE_RECORDS, RESTORE_BYTES)?;
+            if fetch.is_empty() {
+                break;
+            }
+            let mut batch = WriteBatch::default();
+            for r in fetch.iter() {
+                let Some(key) = r.key else {
+                    return Err(self.bad_changelog(r.offset, "a record without a key".into()));
+                };
+                if key == MARKER_KEY {
+                    let offset = r.value.and_then(decode_u64).ok_or_else(|| {
+                        self.bad_changelog(r.offset, "a checkpoint marker without an offset".into())
+                    })?;
+                    self.input_offset = Some(offset);
+                } else if key.first() == Some(&0) {
+                    return Err(self.bad_changelog(r.offset, "a key in the reserved range".into()));
+                } else {
+                    match r.value {
+                        Some(v) => batch.put(key, v),
+                        None => batch.delete(key),
+                    }
+                }
+                applied += 1;
+            }
+            position = fetch.next_offset();
+            self.put_meta(&mut batch, position);
+            self.db
+                .write_opt(batch, &write_opts)
+                .map_err(rocks("write restored entries", &self.path))?;
+            self.changelog_offset = position;
+            if progress.is_none() && started.elapsed() > Duration::from_millis(500) {
+                let bar = indicatif::ProgressBar::new(end - first);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "restoring {msg} {bar:30} {pos}/{len} entries ({per_sec})",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                bar.set_message(format!(
+                    "{}[{}]",
+                    self.changelog_topic.name(),
+                    self.changelog.partition()
+                ));
+                progress = Some(bar);
+            }
+            if let Some(bar) = &progress {
+                bar.set_position(position - first);
+            }
+        }
+        if let Some(bar) = progress {
+            bar.finish();
+        }
+        Ok(applied)
+    }
+
+    fn bad_changelog(&self, offset: u64, reason: String) -> StateError {
+        StateError::BadChangelog {
+            topic: self.changelog_topic.name().to_owned(),
+            partition: self.changelog.partition(),
+            offset,
+            reason,
+        }
+    }
+
+    fn put_meta(&self, batch: &mut WriteBatch, changelog_offset: u64) {
+        batch.put(META_CHANGELOG_OFFSET, changelog_offset.to_be_bytes());
+        if let Some(input) = self.input_offset {
+            batch.put(META_INPUT_OFFSET, input.to_be_bytes());
+        }
+    }
+
+    /// The value of `key`: unsaved changes first, then the clean cache, then RocksDB.
+    pub fn get(&mut self, key: &[u8]) -> StateResult<Option<&[u8]>> {
+        if self.dirty.contains_key(key) {
+            return Ok(self.dirty.get(key).and_then(|v| v.as_deref()));
+        }
+        if !self.clean.contains_key(key) {
+            let value = self.db.get(key).map_err(rocks("read", &self.path))?;
+            let size = key.len() + value.as_ref().map_or(0, Vec::len) + 32;
+            if self.env.account_clean(size, 0) {
+                self.drop_clean();
+                self.env.account_clean(size, 0);
+            }
+            self.clean_bytes += size;
+            self.clean.insert(key.to_vec(), value);
+        }
+        Ok(self.clean.get(key).and_then(|v| v.as_deref()))
+    }
+
+    fn drop_clean(&mut self) {
+        self.env.account_clean(0, self.clean_bytes);
+        self.clean.clear();
+        self.clean_bytes = 0;
+    }
+
+    /// Sets `key` (starting with a byte from 1 to 254) to `value`, or deletes it with `None`, until the next
+    /// checkpoint saves it.
+    pub fn put(&mut self, key: &[u8], value: Option<Vec<u8>>) {
+        debug_assert!(key.first().is_some_and(|b| (1..u8::MAX).contains(b)));
+        let size = key.len() + value.as_ref().map_or(0, Vec::len) + 32;
+        if let Some(slot) = self.dirty.get_mut(key) {
+            *slot = value;
+        } else {
+            self.dirty.insert(key.to_vec(), value);
+        }
+        self.dirty_bytes += size;
+    }
+
+    /// Saves every change with `input_offset` as the input position they reflect: one atomic
+    /// changelog batch (changes, then the marker), then one RocksDB batch. With `fsync` both are on
+    /// stable storage when it returns.
+    pub fn checkpoint(&mut self, input_offset: u64) -> StateResult<()> {
+        if self.dirty.is_empty() && self.input_offset == Some(input_offset) {
+            return Ok(());
+        }
+        let mut records: Vec<Record> = Vec::with_capacity(self.dirty.len() + 1);
+        for (key, value) in self.dirty.drain() {
+            records.push(Record {
+                key: Some(key),
+                value,
+                timestamp: None,
+                headers: Vec::new(),
+            });
+        }
+        records.push(Record::keyed(MARKER_KEY, input_offset.to_be_bytes()));
+        let appended = self.changelog.append_atomic(&records)?;
+        if self.fsync {
+            self.changelog.flush()?;
+        }
+        self.input_offset = Some(input_offset);
+        let next = appended.base_offset + appended.count;
+        let mut batch = WriteBatch::default();
+        records.pop();
+        for r in &records {
+            if let Some(key) = &r.key {
+                match &r.value {
+                    Some(v) => batch.put(key, v),
+                    None => batch.delete(key),
+                }
+            }
+        }
+        self.put_meta(&mut batch, next);
+        self.db
+            .write_opt(batch, &no_wal())
+            .map_err(rocks("write checkpoint", &self.path))?;
+        if self.fsync {
+            self.db.flush().map_err(rocks("flush", &self.path))?;
+        }
+        self.changelog_offset = next;
+        self.dirty_bytes = 0;
+        let mut added = 0;
+        for r in records {
+            if let Some(key) = r.key {
+                added += key.len() + r.value.as_ref().map_or(0, Vec::len) + 32;
+                self.clean.insert(key, r.value);
+            }
+        }
+        self.clean_bytes += added;
+        if self.env.account_clean(added, 0) {
+            self.drop_clean();
+        }
+        Ok(())
+    }
+
+    /// Forgets all state (after the group's offsets were reset): a tombstone for every key goes to
+    /// the changelog, then a marker with `input_offset`; the database drops its data range. Safe to
+    /// repeat after a crash: until the marker is written the store still disagrees with the
+    /// group's offsets and the next start wipes again.
+    pub fn wipe(&mut self, input_offset: u64) -> StateResult<()> {
+        self.dirty.clear();
+        self.dirty_bytes = 0;
+        self.drop_clean();
+        let mut tombstones = Vec::new();
+        let mut bytes = 0usize;
+        for item in self.db.iterator(rocksdb::IteratorMode::Start) {
+            let (key, _) = item.map_err(rocks("scan", &self.path))?;
+            if key.first() == Some(&0) {
+                continue;
+            }
+            bytes += key.len() + 16;
+            tombstones.push(Record {
+                key: Some(key.into_vec()),
+                ..Record::default()
+            });
+            if bytes > 8 << 20 {
+                self.changelog.append(&tombstones)?;
+                tombstones.clear();
+                bytes = 0;
+            }
+        }
+        tombstones.push(Record::keyed(MARKER_KEY, input_offset.to_be_bytes()));
+        let appended = self.changelog.append_atomic(&tombstones)?;
+        self.changelog.flush()?;
+        let next = appended.base_offset + appended.count;
+        self.input_offset = Some(input_offset);
+        let mut batch = WriteBatch::default();
+        batch.delete_range([1u8], [u8::MAX]);
+        self.put_meta(&mut batch, next);
+        self.db
+            .write_opt(batch, &no_wal())
+            .map_err(rocks("write checkpoint", &self.path))?;
+        self.db.flush().map_err(rocks("flush", &self.path))?;
+        self.changelog_offset = next;
+        Ok(())
+    }
+}
+
+fn no_wal() -> WriteOptions {
+    let mut w = WriteOptions::default();
+    w.disable_wal(true);
+    w
+}
+
+type Meta = (u64, Option<u64>);
+
+/// Opens (creating if needed) the database and reads its metadata; an error when RocksDB refuses
+/// or the metadata is damaged.
+fn open_db(env: &StateEnv, path: &std::path::Path) -> StateResult<(DB, Meta)> {
+    std::fs::create_dir_all(path).map_err(|source| StateError::Io {
+        op: "create",
+        path: path.to_owned(),
+        source,
+    })?;
+    let db = DB::open(&env.options(), path).map_err(rocks("open", path))?;
+    let read = |key: &[u8]| -> StateResult<Option<u64>> {
+        match db.get(key).map_err(rocks("read metadata", path))? {
+            None => Ok(None),
+            Some(v) => decode_u64(&v).map(Some).ok_or_else(|| StateError::Io {
+                op: "read metadata",
+                path: path.to_owned(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, "bad offset"),
+            }),
+        }
+    };
+    let changelog = read(META_CHANGELOG_OFFSET)?.unwrap_or(0);
+    let input = read(META_INPUT_OFFSET)?;
+    Ok((db, (changelog, input)))
+}
+
+fn remove_dir(path: &std::path::Path) -> StateResult<()> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(StateError::Io {
+            op: "remove",
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}

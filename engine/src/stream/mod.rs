@@ -1,0 +1,20 @@
+//! Streams: serialization formats, the dataframe builder and its operations, the context records
+//! are processed in, and output buffering. Uses the log (topics, records) and state (stores); the
+//! runtime drives it.
+
+mod dataframe;
+mod error;
+mod format;
+mod message;
+mod registry;
+mod sink;
+
+pub use dataframe::Stream;
+pub use error::{StreamError, StreamResult};
+pub use format::{Bincode, Bytes, Format, Json, Str};
+pub use message::Message;
+pub use registry::{ErrorPolicy, StreamTopic, TimestampExtractor};
+
+pub(crate) use error::StepError;
+pub(crate) use registry::{Ctx, Registry};
+pub(crate) use sink::Outputs;

@@ -1,0 +1,117 @@
+//! [`Outputs`]: records produced by a running application, buffered per topic-partition and
+//! appended in batches — when the buffers grow past 1 MiB, and always before a checkpoint commits
+//! input offsets (outputs first, so that no committed input lacks its outputs).
+
+use std::sync::Arc;
+
+use crate::log::{partition_for_key, LogResult, PartitionWriter, Record, Topic};
+
+/// Buffered bytes above which the runtime appends outputs without waiting for a checkpoint.
+const FLUSH_BYTES: usize = 1 << 20;
+
+struct OutTopic {
+    topic: Topic,
+    writers: Vec<Option<Arc<PartitionWriter>>>,
+    pending: Vec<Vec<Record>>,
+}
+
+/// Output buffers of one application.
+pub(crate) struct Outputs {
+    topics: Vec<OutTopic>,
+    pending_bytes: usize,
+    fsync: bool,
+    /// Records appended so far.
+    pub sent: u64,
+}
+
+impl Outputs {
+    pub fn new(fsync: bool) -> Self {
+        Outputs {
+            topics: Vec::new(),
+            pending_bytes: 0,
+            fsync,
+            sent: 0,
+        }
+    }
+
+    /// The id under which records for `topic` are sent (registering it once).
+    pub fn register(&mut self, topic: &Topic) -> usize {
+        if let Some(i) = self
+            .topics
+            .iter()
+            .position(|t| t.topic.name() == topic.name())
+        {
+            return i;
+        }
+        let n = topic.partitions() as usize;
+        self.topics.push(OutTopic {
+            topic: topic.clone(),
+            writers: (0..n).map(|_| None).collect(),
+            pending: (0..n).map(|_| Vec::new()).collect(),
+        });
+        self.topics.len() - 1
+    }
+
+    /// Buffers `record` for topic `id`: keyed records go to their murmur2 partition, keyless ones to
+    /// `keyless_partition` modulo the partition count.
+    pub fn send(&mut self, id: usize, keyless_partition: u32, record: Record) {
+        let Some(out) = self.topics.get_mut(id) else {
+            return;
+        };
+        let n = out.pending.len() as u32;
+        let p = match &record.key {
+            Some(k) => partition_for_key(k, n),
+            None => keyless_partition % n.max(1),
+        };
+        self.pending_bytes += record.key.as_ref().map_or(0, Vec::len)
+            + record.value.as_ref().map_or(0, Vec::len)
+            + 32;
+        if let Some(bucket) = out.pending.get_mut(p as usize) {
+            bucket.push(record);
+        }
+    }
+
+    /// Whether enough is buffered to append now.
+    pub fn wants_flush(&self) -> bool {
+        self.pending_bytes >= FLUSH_BYTES
+    }
+
+    /// Appends every buffered record (fsyncing them when the application asks for it).
+    pub fn flush(&mut self) -> LogResult<()> {
+        if self.pending_bytes == 0 {
+            return Ok(());
+        }
+        for out in &mut self.topics {
+            for (p, bucket) in out.pending.iter_mut().enumerate() {
+                if bucket.is_empty() {
+                    continue;
+                }
+                let slot = out.writers.get_mut(p);
+                let writer = match slot {
+                    Some(Some(w)) => w.clone(),
+                    Some(slot) => {
+                        let w = out.topic.writer(p as u32)?;
+                        *slot = Some(w.clone());
+                        w
+                    }
+                    None => continue,
+                };
+                writer.append(bucket)?;
+                if self.fsync {
+                    writer.flush()?;
+                }
+                self.sent += bucket.len() as u64;
+                bucket.clear();
+            }
+        }
+        self.pending_bytes = 0;
+        Ok(())
+    }
+
+    /// Lets go of every partition appender (they are shared per process through the log).
+    pub fn release_writers(&mut self) {
+        for out in &mut self.topics {
+            out.writers.iter_mut().for_each(|w| *w = None);
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! A stateful application SIGKILLed at random points, restarted each time: its state must end
+//! exactly where an uninterrupted run's does, and no output may show state that counted a record
+//! twice or missed one.
+//!
+//! The child is this test binary re-executed with `EDDY_CRASH_CHILD` set, running
+//! `crash_child_app`, which is an ordinary test that returns at once otherwise.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+mod common;
+use common::*;
+use eddy::{AppConfig, Application, Json, Log, Record, State, Str, TopicConfig};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const KEYS: u64 = 50;
+const RECORDS: u64 = 60_000;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct Running {
+    count: u64,
+    sum: u64,
+}
+
+fn build(dir: &Path) -> Application {
+    let mut c = AppConfig::new(dir, "counter");
+    c.commit_interval = Duration::from_millis(15);
+    c.max_poll_records = 300;
+    let app = Application::new(c).unwrap();
+    let input = app.topic::<Str, Json<u64>>("numbers").unwrap();
+    let output = app.topic::<Str, Json<Running>>("running").unwrap();
+    app.dataframe(&input)
+        .stateful_map(|n: u64, s: &mut State<'_>| {
+            let mut r: Running = s.get("r").unwrap_or(Running { count: 0, sum: 0 });
+            r.count += 1;
+            r.sum += n;
+            s.set("r", &r);
+            r
+        })
+        .to_topic(&output);
+    app
+}
+
+#[test]
+fn crash_child_app() {
+    let Ok(dir) = std::env::var("EDDY_CRASH_CHILD") else {
+        return;
+    };
+    build(Path::new(&dir)).run().unwrap();
+}
+
+fn produce(dir: &Path, from: u64, to: u64) {
+    let log = Log::open(dir).unwrap();
+    let t = log
+        .topic_or_create("numbers", TopicConfig::with_partitions(3))
+        .unwrap();
+    t.append((from..to).map(|i| Record::keyed(format!("k{}", i % KEYS), i.to_string())))
+        .unwrap();
+}
+
+/// Per key, the (count, sum) after each of its first n records.
+fn prefix_sums() -> BTreeMap<String, Vec<Running>> {
+    let mut m: BTreeMap<String, Vec<Running>> = BTreeMap::new();
+    for i in 0..RECORDS {
+        let v = m.entry(format!("k{}", i % KEYS)).or_default();
+        let (count, sum) = v.last().map_or((0, 0), |r| (r.count, r.sum));
+        v.push(Running {
+            count: count + 1,
+            sum: sum + i,
+        });
+    }
+    m
+}
+
+/// Checks every output against the prefix sums and returns the last output per key.
+/// Also checks that every key's outputs include every count from 1 to its last (none missing).
+fn check_outputs(dir: &Path) -> (BTreeMap<String, Running>, usize) {
+    let expected = prefix_sums();
+    let t = Log::open(dir).unwrap().topic("running").unwrap();
+    let mut last = BTreeMap::new();
+    let mut seen: BTreeMap<String, std::collections::BTreeSet<u64>> = BTreeMap::new();
+    let mut total = 0;
+    for p in 0..t.partitions() {
+        for (offset, r) in read_all(&mut t.reader(p).unwrap(), 0) {
+            let key = String::from_utf8(r.key.unwrap()).unwrap();
+            let got: Running = serde_json::from_slice(&r.value.unwrap()).unwrap();
+            let want = &expected[&key][got.count as usize - 1];
+            assert_eq!(
+                &got, want,
+                "output {key} at offset {offset} reflects exact state"
+            );
+            seen.entry(key.clone()).or_default().insert(got.count);
+            last.insert(key, got);
+            total += 1;
+        }
+    }
+    for (key, counts) in &seen {
+        let top = last[key].count;
+        assert_eq!(counts.len() as u64, top, "{key}: an output is missing");
+    }
+    (last, total)
+}
+
+#[test]
+fn state_survives_sigkill_at_random_points() {
+    let crashed = tempfile::tempdir().unwrap();
+    let calm = tempfile::tempdir().unwrap();
+    produce(crashed.path(), 0, RECORDS / 2);
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    let mut random = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut kills = 0;
+    for round in 0..8 {
+        if round == 3 {
+            produce(crashed.path(), RECORDS / 2, RECORDS);
+        }
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["crash_child_app", "--exact", "--nocapture"])
+            .env("EDDY_CRASH_CHILD", crashed.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(30 + random(400)));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(kills >= 4, "only {kills} runs were killed");
+    // Finish in-process, then compare with an uninterrupted run.
+    let started = Instant::now();
+    build(crashed.path()).run_until_idle().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(60));
+    produce(calm.path(), 0, RECORDS);
+    build(calm.path()).run_until_idle().unwrap();
+    let (crashed_last, crashed_total) = check_outputs(crashed.path());
+    let (calm_last, calm_total) = check_outputs(calm.path());
+    assert_eq!(calm_total as u64, RECORDS);
+    assert_eq!(
+        crashed_last, calm_last,
+        "final state equals the uninterrupted run's"
+    );
+    assert_eq!(crashed_last.len() as u64, KEYS);
+    assert!(crashed_total as u64 >= RECORDS, "no output missing");
+}
