@@ -28,6 +28,7 @@ fn build(dir: &Path) -> Application {
     let mut c = AppConfig::new(dir, "counter");
     c.commit_interval = Duration::from_millis(15);
     c.max_poll_records = 300;
+    c.commit_every = 300;
     let app = Application::new(c).unwrap();
     let input = app.topic::<Str, Json<u64>>("numbers").unwrap();
     let output = app.topic::<Str, Json<Running>>("running").unwrap();
@@ -58,6 +59,15 @@ fn produce(dir: &Path, from: u64, to: u64) {
         .unwrap();
     t.append((from..to).map(|i| Record::keyed(format!("k{}", i % KEYS), i.to_string())))
         .unwrap();
+}
+
+/// Input offsets committed by the application, over all partitions.
+fn committed_input(dir: &Path) -> u64 {
+    let log = Log::open(dir).unwrap();
+    eddy::Groups::new(&log)
+        .describe("counter")
+        .map(|d| d.partitions.iter().filter_map(|p| p.current_offset).sum())
+        .unwrap_or(0)
 }
 
 /// Per key, the (count, sum) after each of its first n records.
@@ -107,7 +117,6 @@ fn check_outputs(dir: &Path) -> (BTreeMap<String, Running>, usize) {
 fn state_survives_sigkill_at_random_points() {
     let crashed = tempfile::tempdir().unwrap();
     let calm = tempfile::tempdir().unwrap();
-    produce(crashed.path(), 0, RECORDS / 2);
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -119,11 +128,23 @@ fn state_survives_sigkill_at_random_points() {
         seed ^= seed << 17;
         seed % n
     };
+    // Input keeps arriving while children run and die, as on a live system.
+    let produced = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let feeder = {
+        let (dir, produced) = (crashed.path().to_owned(), produced.clone());
+        std::thread::spawn(move || {
+            for from in (0..RECORDS).step_by(200) {
+                produce(&dir, from, from + 200);
+                produced.store(from + 200, std::sync::atomic::Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(4));
+            }
+        })
+    };
     let mut kills = 0;
-    for round in 0..8 {
-        if round == 3 {
-            produce(crashed.path(), RECORDS / 2, RECORDS);
-        }
+    let mut killed_mid_stream = 0;
+    let mut round = 0;
+    while round < 8 || !feeder.is_finished() {
+        round += 1;
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["crash_child_app", "--exact", "--nocapture"])
             .env("EDDY_CRASH_CHILD", crashed.path())
@@ -131,14 +152,24 @@ fn state_survives_sigkill_at_random_points() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(30 + random(400)));
+        std::thread::sleep(Duration::from_millis(30 + random(300)));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
             kills += 1;
+            child.wait().unwrap();
+            let at_kill = produced.load(std::sync::atomic::Ordering::SeqCst);
+            if committed_input(crashed.path()) < at_kill {
+                killed_mid_stream += 1;
+            }
         }
         child.wait().unwrap();
     }
+    feeder.join().unwrap();
     assert!(kills >= 4, "only {kills} runs were killed");
+    assert!(
+        killed_mid_stream >= 3,
+        "only {killed_mid_stream} kills hit a run that had input left"
+    );
     // Finish in-process, then compare with an uninterrupted run.
     let started = Instant::now();
     build(crashed.path()).run_until_idle().unwrap();
@@ -154,4 +185,41 @@ fn state_survives_sigkill_at_random_points() {
     );
     assert_eq!(crashed_last.len() as u64, KEYS);
     assert!(crashed_total as u64 >= RECORDS, "no output missing");
+}
+
+#[test]
+fn a_crash_between_any_two_checkpoint_steps_keeps_state_exact() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    produce(dir.path(), 0, RECORDS);
+    for step in ["outputs", "changelog", "store", "commit"] {
+        for n in [2, 5] {
+            let status = Command::new(std::env::current_exe().unwrap())
+                .args(["crash_child_app", "--exact", "--nocapture"])
+                .env("EDDY_CRASH_CHILD", dir.path())
+                .env("EDDY_TEST_CRASH_AT", format!("{step}:{n}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert_eq!(
+                status.signal(),
+                Some(6),
+                "aborted after {step} of checkpoint {n}"
+            );
+        }
+    }
+    let progressed = committed_input(dir.path());
+    assert!(
+        progressed > 0 && progressed < RECORDS,
+        "crashes were mid-stream"
+    );
+    build(dir.path()).run_until_idle().unwrap();
+    let (last, total) = check_outputs(dir.path());
+    let expected: BTreeMap<String, Running> = prefix_sums()
+        .into_iter()
+        .map(|(k, v)| (k, v.last().unwrap().clone()))
+        .collect();
+    assert_eq!(last, expected);
+    assert!(total as u64 > RECORDS, "the crashes repeated some outputs");
 }

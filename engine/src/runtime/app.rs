@@ -48,6 +48,31 @@ pub struct Application {
     env: StateEnv,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
+    crash_point: CrashPoint,
+}
+
+/// A test aid: `EDDY_TEST_CRASH_AT=<step>:<n>` (step `outputs`, `changelog`, `store` or
+/// `commit`) aborts the process right after that step of the n-th checkpoint, so that tests can
+/// crash deterministically between the steps whose order `docs/semantics.md` describes.
+#[derive(Default)]
+struct CrashPoint(Option<(String, u64)>);
+
+impl CrashPoint {
+    fn from_env() -> Self {
+        let parsed = std::env::var("EDDY_TEST_CRASH_AT").ok().and_then(|v| {
+            let (step, n) = v.split_once(':')?;
+            Some((step.to_owned(), n.parse().ok()?))
+        });
+        CrashPoint(parsed)
+    }
+
+    fn reached(&self, step: &str, checkpoint: u64) {
+        if let Some((at, n)) = &self.0 {
+            if at == step && *n == checkpoint {
+                std::process::abort();
+            }
+        }
+    }
 }
 
 impl Application {
@@ -74,6 +99,7 @@ impl Application {
             registry,
             metrics: Arc::default(),
             stop: Arc::new(AtomicBool::new(false)),
+            crash_point: CrashPoint::from_env(),
         })
     }
 
@@ -264,12 +290,22 @@ impl Runner<'_> {
     }
 
     fn checkpoint(&mut self) -> StreamResult<()> {
+        let number = self.app.metrics.checkpoints.load(Ordering::Relaxed) + 1;
         self.app.registry.outputs.borrow_mut().flush()?;
-        for task in self.tasks.values_mut() {
+        self.app.crash_point.reached("outputs", number);
+        let mut logged = Vec::new();
+        for (tp, task) in self.tasks.iter_mut() {
             if let Some(store) = &mut task.store {
-                store.checkpoint(task.position)?;
+                logged.push((tp.clone(), store.log_changes(task.position)?));
             }
         }
+        self.app.crash_point.reached("changelog", number);
+        for (tp, changes) in logged {
+            if let Some(store) = self.tasks.get_mut(&tp).and_then(|t| t.store.as_mut()) {
+                store.save_changes(changes)?;
+            }
+        }
+        self.app.crash_point.reached("store", number);
         let moved: Vec<(String, u32, u64)> = self
             .tasks
             .iter()
@@ -283,6 +319,7 @@ impl Runner<'_> {
                 t.committed = Some(o);
             }
         }
+        self.app.crash_point.reached("commit", number);
         bump(&self.app.metrics.checkpoints, 1);
         self.last_checkpoint = Instant::now();
         self.since_checkpoint = 0;

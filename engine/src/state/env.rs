@@ -1,13 +1,13 @@
 //! What every store of a process shares: one RocksDB block cache and one write-buffer manager sized
-//! from the memory budget, and the byte count of eddy's own value caches.
+//! from the memory budget.
 //!
 //! Split of the budget: three quarters to RocksDB (the block cache, which also carries the
-//! memtables through the write-buffer manager), one quarter to the stores' write-back caches. Dirty
-//! entries above an eighth of the budget ask for an early checkpoint; clean entries above a quarter
-//! are dropped.
+//! memtables through the write-buffer manager), one quarter to each store's write-back cache: dirty
+//! entries above an eighth of the budget ask for an early checkpoint, clean entries above a quarter
+//! are dropped. With many stores active at once, eddy's caches can therefore exceed their share;
+//! RocksDB's part is shared and bounded.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use rocksdb::{BlockBasedOptions, Cache, Options, WriteBufferManager};
@@ -15,7 +15,7 @@ use rocksdb::{BlockBasedOptions, Cache, Options, WriteBufferManager};
 /// The default memory budget of all stores of a process: 64 MiB.
 pub const DEFAULT_MEMORY_BUDGET: usize = 64 << 20;
 
-/// Shared resources of the stores of one process. Cheap to clone.
+/// Shared resources of the stores of one process, and the budget's split. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct StateEnv {
     inner: Arc<EnvInner>,
@@ -26,8 +26,6 @@ struct EnvInner {
     budget: usize,
     cache: Cache,
     write_buffers: WriteBufferManager,
-    /// Bytes held by every store's clean cache.
-    clean_bytes: AtomicUsize,
 }
 
 impl StateEnv {
@@ -46,7 +44,6 @@ impl StateEnv {
                 budget,
                 cache,
                 write_buffers,
-                clean_bytes: AtomicUsize::new(0),
             }),
         }
     }
@@ -83,16 +80,8 @@ impl StateEnv {
         self.inner.budget / 8
     }
 
-    /// Records `added` and `removed` clean bytes; true when all stores together hold more than
-    /// their share (the caller then drops its clean entries).
-    pub fn account_clean(&self, added: usize, removed: usize) -> bool {
-        let c = &self.inner.clean_bytes;
-        if added > 0 {
-            c.fetch_add(added, Ordering::Relaxed);
-        }
-        if removed > 0 {
-            c.fetch_sub(removed.min(c.load(Ordering::Relaxed)), Ordering::Relaxed);
-        }
-        c.load(Ordering::Relaxed) > self.inner.budget / 4
+    /// Clean cached bytes one store keeps before dropping them: a quarter of the budget.
+    pub fn clean_limit(&self) -> usize {
+        self.inner.budget / 4
     }
 }

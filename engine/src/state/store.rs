@@ -13,11 +13,12 @@
 //!   [`Store::input_offset`] is the input offset recorded by the last marker (`None` before the
 //!   first checkpoint ever).
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hashbrown::hash_map::EntryRef;
+use hashbrown::HashMap;
 use rocksdb::{WriteBatch, WriteOptions, DB};
 
 use super::env::StateEnv;
@@ -30,7 +31,7 @@ const META_INPUT_OFFSET: &[u8] = b"\0input-offset";
 pub(crate) const MARKER_KEY: &[u8] = b"\0checkpoint";
 
 /// Records read per restore step, and at most this many bytes.
-const RESTORE_RECORDS: usize = 20_000;
+const RESTORE_RECORDS: usize = 100_000;
 const RESTORE_BYTES: usize = 8 << 20;
 
 /// What [`Store::open`] found and did.
@@ -44,16 +45,34 @@ pub struct RestoreReport {
     pub elapsed: Duration,
 }
 
+/// Changes appended to the changelog and not yet written to RocksDB.
+pub(crate) struct LoggedChanges {
+    records: Vec<Record>,
+    next_changelog_offset: u64,
+}
+
+/// A cached value; `dirty` until a checkpoint saves it.
+struct Cached {
+    value: Option<Vec<u8>>,
+    dirty: bool,
+}
+
+/// Bytes an entry is charged for in the memory budget.
+fn charge(key: &[u8], value: Option<&[u8]>) -> usize {
+    key.len() + value.map_or(0, <[u8]>::len) + 48
+}
+
 /// One store; see the module docs.
 pub(crate) struct Store {
     env: StateEnv,
     path: PathBuf,
     db: DB,
     changelog: Arc<PartitionWriter>,
-    changelog_topic: Topic,
-    dirty: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Read and written entries: clean ones mirror RocksDB, dirty ones wait for a checkpoint.
+    cache: HashMap<Vec<u8>, Cached>,
+    /// Keys of the dirty entries, in the order they became dirty.
+    dirty: Vec<Vec<u8>>,
     dirty_bytes: usize,
-    clean: HashMap<Vec<u8>, Option<Vec<u8>>>,
     clean_bytes: usize,
     changelog_offset: u64,
     input_offset: Option<u64>,
@@ -76,31 +95,40 @@ impl Store {
     ) -> StateResult<(Store, RestoreReport)> {
         let started = Instant::now();
         let mut report = RestoreReport::default();
-        let (db, meta) = match open_db(env, &path) {
+        let (db, meta) = match open_db(&path, env.options()) {
             Ok(opened) => opened,
             Err(_) => {
                 // Missing pieces or damaged files: the changelog has everything.
                 report.rebuilt = true;
                 remove_dir(&path)?;
-                open_db(env, &path)?
+                open_db(&path, env.options())?
             }
         };
-        let mut store = Store {
+        let mut replay = Replay {
+            path: &path,
+            topic: &changelog_topic,
+            partition: changelog.partition(),
+            position: meta.0,
+            input_offset: meta.1,
+            applied: 0,
+        };
+        replay.run(&db, started)?;
+        report.entries = replay.applied;
+        report.elapsed = started.elapsed();
+        let (changelog_offset, input_offset) = (replay.position, replay.input_offset);
+        let store = Store {
             env: env.clone(),
             path,
             db,
             changelog,
-            changelog_topic,
-            dirty: HashMap::new(),
+            cache: HashMap::new(),
+            dirty: Vec::new(),
             dirty_bytes: 0,
-            clean: HashMap::new(),
             clean_bytes: 0,
-            changelog_offset: meta.0,
-            input_offset: meta.1,
+            changelog_offset,
+            input_offset,
             fsync,
         };
-        report.entries = store.restore(started)?;
-        report.elapsed = started.elapsed();
         Ok((store, report))
     }
 
@@ -114,160 +142,105 @@ impl Store {
         self.dirty_bytes > self.env.dirty_limit()
     }
 
-    /// Applies the changelog from the recorded offset to its end.
-    fn restore(&mut self, started: Instant) -> StateResult<u64> {
-        let mut reader = self.changelog_topic.reader(self.changelog.partition())?;
-        let end = reader.end_offset();
-        if self.changelog_offset > end {
-            return Err(self.bad_changelog(
-                end,
-                format!(
-                    "the store at {} recorded changelog offset {} but the changelog ends at {end} \
-                     (was the changelog topic deleted?); delete the store directory to rebuild it",
-                    self.path.display(),
-                    self.changelog_offset
-                ),
-            ));
-        }
-        let mut position = self.changelog_offset.max(reader.log_start_offset()?);
-        let first = position;
-        let mut applied = 0u64;
-        let mut progress: Option<indicatif::ProgressBar> = None;
-        let write_opts = no_wal();
-        while position < end {
-            let fetch = reader.read(position, RESTORE_RECORDS, RESTORE_BYTES)?;
-            if fetch.is_empty() {
-                break;
-            }
-            let mut batch = WriteBatch::default();
-            for r in fetch.iter() {
-                let Some(key) = r.key else {
-                    return Err(self.bad_changelog(r.offset, "a record without a key".into()));
-                };
-                if key == MARKER_KEY {
-                    let offset = r.value.and_then(decode_u64).ok_or_else(|| {
-                        self.bad_changelog(r.offset, "a checkpoint marker without an offset".into())
-                    })?;
-                    self.input_offset = Some(offset);
-                } else if key.first() == Some(&0) {
-                    return Err(self.bad_changelog(r.offset, "a key in the reserved range".into()));
-                } else {
-                    match r.value {
-                        Some(v) => batch.put(key, v),
-                        None => batch.delete(key),
-                    }
-                }
-                applied += 1;
-            }
-            position = fetch.next_offset();
-            self.put_meta(&mut batch, position);
-            self.db
-                .write_opt(batch, &write_opts)
-                .map_err(rocks("write restored entries", &self.path))?;
-            self.changelog_offset = position;
-            if progress.is_none() && started.elapsed() > Duration::from_millis(500) {
-                let bar = indicatif::ProgressBar::new(end - first);
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "restoring {msg} {bar:30} {pos}/{len} entries ({per_sec})",
-                    )
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-                );
-                bar.set_message(format!(
-                    "{}[{}]",
-                    self.changelog_topic.name(),
-                    self.changelog.partition()
-                ));
-                progress = Some(bar);
-            }
-            if let Some(bar) = &progress {
-                bar.set_position(position - first);
-            }
-        }
-        if let Some(bar) = progress {
-            bar.finish();
-        }
-        Ok(applied)
-    }
-
-    fn bad_changelog(&self, offset: u64, reason: String) -> StateError {
-        StateError::BadChangelog {
-            topic: self.changelog_topic.name().to_owned(),
-            partition: self.changelog.partition(),
-            offset,
-            reason,
-        }
-    }
-
     fn put_meta(&self, batch: &mut WriteBatch, changelog_offset: u64) {
-        batch.put(META_CHANGELOG_OFFSET, changelog_offset.to_be_bytes());
-        if let Some(input) = self.input_offset {
-            batch.put(META_INPUT_OFFSET, input.to_be_bytes());
-        }
+        put_meta(batch, changelog_offset, self.input_offset);
     }
 
-    /// The value of `key`: unsaved changes first, then the clean cache, then RocksDB.
+    /// The value of `key`: from the cache, else from RocksDB (then cached).
     pub fn get(&mut self, key: &[u8]) -> StateResult<Option<&[u8]>> {
-        if self.dirty.contains_key(key) {
-            return Ok(self.dirty.get(key).and_then(|v| v.as_deref()));
+        if self.clean_bytes > self.env.clean_limit() {
+            self.drop_clean();
         }
-        if !self.clean.contains_key(key) {
-            let value = self.db.get(key).map_err(rocks("read", &self.path))?;
-            let size = key.len() + value.as_ref().map_or(0, Vec::len) + 32;
-            if self.env.account_clean(size, 0) {
-                self.drop_clean();
-                self.env.account_clean(size, 0);
+        let cached = match self.cache.entry_ref(key) {
+            EntryRef::Occupied(o) => o.into_mut(),
+            EntryRef::Vacant(v) => {
+                let value = self.db.get(key).map_err(rocks("read", &self.path))?;
+                self.clean_bytes += charge(key, value.as_deref());
+                v.insert(Cached {
+                    value,
+                    dirty: false,
+                })
             }
-            self.clean_bytes += size;
-            self.clean.insert(key.to_vec(), value);
-        }
-        Ok(self.clean.get(key).and_then(|v| v.as_deref()))
+        };
+        Ok(cached.value.as_deref())
     }
 
+    /// Drops the clean entries (dirty ones stay until saved).
     fn drop_clean(&mut self) {
-        self.env.account_clean(0, self.clean_bytes);
-        self.clean.clear();
+        self.cache.retain(|_, c| c.dirty);
         self.clean_bytes = 0;
     }
 
-    /// Sets `key` (starting with a byte from 1 to 254) to `value`, or deletes it with `None`, until the next
-    /// checkpoint saves it.
+    /// Sets `key` (starting with a byte from 1 to 254) to `value`, or deletes it with `None`, until
+    /// the next checkpoint saves it.
     pub fn put(&mut self, key: &[u8], value: Option<Vec<u8>>) {
         debug_assert!(key.first().is_some_and(|b| (1..u8::MAX).contains(b)));
-        let size = key.len() + value.as_ref().map_or(0, Vec::len) + 32;
-        if let Some(slot) = self.dirty.get_mut(key) {
-            *slot = value;
-        } else {
-            self.dirty.insert(key.to_vec(), value);
+        let size = charge(key, value.as_deref());
+        match self.cache.entry_ref(key) {
+            EntryRef::Occupied(mut o) => {
+                let cached = o.get_mut();
+                let old = charge(key, cached.value.as_deref());
+                if cached.dirty {
+                    self.dirty_bytes = self.dirty_bytes.saturating_sub(old);
+                } else {
+                    self.clean_bytes = self.clean_bytes.saturating_sub(old);
+                    self.dirty.push(key.to_vec());
+                }
+                cached.value = value;
+                cached.dirty = true;
+            }
+            EntryRef::Vacant(v) => {
+                v.insert(Cached { value, dirty: true });
+                self.dirty.push(key.to_vec());
+            }
         }
         self.dirty_bytes += size;
     }
 
-    /// Saves every change with `input_offset` as the input position they reflect: one atomic
-    /// changelog batch (changes, then the marker), then one RocksDB batch. With `fsync` both are on
-    /// stable storage when it returns.
-    pub fn checkpoint(&mut self, input_offset: u64) -> StateResult<()> {
+    /// Checkpoint, first half (then [`save_changes`](Self::save_changes)): appends the changes and a marker with `input_offset` to the
+    /// changelog as one atomic batch (fsynced with `fsync`). `None` when there is nothing to save.
+    pub fn log_changes(&mut self, input_offset: u64) -> StateResult<Option<LoggedChanges>> {
         if self.dirty.is_empty() && self.input_offset == Some(input_offset) {
-            return Ok(());
+            return Ok(None);
         }
         let mut records: Vec<Record> = Vec::with_capacity(self.dirty.len() + 1);
-        for (key, value) in self.dirty.drain() {
-            records.push(Record {
-                key: Some(key),
-                value,
-                timestamp: None,
-                headers: Vec::new(),
-            });
+        for key in self.dirty.drain(..) {
+            if let Some(cached) = self.cache.get_mut(&key) {
+                cached.dirty = false;
+                records.push(Record {
+                    value: cached.value.clone(),
+                    key: Some(key),
+                    timestamp: None,
+                    headers: Vec::new(),
+                });
+            }
         }
+        self.clean_bytes += self.dirty_bytes;
+        self.dirty_bytes = 0;
         records.push(Record::keyed(MARKER_KEY, input_offset.to_be_bytes()));
         let appended = self.changelog.append_atomic(&records)?;
         if self.fsync {
             self.changelog.flush()?;
         }
         self.input_offset = Some(input_offset);
-        let next = appended.base_offset + appended.count;
-        let mut batch = WriteBatch::default();
         records.pop();
+        Ok(Some(LoggedChanges {
+            records,
+            next_changelog_offset: appended.base_offset + appended.count,
+        }))
+    }
+
+    /// Checkpoint, second half: writes logged changes and the changelog offset after them to
+    /// RocksDB in one batch (flushed with `fsync`).
+    pub fn save_changes(&mut self, logged: Option<LoggedChanges>) -> StateResult<()> {
+        let Some(LoggedChanges {
+            records,
+            next_changelog_offset: next,
+        }) = logged
+        else {
+            return Ok(());
+        };
+        let mut batch = WriteBatch::default();
         for r in &records {
             if let Some(key) = &r.key {
                 match &r.value {
@@ -284,18 +257,6 @@ impl Store {
             self.db.flush().map_err(rocks("flush", &self.path))?;
         }
         self.changelog_offset = next;
-        self.dirty_bytes = 0;
-        let mut added = 0;
-        for r in records {
-            if let Some(key) = r.key {
-                added += key.len() + r.value.as_ref().map_or(0, Vec::len) + 32;
-                self.clean.insert(key, r.value);
-            }
-        }
-        self.clean_bytes += added;
-        if self.env.account_clean(added, 0) {
-            self.drop_clean();
-        }
         Ok(())
     }
 
@@ -304,9 +265,10 @@ impl Store {
     /// repeat after a crash: until the marker is written the store still disagrees with the
     /// group's offsets and the next start wipes again.
     pub fn wipe(&mut self, input_offset: u64) -> StateResult<()> {
+        self.cache.clear();
         self.dirty.clear();
         self.dirty_bytes = 0;
-        self.drop_clean();
+        self.clean_bytes = 0;
         let mut tombstones = Vec::new();
         let mut bytes = 0usize;
         for item in self.db.iterator(rocksdb::IteratorMode::Start) {
@@ -342,6 +304,108 @@ impl Store {
     }
 }
 
+fn put_meta(batch: &mut WriteBatch, changelog_offset: u64, input_offset: Option<u64>) {
+    batch.put(META_CHANGELOG_OFFSET, changelog_offset.to_be_bytes());
+    if let Some(input) = input_offset {
+        batch.put(META_INPUT_OFFSET, input.to_be_bytes());
+    }
+}
+
+/// Replays a changelog partition into a database from `position` to the end.
+struct Replay<'a> {
+    path: &'a std::path::Path,
+    topic: &'a Topic,
+    partition: u32,
+    /// Next changelog offset to apply.
+    position: u64,
+    /// Input offset of the last marker applied (or recorded before).
+    input_offset: Option<u64>,
+    applied: u64,
+}
+
+impl Replay<'_> {
+    fn bad(&self, offset: u64, reason: String) -> StateError {
+        StateError::BadChangelog {
+            topic: self.topic.name().to_owned(),
+            partition: self.partition,
+            offset,
+            reason,
+        }
+    }
+
+    fn run(&mut self, db: &DB, started: Instant) -> StateResult<()> {
+        let mut reader = self.topic.reader(self.partition)?;
+        let end = reader.end_offset();
+        if self.position > end {
+            return Err(self.bad(
+                end,
+                format!(
+                    "the store at {} recorded changelog offset {} but the changelog ends at {end} \
+                     (was the changelog topic deleted?); delete the store directory to rebuild it",
+                    self.path.display(),
+                    self.position
+                ),
+            ));
+        }
+        self.position = self.position.max(reader.log_start_offset()?);
+        let first = self.position;
+        let mut progress: Option<indicatif::ProgressBar> = None;
+        let write_opts = no_wal();
+        while self.position < end {
+            let fetch = reader.read(self.position, RESTORE_RECORDS, RESTORE_BYTES)?;
+            if fetch.is_empty() {
+                break;
+            }
+            let mut batch = WriteBatch::default();
+            for r in fetch.iter() {
+                let Some(key) = r.key else {
+                    return Err(self.bad(r.offset, "a record without a key".into()));
+                };
+                if key == MARKER_KEY {
+                    let offset = r.value.and_then(decode_u64).ok_or_else(|| {
+                        self.bad(r.offset, "a checkpoint marker without an offset".into())
+                    })?;
+                    self.input_offset = Some(offset);
+                } else if key.first() == Some(&0) {
+                    return Err(self.bad(r.offset, "a key in the reserved range".into()));
+                } else {
+                    match r.value {
+                        Some(v) => batch.put(key, v),
+                        None => batch.delete(key),
+                    }
+                }
+                self.applied += 1;
+            }
+            self.position = fetch.next_offset();
+            put_meta(&mut batch, self.position, self.input_offset);
+            db.write_opt(batch, &write_opts)
+                .map_err(rocks("write restored entries", self.path))?;
+            if progress.is_none() && started.elapsed() > Duration::from_millis(500) {
+                progress = Some(progress_bar(self.topic.name(), self.partition, end - first));
+            }
+            if let Some(bar) = &progress {
+                bar.set_position(self.position - first);
+            }
+        }
+        if let Some(bar) = progress {
+            bar.finish();
+        }
+        Ok(())
+    }
+}
+
+fn progress_bar(topic: &str, partition: u32, total: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "restoring {msg} {bar:30} {pos}/{len} entries ({per_sec})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(format!("{topic}[{partition}]"));
+    bar
+}
+
 fn no_wal() -> WriteOptions {
     let mut w = WriteOptions::default();
     w.disable_wal(true);
@@ -352,13 +416,13 @@ type Meta = (u64, Option<u64>);
 
 /// Opens (creating if needed) the database and reads its metadata; an error when RocksDB refuses
 /// or the metadata is damaged.
-fn open_db(env: &StateEnv, path: &std::path::Path) -> StateResult<(DB, Meta)> {
+fn open_db(path: &std::path::Path, options: rocksdb::Options) -> StateResult<(DB, Meta)> {
     std::fs::create_dir_all(path).map_err(|source| StateError::Io {
         op: "create",
         path: path.to_owned(),
         source,
     })?;
-    let db = DB::open(&env.options(), path).map_err(rocks("open", path))?;
+    let db = DB::open(&options, path).map_err(rocks("open", path))?;
     let read = |key: &[u8]| -> StateResult<Option<u64>> {
         match db.get(key).map_err(rocks("read metadata", path))? {
             None => Ok(None),
