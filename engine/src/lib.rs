@@ -1,9 +1,10 @@
 //! # eddy — an embedded stream engine
 //!
-//! eddy gives one process, or a few processes on one machine, what a Kafka cluster gives a data
-//! centre: durable topics on an append-only segmented log that any number of readers can replay.
-//! There is no broker and no server: the data directory is the database, shared by every process
-//! that opens it.
+//! eddy gives one process, or a few processes on one machine, what a Kafka cluster plus a stream
+//! processor give a data centre: durable topics on an append-only segmented log that any number of
+//! readers can replay, consumer groups, and stream applications whose RocksDB state survives
+//! crashes through changelogs. There is no broker and no server: the data directory is the
+//! database, shared by every process that opens it.
 //!
 //! What it is not: a distributed system. Data lives on one machine's disk; durability is what that
 //! disk gives (see [`Durability`]).
@@ -27,6 +28,38 @@
 //! let fetch = reader.read(0, 100, 1 << 20)?;
 //! let keys: Vec<_> = fetch.iter().map(|r| r.key.unwrap().to_vec()).collect();
 //! assert_eq!(keys, [b"sensor-1".to_vec(), b"sensor-2".to_vec()]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A stream application keeping a running count per key (see `docs/semantics.md` for what a
+//! crash does to it):
+//!
+//! ```
+//! use eddy::{AppConfig, Application, Json, Log, Record, State, Str, TopicConfig};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let log = Log::open(dir.path())?;
+//! let input = log.create_topic("readings", TopicConfig::default())?;
+//! input.append([
+//!     Record::keyed("sensor-1", r#"{"value": 21}"#),
+//!     Record::keyed("sensor-1", r#"{"value": 23}"#),
+//! ])?;
+//!
+//! let mut app = Application::new(AppConfig::new(dir.path(), "counter"))?;
+//! let readings = app.topic::<Str, Json<serde_json::Value>>("readings")?;
+//! let counts = app.topic::<Str, Json<u64>>("counts")?;
+//! app.dataframe(&readings)
+//!     .stateful_map(|_, state: &mut State<'_>| {
+//!         let n = state.get_or::<u64>("n", 0) + 1;
+//!         state.set("n", &n);
+//!         n
+//!     })
+//!     .to_topic(&counts);
+//! app.run_until_idle()?;
+//!
+//! let out = log.topic("counts")?.reader(0)?.read(0, 10, 1 << 20)?;
+//! let values: Vec<_> = out.iter().map(|r| r.value.unwrap().to_vec()).collect();
+//! assert_eq!(values, [b"1".to_vec(), b"2".to_vec()]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
