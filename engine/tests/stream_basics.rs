@@ -495,3 +495,55 @@ fn timestamps_from_an_extractor_and_set_timestamp_reach_outputs_and_ttl_uses_eve
     ];
     assert_eq!(got, expected);
 }
+
+#[test]
+fn producer_flat_map_and_a_bounded_record_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = Application::new(config(dir.path(), "g")).unwrap();
+    let lines = app
+        .topic_with_config::<Str, Str>("lines", TopicConfig::with_partitions(2))
+        .unwrap();
+    let words = app.topic::<Str, Str>("words").unwrap();
+    let mut producer = app.producer();
+    for i in 0..100 {
+        let key = format!("doc{}", i % 3);
+        producer
+            .produce(&lines, Some(&key), &format!("a b {i}"), Vec::new(), Some(i))
+            .unwrap();
+    }
+    producer
+        .produce(&lines, None, &"keyless".to_string(), Vec::new(), None)
+        .unwrap();
+    producer.flush().unwrap();
+    assert_eq!(producer.sent(), 101);
+    drop(producer);
+    // Keyed records sit in their murmur2 partition.
+    let t = app.log().topic("lines").unwrap();
+    for p in 0..2 {
+        for (_, r) in read_all(&mut t.reader(p).unwrap(), 0) {
+            if let Some(k) = r.key {
+                assert_eq!(eddy::partition_for_key(&k, 2), p);
+            }
+        }
+    }
+    app.dataframe(&lines)
+        .flat_map(|line: String| line.split(' ').map(str::to_owned).collect::<Vec<_>>())
+        .to_topic(&words);
+    let mut app = app;
+    app.run_records(40).unwrap();
+    let first = app.metrics().records_in;
+    assert!((40..=101).contains(&first), "stopped after {first} records");
+    app.run_until_idle().unwrap();
+    assert_eq!(app.metrics().records_in, 101);
+    let all = read_topic_strings(dir.path(), "words");
+    assert_eq!(all.len(), 301);
+    assert_eq!(all.iter().filter(|w| w.as_str() == "a").count(), 100);
+}
+
+fn read_topic_strings(dir: &Path, topic: &str) -> Vec<String> {
+    let t = Log::open(dir).unwrap().topic(topic).unwrap();
+    (0..t.partitions())
+        .flat_map(|p| read_all(&mut t.reader(p).unwrap(), 0))
+        .map(|(_, r)| String::from_utf8(r.value.unwrap()).unwrap())
+        .collect()
+}

@@ -52,6 +52,22 @@ fn crash_child_app() {
     build(Path::new(&dir)).run().unwrap();
 }
 
+/// A child printing every record; `run` returns on SIGTERM and the process exits 0.
+#[test]
+fn printing_child_app() {
+    let Ok(dir) = std::env::var("EDDY_PRINT_CHILD") else {
+        return;
+    };
+    let mut c = AppConfig::new(&dir, "printer");
+    c.commit_interval = Duration::from_secs(3600); // only the final checkpoint commits
+    let app = Application::new(c).unwrap();
+    let input = app.topic::<Str, Json<u64>>("numbers").unwrap();
+    app.dataframe(&input).print();
+    let mut app = app;
+    app.run().unwrap();
+    println!("clean exit");
+}
+
 fn produce(dir: &Path, from: u64, to: u64) {
     let log = Log::open(dir).unwrap();
     let t = log
@@ -61,11 +77,15 @@ fn produce(dir: &Path, from: u64, to: u64) {
         .unwrap();
 }
 
-/// Input offsets committed by the application, over all partitions.
+/// Input offsets committed by the counting application, over all partitions.
 fn committed_input(dir: &Path) -> u64 {
+    committed_input_of(dir, "counter")
+}
+
+fn committed_input_of(dir: &Path, group: &str) -> u64 {
     let log = Log::open(dir).unwrap();
     eddy::Groups::new(&log)
-        .describe("counter")
+        .describe(group)
         .map(|d| d.partitions.iter().filter_map(|p| p.current_offset).sum())
         .unwrap_or(0)
 }
@@ -222,4 +242,49 @@ fn a_crash_between_any_two_checkpoint_steps_keeps_state_exact() {
         .collect();
     assert_eq!(last, expected);
     assert!(total as u64 > RECORDS, "the crashes repeated some outputs");
+}
+
+#[test]
+fn sigterm_ends_run_with_a_final_checkpoint_and_print_shows_records() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    produce(dir.path(), 0, 30);
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["printing_child_app", "--exact", "--nocapture"])
+        .env("EDDY_PRINT_CHILD", dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    while printed.len() < 30 {
+        let line = lines.next().unwrap().unwrap();
+        if line.starts_with("[numbers ") {
+            printed.push(line);
+        }
+    }
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.contains("key=Some(\"k7\") value=7")),
+        "{printed:?}"
+    );
+    assert_eq!(
+        committed_input_of(dir.path(), "printer"),
+        0,
+        "nothing committed yet"
+    );
+    let pid = child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(rest.iter().any(|l| l == "clean exit"));
+    assert_eq!(
+        committed_input_of(dir.path(), "printer"),
+        30,
+        "final checkpoint committed"
+    );
 }
