@@ -33,6 +33,21 @@ pub fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// The directory a benchmark program works in: `dir` when given, else a temporary directory that
+/// lives as long as the returned guard.
+pub fn work_dir(
+    dir: Option<std::path::PathBuf>,
+) -> (Option<tempfile::TempDir>, std::path::PathBuf) {
+    match dir {
+        Some(d) => (None, d),
+        None => {
+            let tmp = tempfile::tempdir().expect("temp dir");
+            let path = tmp.path().to_owned();
+            (Some(tmp), path)
+        }
+    }
+}
+
 /// Runs `f` and returns its result and how long it took.
 pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     let start = Instant::now();

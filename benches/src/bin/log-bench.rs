@@ -17,34 +17,22 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use clap::Parser;
 use eddy::{Consumer, ConsumerConfig, Durability, Log, TopicConfig};
-use eddy_benches::{records, timed, Figure};
+use eddy_benches::{records, timed, work_dir, Figure};
 
+/// Options of `log-bench`.
+#[derive(clap::Parser)]
 struct Options {
+    /// Records of the 100-byte figures.
+    #[arg(long, default_value_t = 5_000_000)]
     records_100b: usize,
+    /// Records of the 1-KiB figures.
+    #[arg(long, default_value_t = 1_000_000)]
     records_1kib: usize,
+    /// Where to write (default: a temporary directory).
+    #[arg(long)]
     dir: Option<PathBuf>,
-}
-
-fn options() -> Options {
-    let mut o = Options {
-        records_100b: 5_000_000,
-        records_1kib: 1_000_000,
-        dir: None,
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        let value = args.get(i + 1).cloned().unwrap_or_default();
-        match args[i].as_str() {
-            "--records-100b" => o.records_100b = value.parse().expect("--records-100b N"),
-            "--records-1kib" => o.records_1kib = value.parse().expect("--records-1kib N"),
-            "--dir" => o.dir = Some(PathBuf::from(value)),
-            other => panic!("unknown option {other}"),
-        }
-        i += 2;
-    }
-    o
 }
 
 const PER_APPEND: usize = 1000;
@@ -344,15 +332,8 @@ fn always_figure(root: &Path) -> Figure {
 }
 
 fn main() {
-    let o = options();
-    let tmp;
-    let root = match &o.dir {
-        Some(d) => d.clone(),
-        None => {
-            tmp = tempfile::tempdir().expect("temp dir");
-            tmp.path().to_owned()
-        }
-    };
+    let o = Options::parse();
+    let (_guard, root) = work_dir(o.dir.clone());
     let (f100, f100s, dir100) = append_figure(
         "append_100b",
         "append_100b_synced",

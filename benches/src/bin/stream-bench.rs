@@ -10,8 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use clap::Parser;
 use eddy::{AppConfig, Application, Json, Log, Record, State, Str, TopicConfig};
-use eddy_benches::{peak_rss_kib, Figure};
+use eddy_benches::{peak_rss_kib, work_dir, Figure};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -20,31 +21,18 @@ struct Reading {
     value: i64,
 }
 
+/// Options of `stream-bench`.
+#[derive(clap::Parser)]
 struct Options {
+    /// Input records of the stateless and stateful figures.
+    #[arg(long, default_value_t = 2_000_000)]
     records: u64,
+    /// Changelog entries of the restore figure.
+    #[arg(long, default_value_t = 1_000_000)]
     restore_entries: u64,
+    /// Where to write (default: a temporary directory).
+    #[arg(long)]
     dir: Option<PathBuf>,
-}
-
-fn options() -> Options {
-    let mut o = Options {
-        records: 2_000_000,
-        restore_entries: 1_000_000,
-        dir: None,
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        let value = args.get(i + 1).cloned().unwrap_or_default();
-        match args[i].as_str() {
-            "--records" => o.records = value.parse().expect("--records N"),
-            "--restore-entries" => o.restore_entries = value.parse().expect("--restore-entries N"),
-            "--dir" => o.dir = Some(PathBuf::from(value)),
-            other => panic!("unknown argument {other}"),
-        }
-        i += 2;
-    }
-    o
 }
 
 /// Appends `n` JSON readings over `keys` keys to `topic`.
@@ -166,15 +154,8 @@ fn restore(dir: &Path, entries: u64) -> Figure {
 }
 
 fn main() {
-    let o = options();
-    let tmp;
-    let root = match &o.dir {
-        Some(d) => d.clone(),
-        None => {
-            tmp = tempfile::tempdir().expect("temp dir");
-            tmp.path().to_owned()
-        }
-    };
+    let o = Options::parse();
+    let (_guard, root) = work_dir(o.dir.clone());
     for (name, run) in [
         ("stateless", stateless as fn(&Path, u64) -> Figure),
         ("stateful", stateful),

@@ -26,8 +26,9 @@ use crate::stream::{
     StreamTopic,
 };
 
-/// How long one poll waits for records.
+/// How long one poll waits for records; bounded runs wait less, to notice the end sooner.
 const POLL_WAIT: Duration = Duration::from_millis(100);
+const POLL_WAIT_BOUNDED: Duration = Duration::from_millis(5);
 
 /// When a bounded run stops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -239,7 +240,12 @@ impl Runner<'_> {
             if self.app.stop.load(Ordering::Relaxed) {
                 break;
             }
-            let batches = self.consumer.poll(POLL_WAIT)?;
+            let wait = if until == Until::Stopped {
+                POLL_WAIT
+            } else {
+                POLL_WAIT_BOUNDED
+            };
+            let batches = self.consumer.poll(wait)?;
             self.hand_over_revoked()?;
             let fresh = self.start_new_tasks()?;
             let polled_any = !batches.is_empty();
