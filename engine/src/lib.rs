@@ -87,7 +87,8 @@ pub use log::{
 };
 pub use runtime::{AppConfig, Application, MetricsSnapshot, ProcessingGuarantee, Producer};
 pub use state::{RestoreReport, State, StateError, StateResult, DEFAULT_MEMORY_BUDGET};
+pub use stream::window::aggregate;
 pub use stream::{
-    Bincode, Bytes, ErrorPolicy, Format, Json, Message, Str, Stream, StreamError, StreamResult,
-    StreamTopic, TimestampExtractor,
+    Bincode, Bytes, Emit, ErrorPolicy, Format, Json, Message, Str, Stream, StreamError,
+    StreamResult, StreamTopic, TimestampExtractor, WindowResult, WindowSpec, Windowed,
 };

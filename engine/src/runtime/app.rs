@@ -256,6 +256,7 @@ impl Runner<'_> {
                 }
                 self.process(&tp, &batch.records)?;
             }
+            self.tick_operators()?;
             if self.app.registry.outputs.borrow().wants_flush() {
                 self.app.registry.outputs.borrow_mut().flush()?;
             }
@@ -300,11 +301,20 @@ impl Runner<'_> {
         self.app.registry.outputs.borrow_mut().flush()?;
         self.app.crash_point.reached("outputs", number);
         let mut logged = Vec::new();
+        let sources = self.app.registry.sources.borrow();
         for (tp, task) in self.tasks.iter_mut() {
             if let Some(store) = &mut task.store {
+                if let Some(source) = sources.get(&tp.0) {
+                    for op in source.shared.operators.borrow().iter() {
+                        op.borrow_mut()
+                            .flush(tp.1, store)
+                            .map_err(|e| step_failure(tp, e))?;
+                    }
+                }
                 logged.push((tp.clone(), store.log_changes(task.position)?));
             }
         }
+        drop(sources);
         self.app.crash_point.reached("changelog", number);
         for (tp, changes) in logged {
             if let Some(store) = self.tasks.get_mut(&tp).and_then(|t| t.store.as_mut()) {
@@ -359,7 +369,7 @@ impl Runner<'_> {
                 let Some(source) = sources.get(&tp.0) else {
                     continue;
                 };
-                (source.stateful.get(), source.topic.partitions())
+                (source.shared.stateful.get(), source.topic.partitions())
             };
             let start = start_task(
                 &self.app.log,
@@ -385,6 +395,34 @@ impl Runner<'_> {
         Ok(fresh)
     }
 
+    /// Gives every in-memory operator of every task the wall-clock time (idle window closing).
+    fn tick_operators(&mut self) -> StreamResult<()> {
+        let registry = self.app.registry.clone();
+        let sources = registry.sources.borrow();
+        let mut outputs = registry.outputs.borrow_mut();
+        let now = crate::log::now_ms();
+        for (tp, task) in self.tasks.iter_mut() {
+            let Some(source) = sources.get(&tp.0) else {
+                continue;
+            };
+            for op in source.shared.operators.borrow().iter() {
+                let mut ctx = Ctx {
+                    topic: &tp.0,
+                    partition: tp.1,
+                    offset: task.position,
+                    raw_key: &[],
+                    store: task.store.as_mut(),
+                    outputs: &mut outputs,
+                    late_records: 0,
+                };
+                op.borrow_mut()
+                    .tick(&mut ctx, now)
+                    .map_err(|e| step_failure(tp, e))?;
+            }
+        }
+        Ok(())
+    }
+
     fn process(&mut self, tp: &TopicPartition, fetch: &crate::log::Fetch) -> StreamResult<()> {
         let Some(task) = self.tasks.get_mut(tp) else {
             return Ok(());
@@ -397,6 +435,7 @@ impl Runner<'_> {
         let mut outputs = registry.outputs.borrow_mut();
         let metrics = &self.app.metrics;
         let mut count = 0u64;
+        let mut late = 0u64;
         for r in fetch.iter() {
             let mut ctx = Ctx {
                 topic: &tp.0,
@@ -405,8 +444,10 @@ impl Runner<'_> {
                 raw_key: r.key.unwrap_or_default(),
                 store: task.store.as_mut(),
                 outputs: &mut outputs,
+                late_records: 0,
             };
             let outcome = catch_unwind(AssertUnwindSafe(|| (source.run)(&mut ctx, &r)));
+            late += ctx.late_records;
             let failure = match outcome {
                 Ok(Ok(())) => None,
                 Ok(Err(StepError::Fatal(e))) => return Err(e),
@@ -455,9 +496,21 @@ impl Runner<'_> {
         }
         task.position = task.position.max(fetch.next_offset());
         bump(&metrics.records_in, count);
+        bump(&metrics.late_records, late);
         self.since_checkpoint += count;
         self.processed += count;
         Ok(())
+    }
+}
+
+/// An operator's failure outside the processing of a record.
+fn step_failure(tp: &TopicPartition, e: StepError) -> StreamError {
+    match e {
+        StepError::Fatal(e) => e,
+        StepError::Deserialize(cause) | StepError::Function(cause) => StreamError::Setup(format!(
+            "operator state of {} partition {}: {cause}",
+            tp.0, tp.1
+        )),
     }
 }
 

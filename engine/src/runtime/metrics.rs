@@ -15,6 +15,7 @@ pub(crate) struct Metrics {
     pub restored_entries: AtomicU64,
     pub stores_rebuilt: AtomicU64,
     pub state_resets: AtomicU64,
+    pub late_records: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64, by: u64) {
@@ -46,6 +47,8 @@ pub struct MetricsSnapshot {
     pub stores_rebuilt: u64,
     /// Partitions whose state was cleared because the group's offsets had been reset.
     pub state_resets: u64,
+    /// Records dropped because a window they belonged to had closed.
+    pub late_records: u64,
 }
 
 impl Metrics {
@@ -63,6 +66,7 @@ impl Metrics {
             restored_entries: g(&self.restored_entries),
             stores_rebuilt: g(&self.stores_rebuilt),
             state_resets: g(&self.state_resets),
+            late_records: g(&self.late_records),
         }
     }
 }

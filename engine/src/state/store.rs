@@ -77,7 +77,11 @@ pub(crate) struct Store {
     changelog_offset: u64,
     input_offset: Option<u64>,
     fsync: bool,
+    epoch: u64,
 }
+
+/// Source of store epochs: every opened store gets a new one.
+static EPOCHS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 fn decode_u64(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.try_into().ok()?))
@@ -128,6 +132,7 @@ impl Store {
             changelog_offset,
             input_offset,
             fsync,
+            epoch: EPOCHS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         };
         Ok((store, report))
     }
@@ -135,6 +140,34 @@ impl Store {
     /// The input offset the state reflects (recorded by the last checkpoint).
     pub fn input_offset(&self) -> Option<u64> {
         self.input_offset
+    }
+
+    /// A number no other store opened by this process has: operators that keep state in memory
+    /// compare it to know whether what they hold came from this store.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Every live entry whose key starts with `prefix`, in key order: saved entries overlaid with
+    /// cached changes.
+    pub fn scan_prefix(&self, prefix: &[u8]) -> StateResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut entries = std::collections::BTreeMap::new();
+        for item in self.db.prefix_iterator(prefix) {
+            let (key, value) = item.map_err(rocks("scan", &self.path))?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            entries.insert(key.into_vec(), Some(value.into_vec()));
+        }
+        for (key, cached) in &self.cache {
+            if key.starts_with(prefix) {
+                entries.insert(key.clone(), cached.value.clone());
+            }
+        }
+        Ok(entries
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect())
     }
 
     /// Whether the store holds more unsaved changes than its share of the memory budget.

@@ -5,7 +5,7 @@
 //! A stream may be branched by cloning it: every branch receives every message (the message is
 //! cloned for all branches but the last). Steps never reorder messages of a partition.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::fmt::Debug;
 use std::rc::Rc;
 
@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::error::StepError;
 use super::format::{Format, Json};
 use super::message::Message;
-use super::registry::{Ctx, Registry, StreamTopic};
+use super::registry::{Ctx, Operator, Registry, SourceShared, StreamTopic};
 use crate::log::{Record, TopicConfig};
 use crate::state::State;
 
@@ -43,7 +43,7 @@ pub(crate) fn emit<K: Clone, V: Clone>(
 /// `Application::dataframe` and transformed step by step.
 pub struct Stream<K, V> {
     edges: Edges<K, V>,
-    stateful: Rc<Cell<bool>>,
+    shared: Rc<SourceShared>,
     registry: Rc<Registry>,
     source: crate::log::Topic,
 }
@@ -52,7 +52,7 @@ impl<K, V> Clone for Stream<K, V> {
     fn clone(&self) -> Self {
         Stream {
             edges: self.edges.clone(),
-            stateful: self.stateful.clone(),
+            shared: self.shared.clone(),
             registry: self.registry.clone(),
             source: self.source.clone(),
         }
@@ -62,16 +62,49 @@ impl<K, V> Clone for Stream<K, V> {
 impl<K: Clone + 'static, V: Clone + 'static> Stream<K, V> {
     pub(crate) fn new(
         edges: Edges<K, V>,
-        stateful: Rc<Cell<bool>>,
+        shared: Rc<SourceShared>,
         registry: Rc<Registry>,
         source: crate::log::Topic,
     ) -> Self {
         Stream {
             edges,
-            stateful,
+            shared,
             registry,
             source,
         }
+    }
+
+    /// The registry this stream is built into.
+    pub(crate) fn registry(&self) -> &Rc<Registry> {
+        &self.registry
+    }
+
+    /// Adds a stateful step backed by an operator with in-memory state: `make(operator id,
+    /// downstream steps)` builds it, the runtime flushes and ticks it, and `process` feeds it.
+    pub(crate) fn with_operator<K2, V2, O>(
+        &self,
+        make: impl FnOnce(u16, Edges<K2, V2>) -> O,
+        mut process: impl FnMut(&mut O, &mut Ctx<'_>, Message<K, V>) -> Result<(), StepError> + 'static,
+    ) -> Stream<K2, V2>
+    where
+        K2: Clone + 'static,
+        V2: Clone + 'static,
+        O: Operator + 'static,
+    {
+        self.shared.stateful.set(true);
+        let next: Edges<K2, V2> = Rc::new(RefCell::new(Vec::new()));
+        let id = self.shared.operators.borrow().len() as u16;
+        let op = Rc::new(RefCell::new(make(id, next.clone())));
+        self.shared.operators.borrow_mut().push(op.clone());
+        self.edges.borrow_mut().push(Box::new(move |ctx, m| {
+            process(&mut op.borrow_mut(), ctx, m)
+        }));
+        Stream::new(
+            next,
+            self.shared.clone(),
+            self.registry.clone(),
+            self.source.clone(),
+        )
     }
 
     /// Adds a step that receives each message and may emit any number of messages downstream.
@@ -87,7 +120,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Stream<K, V> {
         }));
         Stream::new(
             next,
-            self.stateful.clone(),
+            self.shared.clone(),
             self.registry.clone(),
             self.source.clone(),
         )
@@ -185,7 +218,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Stream<K, V> {
         &self,
         mut f: impl FnMut(V, &mut State<'_>) -> Result<U, E> + 'static,
     ) -> Stream<K, U> {
-        self.stateful.set(true);
+        self.shared.stateful.set(true);
         self.then(move |ctx, m, out| {
             let mut state_error = None;
             let result = {
@@ -259,7 +292,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Stream<K, V> {
                     .push(format!("repartition topic {name}: {e}"));
                 return Stream::new(
                     Rc::new(RefCell::new(Vec::new())),
-                    self.stateful.clone(),
+                    self.shared.clone(),
                     self.registry.clone(),
                     self.source.clone(),
                 );
@@ -295,7 +328,8 @@ fn with_value<K, U>(
     }
 }
 
-fn encode_record<KF: Format, VF: Format>(
+/// Encodes a message as a log record with the formats of a topic.
+pub(crate) fn encode_record<KF: Format, VF: Format>(
     m: &Message<KF::Value, VF::Value>,
 ) -> Result<Record, StepError> {
     let key = match &m.key {

@@ -8,12 +8,14 @@ mod format;
 mod message;
 mod registry;
 mod sink;
+pub mod window;
 
 pub use dataframe::Stream;
 pub use error::{StreamError, StreamResult};
 pub use format::{Bincode, Bytes, Format, Json, Str};
 pub use message::Message;
 pub use registry::{ErrorPolicy, StreamTopic, TimestampExtractor};
+pub use window::{Emit, WindowResult, WindowSpec, Windowed};
 
 pub(crate) use error::StepError;
 pub(crate) use registry::{Ctx, Registry};

@@ -102,14 +102,35 @@ pub(crate) struct Ctx<'a> {
     pub raw_key: &'a [u8],
     pub store: Option<&'a mut Store>,
     pub outputs: &'a mut Outputs,
+    /// Late records dropped while processing (added to the metrics by the runtime).
+    pub late_records: u64,
 }
 
 type SourceFn = Box<dyn FnMut(&mut Ctx<'_>, &RecordView<'_>) -> Result<(), StepError>>;
 
+/// A step that keeps state of its own in memory (windows): the runtime lets it save that state
+/// into the task's store before each checkpoint, and gives it the wall-clock time regularly.
+pub(crate) trait Operator {
+    /// Writes in-memory changes of `partition` into its store (before the store's checkpoint).
+    fn flush(&mut self, partition: u32, store: &mut Store) -> Result<(), StepError>;
+
+    /// Called on every turn of the loop for each task, with the wall-clock time; may emit.
+    fn tick(&mut self, ctx: &mut Ctx<'_>, now_ms: i64) -> Result<(), StepError>;
+}
+
+/// What the steps of one source's dataframe share with the runtime.
+#[derive(Default)]
+pub(crate) struct SourceShared {
+    /// Some step keeps state: tasks of this source open a store.
+    pub stateful: Cell<bool>,
+    /// Steps with in-memory state, in the order they were added.
+    pub operators: RefCell<Vec<Rc<RefCell<dyn Operator>>>>,
+}
+
 /// One input topic of an application.
 pub(crate) struct Source {
     pub run: SourceFn,
-    pub stateful: Rc<Cell<bool>>,
+    pub shared: Rc<SourceShared>,
     pub policy: Option<ErrorPolicy>,
     pub topic: Topic,
 }
@@ -135,7 +156,7 @@ impl Registry {
         VF::Value: Clone,
     {
         let root: Edges<KF::Value, VF::Value> = Rc::new(RefCell::new(Vec::new()));
-        let stateful = Rc::new(Cell::new(false));
+        let shared = Rc::new(SourceShared::default());
         let name = topic.name().to_owned();
         let mut sources = self.sources.borrow_mut();
         if sources.contains_key(&name) {
@@ -180,11 +201,11 @@ impl Registry {
             name,
             Source {
                 run,
-                stateful: stateful.clone(),
+                shared: shared.clone(),
                 policy: topic.policy.clone(),
                 topic: topic.topic.clone(),
             },
         );
-        Stream::new(root, stateful, self.clone(), topic.topic.clone())
+        Stream::new(root, shared, self.clone(), topic.topic.clone())
     }
 }

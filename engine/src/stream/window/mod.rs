@@ -1,0 +1,230 @@
+//! Windows on a dataframe: time windows (tumbling, hopping) with a grace period, aggregations
+//! ([`aggregate`]), final or current emission, late-record handling and idle closing. Semantics,
+//! with a diagram of boundaries and closing, are in `docs/semantics.md`.
+
+pub mod aggregate;
+mod operator;
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use self::aggregate::{Aggregator, By, Collect, Count, First, Last, Max, Mean, Min, Reduce, Sum};
+use self::operator::{LateHandler, TimeWindows, WindowOperator};
+use super::dataframe::encode_record;
+use super::{Format, Message, Stream, StreamTopic};
+
+/// When window results are emitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emit {
+    /// Once per window, when it closes (stream time reaches its end + grace).
+    Final,
+    /// After every record that updates the window.
+    Current,
+}
+
+/// One window's result: its bounds `[start, end)` in ms and its aggregated value. The message
+/// carrying it has the window's key and the timestamp `end - 1`, the last instant inside it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WindowResult<T> {
+    /// First millisecond of the window.
+    pub start: i64,
+    /// First millisecond after the window.
+    pub end: i64,
+    /// The aggregated value.
+    pub value: T,
+}
+
+fn millis(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}
+
+/// A window definition on a stream, waiting for its aggregation.
+pub struct WindowSpec<K, V> {
+    stream: Stream<K, V>,
+    windows: TimeWindows,
+    idle_close: Option<Duration>,
+    late: Vec<LateHandler<K, V>>,
+}
+
+impl<K, V> Stream<K, V>
+where
+    K: Clone + Serialize + DeserializeOwned + 'static,
+    V: Clone + 'static,
+{
+    /// Windows of `size`, one after the other from the epoch: `[n·size, (n+1)·size)`. Records up to
+    /// `grace` late (in stream time) still count.
+    pub fn tumbling_window(&self, size: Duration, grace: Duration) -> WindowSpec<K, V> {
+        self.hopping_window(size, size, grace)
+    }
+
+    /// Windows of `size` starting every `step` from the epoch (a record falls into up to
+    /// ⌈size/step⌉ of them). `step` must not exceed `size`.
+    pub fn hopping_window(
+        &self,
+        size: Duration,
+        step: Duration,
+        grace: Duration,
+    ) -> WindowSpec<K, V> {
+        let size_ms = millis(size).max(1);
+        WindowSpec {
+            stream: self.clone(),
+            windows: TimeWindows {
+                size_ms,
+                step_ms: millis(step).clamp(1, size_ms),
+                grace_ms: millis(grace),
+            },
+            idle_close: None,
+            late: Vec::new(),
+        }
+    }
+}
+
+impl<K, V> WindowSpec<K, V>
+where
+    K: Clone + Serialize + DeserializeOwned + 'static,
+    V: Clone + 'static,
+{
+    /// Also close every open window of a partition after `idle` of wall-clock time without a new
+    /// record in it, so that the last window of a quiet stream is emitted. Records that arrive
+    /// later for those windows are late.
+    pub fn close_after_idle(mut self, idle: Duration) -> Self {
+        self.idle_close = Some(idle);
+        self
+    }
+
+    /// Calls `f(message, window start, window end)` for every late record (after counting it).
+    pub fn on_late(mut self, mut f: impl FnMut(&Message<K, V>, i64, i64) + 'static) -> Self {
+        self.late.push(Box::new(move |_, m, start, end| {
+            f(m, start, end);
+            Ok(())
+        }));
+        self
+    }
+
+    /// Appends every late record to `topic`.
+    pub fn late_topic<KF: Format<Value = K>, VF: Format<Value = V>>(
+        mut self,
+        topic: &StreamTopic<KF, VF>,
+    ) -> Self {
+        let id = self
+            .stream
+            .registry()
+            .outputs
+            .borrow_mut()
+            .register(topic.log_topic());
+        self.late.push(Box::new(move |ctx, m, _, _| {
+            let record = encode_record::<KF, VF>(m)?;
+            ctx.outputs.send(id, ctx.partition, record);
+            Ok(())
+        }));
+        self
+    }
+
+    /// Aggregates each window's records with `aggregator`.
+    pub fn aggregate<G: Aggregator<V>>(self, aggregator: G) -> Windowed<K, V, G> {
+        Windowed {
+            spec: self,
+            aggregator,
+        }
+    }
+
+    /// Number of records per window.
+    pub fn count(self) -> Windowed<K, V, Count> {
+        self.aggregate(Count)
+    }
+
+    /// Sum of `f(value)` per window.
+    pub fn sum<F: FnMut(&V) -> f64 + 'static>(self, f: F) -> Windowed<K, V, Sum<F>> {
+        self.aggregate(Sum(f))
+    }
+
+    /// Mean of `f(value)` per window.
+    pub fn mean<F: FnMut(&V) -> f64 + 'static>(self, f: F) -> Windowed<K, V, Mean<F>> {
+        self.aggregate(Mean(f))
+    }
+
+    /// Smallest `f(value)` per window.
+    pub fn min<F: FnMut(&V) -> f64 + 'static>(self, f: F) -> Windowed<K, V, Min<F>> {
+        self.aggregate(Min(f))
+    }
+
+    /// Largest `f(value)` per window.
+    pub fn max<F: FnMut(&V) -> f64 + 'static>(self, f: F) -> Windowed<K, V, Max<F>> {
+        self.aggregate(Max(f))
+    }
+
+    /// `initializer(first value)`, then `reducer(accumulated, value)` for each further record.
+    pub fn reduce<A, I, R>(self, initializer: I, reducer: R) -> Windowed<K, V, Reduce<I, R>>
+    where
+        A: Clone + Serialize + DeserializeOwned + 'static,
+        I: FnMut(&V) -> A + 'static,
+        R: FnMut(A, &V) -> A + 'static,
+    {
+        self.aggregate(Reduce(initializer, reducer))
+    }
+
+    /// Every value of the window, in arrival order.
+    pub fn collect(self) -> Windowed<K, V, Collect>
+    where
+        V: Serialize + DeserializeOwned,
+    {
+        self.aggregate(Collect)
+    }
+
+    /// The window's first value, by event time or arrival.
+    pub fn first(self, by: By) -> Windowed<K, V, First>
+    where
+        V: Serialize + DeserializeOwned,
+    {
+        self.aggregate(First(by))
+    }
+
+    /// The window's last value, by event time or arrival.
+    pub fn last(self, by: By) -> Windowed<K, V, Last>
+    where
+        V: Serialize + DeserializeOwned,
+    {
+        self.aggregate(Last(by))
+    }
+}
+
+/// An aggregated window definition; choose how results are emitted.
+pub struct Windowed<K, V, G> {
+    spec: WindowSpec<K, V>,
+    aggregator: G,
+}
+
+impl<K, V, G> Windowed<K, V, G>
+where
+    K: Clone + Serialize + DeserializeOwned + 'static,
+    V: Clone + 'static,
+    G: Aggregator<V>,
+{
+    /// Emits each window once, when it closes.
+    pub fn emit_final(self) -> Stream<K, WindowResult<G::Out>> {
+        self.emit(Emit::Final)
+    }
+
+    /// Emits a window's current result after every record that updates it.
+    pub fn emit_current(self) -> Stream<K, WindowResult<G::Out>> {
+        self.emit(Emit::Current)
+    }
+
+    fn emit(self, mode: Emit) -> Stream<K, WindowResult<G::Out>> {
+        let WindowSpec {
+            stream,
+            windows,
+            idle_close,
+            late,
+        } = self.spec;
+        let aggregator = self.aggregator;
+        stream.with_operator(
+            move |id, downstream| {
+                WindowOperator::new(id, windows, mode, idle_close, aggregator, late, downstream)
+            },
+            |op, ctx, m| op.process(ctx, m),
+        )
+    }
+}

@@ -1,0 +1,363 @@
+//! Time windows against hand-computed expectations: boundaries, grace, late records, emission
+//! modes, several keys and partitions, idle closing, and state across restarts.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+mod common;
+use common::*;
+use eddy::aggregate::{By, Count, Max, Mean, Min};
+use eddy::{AppConfig, Application, Json, Log, Record, TopicConfig, WindowResult};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::path::Path;
+use std::rc::Rc;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+struct Reading {
+    ts: i64,
+    value: f64,
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// Appends readings `(key, ts_ms, value)` to `readings` (one partition unless it exists).
+fn feed(dir: &Path, partitions: u32, readings: &[(&str, i64, f64)]) {
+    let log = Log::open(dir).unwrap();
+    let t = log
+        .topic_or_create("readings", TopicConfig::with_partitions(partitions))
+        .unwrap();
+    t.append(readings.iter().map(|(k, ts, v)| {
+        let r = Reading { ts: *ts, value: *v };
+        Record::keyed(*k, serde_json::to_vec(&r).unwrap())
+    }))
+    .unwrap();
+}
+
+fn app(dir: &Path) -> Application {
+    let mut c = AppConfig::new(dir, "w");
+    c.commit_interval = Duration::from_millis(20);
+    Application::new(c).unwrap()
+}
+
+type Stats = (u64, f64, f64, f64);
+
+fn results<T: for<'de> Deserialize<'de>>(
+    dir: &Path,
+    topic: &str,
+) -> Vec<(String, WindowResult<T>, i64)> {
+    let t = Log::open(dir).unwrap().topic(topic).unwrap();
+    let mut out = Vec::new();
+    for p in 0..t.partitions() {
+        for (_, r) in read_all(&mut t.reader(p).unwrap(), 0) {
+            let key: String = serde_json::from_slice(&r.key.unwrap()).unwrap();
+            out.push((
+                key,
+                serde_json::from_slice(&r.value.unwrap()).unwrap(),
+                r.timestamp.unwrap(),
+            ));
+        }
+    }
+    out
+}
+
+/// The sensor pipeline: 10 s tumbling windows, 1 s grace, count/min/max/mean, final.
+fn sensor_app(dir: &Path, late: Rc<RefCell<Vec<(i64, i64, i64)>>>) -> Application {
+    let app = app(dir);
+    let input = app
+        .topic::<Json<String>, Json<Reading>>("readings")
+        .unwrap()
+        .with_timestamp(|r, _| r.ts);
+    let out = app
+        .topic::<Json<String>, Json<WindowResult<Stats>>>("agg")
+        .unwrap();
+    let late_out = app.topic::<Json<String>, Json<Reading>>("late").unwrap();
+    let v = |r: &Reading| r.value;
+    app.dataframe(&input)
+        .tumbling_window(secs(10), secs(1))
+        .on_late(move |m, start, end| late.borrow_mut().push((m.value.ts, start, end)))
+        .late_topic(&late_out)
+        .aggregate((Count, Min(v), Max(v), Mean(v)))
+        .emit_final()
+        .to_topic(&out);
+    app
+}
+
+#[test]
+fn tumbling_final_windows_at_their_boundaries_with_grace_and_late_records() {
+    let dir = tempfile::tempdir().unwrap();
+    // Keys are JSON strings here ("\"s1\"").
+    feed(
+        dir.path(),
+        1,
+        &[
+            ("\"s1\"", 0, 1.0),
+            ("\"s1\"", 9_999, 3.0),   // last ms of [0, 10 s)
+            ("\"s1\"", 10_000, 5.0),  // exactly at end: next window
+            ("\"s1\"", 9_000, 2.0),   // out of order, within grace: counts for [0, 10 s)
+            ("\"s1\"", 10_999, 7.0),  // stream time 10,999 < 11,000: [0, 10 s) still open
+            ("\"s1\"", 9_500, 4.0),   // still within grace
+            ("\"s1\"", 11_000, 6.0),  // exactly end + grace: closes [0, 10 s)
+            ("\"s1\"", 9_800, 100.0), // late: dropped
+            ("\"s1\"", 25_000, 1.0),  // closes [10 s, 20 s)
+        ],
+    );
+    let late = Rc::new(RefCell::new(Vec::new()));
+    let mut a = sensor_app(dir.path(), late.clone());
+    a.run_until_idle().unwrap();
+    let got = results::<Stats>(dir.path(), "agg");
+    assert_eq!(
+        got,
+        vec![
+            (
+                "s1".to_string(),
+                WindowResult {
+                    start: 0,
+                    end: 10_000,
+                    value: (4, 1.0, 4.0, 2.5)
+                },
+                9_999
+            ),
+            (
+                "s1".to_string(),
+                WindowResult {
+                    start: 10_000,
+                    end: 20_000,
+                    value: (3, 5.0, 7.0, 6.0)
+                },
+                19_999
+            ),
+        ]
+    );
+    assert_eq!(a.metrics().late_records, 1);
+    assert_eq!(*late.borrow(), vec![(9_800, 0, 10_000)]);
+    let late_topic = Log::open(dir.path()).unwrap().topic("late").unwrap();
+    assert_eq!(read_all(&mut late_topic.reader(0).unwrap(), 0).len(), 1);
+}
+
+#[test]
+fn open_windows_and_stream_time_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    feed(
+        dir.path(),
+        1,
+        &[("\"s1\"", 1_000, 1.0), ("\"s1\"", 12_500, 2.0)],
+    );
+    let late = Rc::new(RefCell::new(Vec::new()));
+    sensor_app(dir.path(), late.clone())
+        .run_until_idle()
+        .unwrap();
+    assert_eq!(
+        results::<Stats>(dir.path(), "agg").len(),
+        1,
+        "[0, 10 s) closed"
+    );
+    // After the restart [10 s, 20 s) continues, and 5 s is still late (stream time persisted).
+    feed(
+        dir.path(),
+        1,
+        &[
+            ("\"s1\"", 5_000, 9.0),
+            ("\"s1\"", 15_000, 4.0),
+            ("\"s1\"", 40_000, 0.0),
+        ],
+    );
+    let mut a = sensor_app(dir.path(), late.clone());
+    a.run_until_idle().unwrap();
+    let got = results::<Stats>(dir.path(), "agg");
+    assert_eq!(got.len(), 2, "[40 s, 50 s) is still open");
+    assert_eq!(
+        got[1].1,
+        WindowResult {
+            start: 10_000,
+            end: 20_000,
+            value: (2, 2.0, 4.0, 3.0)
+        }
+    );
+    assert_eq!(a.metrics().late_records, 1);
+}
+
+#[test]
+fn hopping_windows_current_emission_and_several_keys_and_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut readings = Vec::new();
+    let keys = ["\"a\"", "\"b\"", "\"c\"", "\"d\""];
+    for i in 0..40i64 {
+        readings.push((keys[(i % 4) as usize], i * 1_000, i as f64));
+    }
+    feed(dir.path(), 3, &readings);
+    let a = app(dir.path());
+    let input = a
+        .topic::<Json<String>, Json<Reading>>("readings")
+        .unwrap()
+        .with_timestamp(|r, _| r.ts);
+    let hop = a
+        .topic::<Json<String>, Json<WindowResult<u64>>>("hop")
+        .unwrap();
+    let cur = a
+        .topic::<Json<String>, Json<WindowResult<Reading>>>("cur")
+        .unwrap();
+    let sdf = a.dataframe(&input);
+    sdf.hopping_window(secs(10), secs(5), secs(0))
+        .count()
+        .emit_final()
+        .to_topic(&hop);
+    sdf.tumbling_window(secs(10), secs(0))
+        .last(By::EventTime)
+        .emit_current()
+        .to_topic(&cur);
+    let mut a = a;
+    a.run_until_idle().unwrap();
+    // Expected by brute force: per key, every hopping window [5k, 5k+10 s) closed by its
+    // partition's stream time.
+    let log = Log::open(dir.path()).unwrap();
+    let topic = log.topic("readings").unwrap();
+    let mut expected = Vec::new();
+    for key in keys {
+        let p = topic.partition_for(Some(key.as_bytes()));
+        let stream_time = readings
+            .iter()
+            .filter(|(k, _, _)| topic.partition_for(Some(k.as_bytes())) == p)
+            .map(|r| r.1)
+            .max()
+            .unwrap();
+        for start in (-5_000..40_000).step_by(5_000) {
+            let n = readings
+                .iter()
+                .filter(|(k, ts, _)| k == &key && *ts >= start && *ts < start + 10_000)
+                .count() as u64;
+            if n > 0 && start + 10_000 <= stream_time {
+                let name: String = serde_json::from_str(key).unwrap();
+                expected.push((name, start, n));
+            }
+        }
+    }
+    let mut got: Vec<(String, i64, u64)> = results::<u64>(dir.path(), "hop")
+        .into_iter()
+        .map(|(k, r, _)| (k, r.start, r.value))
+        .collect();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+    // Current emission: one result per record, the window's last value so far.
+    let cur = results::<Reading>(dir.path(), "cur");
+    assert_eq!(cur.len(), 40);
+    for (_, r, _) in &cur {
+        assert!(r.value.ts >= r.start && r.value.ts < r.end);
+    }
+}
+
+#[test]
+fn idle_close_emits_the_last_window_of_a_quiet_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    feed(
+        dir.path(),
+        1,
+        &[("\"s1\"", 1_000, 1.0), ("\"s1\"", 2_000, 3.0)],
+    );
+    let a = app(dir.path());
+    let input = a
+        .topic::<Json<String>, Json<Reading>>("readings")
+        .unwrap()
+        .with_timestamp(|r, _| r.ts);
+    let out = a
+        .topic::<Json<String>, Json<WindowResult<f64>>>("agg")
+        .unwrap();
+    a.dataframe(&input)
+        .tumbling_window(secs(10), secs(1))
+        .close_after_idle(Duration::from_millis(200))
+        .sum(|r: &Reading| r.value)
+        .emit_final()
+        .to_topic(&out);
+    let stop = a.stop_handle();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let mut a = a;
+    a.run().unwrap();
+    let got = results::<f64>(dir.path(), "agg");
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].1,
+        WindowResult {
+            start: 0,
+            end: 10_000,
+            value: 4.0
+        }
+    );
+    // Without idle closing the same input emits nothing.
+    let other = tempfile::tempdir().unwrap();
+    feed(
+        other.path(),
+        1,
+        &[("\"s1\"", 1_000, 1.0), ("\"s1\"", 2_000, 3.0)],
+    );
+    let mut b = sensor_app(other.path(), Rc::default());
+    b.run_until_idle().unwrap();
+    assert!(results::<Stats>(other.path(), "agg").is_empty());
+}
+
+#[test]
+fn reduce_with_an_initializer_matches_the_built_in_aggregations() {
+    #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+    struct Agg {
+        count: u64,
+        min: f64,
+        max: f64,
+        mean: f64,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let readings: Vec<(&str, i64, f64)> = (0..100)
+        .map(|i| ("\"s\"", i * 700, ((i * 37) % 100) as f64))
+        .collect();
+    feed(dir.path(), 1, &readings);
+    let a = app(dir.path());
+    let input = a
+        .topic::<Json<String>, Json<Reading>>("readings")
+        .unwrap()
+        .with_timestamp(|r, _| r.ts);
+    let reduced = a
+        .topic::<Json<String>, Json<WindowResult<Agg>>>("reduced")
+        .unwrap();
+    let built_in = a
+        .topic::<Json<String>, Json<WindowResult<Stats>>>("built_in")
+        .unwrap();
+    let sdf = a.dataframe(&input);
+    sdf.tumbling_window(secs(10), secs(1))
+        .reduce(
+            |r: &Reading| Agg {
+                count: 1,
+                min: r.value,
+                max: r.value,
+                mean: r.value,
+            },
+            |a: Agg, r: &Reading| Agg {
+                count: a.count + 1,
+                min: a.min.min(r.value),
+                max: a.max.max(r.value),
+                mean: (a.mean * a.count as f64 + r.value) / (a.count + 1) as f64,
+            },
+        )
+        .emit_final()
+        .to_topic(&reduced);
+    let v = |r: &Reading| r.value;
+    sdf.tumbling_window(secs(10), secs(1))
+        .aggregate((Count, Min(v), Max(v), Mean(v)))
+        .emit_final()
+        .to_topic(&built_in);
+    let mut a = a;
+    a.run_until_idle().unwrap();
+    let r = results::<Agg>(dir.path(), "reduced");
+    let b = results::<Stats>(dir.path(), "built_in");
+    assert_eq!(r.len(), b.len());
+    assert!(r.len() >= 6);
+    for ((_, x, _), (_, y, _)) in r.iter().zip(&b) {
+        assert_eq!(
+            (x.start, x.value.count, x.value.min, x.value.max),
+            (y.start, y.value.0, y.value.1, y.value.2)
+        );
+        assert!((x.value.mean - y.value.3).abs() < 1e-9);
+    }
+}
