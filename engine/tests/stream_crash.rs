@@ -52,6 +52,62 @@ fn crash_child_app() {
     build(Path::new(&dir)).run().unwrap();
 }
 
+/// A windowed pipeline: per key, 1 s tumbling windows (event time = the number × 10 ms), count
+/// and sum, final results.
+fn build_windows(dir: &Path) -> Application {
+    use eddy::aggregate::{Count, Sum};
+    let mut c = AppConfig::new(dir, "windows");
+    c.commit_interval = Duration::from_millis(15);
+    c.max_poll_records = 300;
+    c.commit_every = 300;
+    let app = Application::new(c).unwrap();
+    let input = app
+        .topic::<Str, Json<u64>>("numbers")
+        .unwrap()
+        .with_timestamp(|n, _| *n as i64 * 10);
+    let output = app
+        .topic::<Str, Json<eddy::WindowResult<(u64, f64)>>>("windowed")
+        .unwrap();
+    app.dataframe(&input)
+        .tumbling_window(Duration::from_secs(1), Duration::from_millis(200))
+        .aggregate((Count, Sum(|n: &u64| *n as f64)))
+        .emit_final()
+        .to_topic(&output);
+    app
+}
+
+#[test]
+fn window_child_app() {
+    let Ok(dir) = std::env::var("EDDY_WINDOW_CHILD") else {
+        return;
+    };
+    build_windows(Path::new(&dir)).run().unwrap();
+}
+
+type WindowRow = (String, i64, u64, u64);
+
+/// Distinct window results of `dir`, checking that repeated ones are identical.
+fn window_results(dir: &Path) -> (BTreeMap<(String, i64), (u64, u64)>, usize) {
+    let t = Log::open(dir).unwrap().topic("windowed").unwrap();
+    let mut distinct = BTreeMap::new();
+    let mut total = 0;
+    for p in 0..t.partitions() {
+        for (_, r) in read_all(&mut t.reader(p).unwrap(), 0) {
+            let key = String::from_utf8(r.key.unwrap()).unwrap();
+            let w: eddy::WindowResult<(u64, f64)> =
+                serde_json::from_slice(&r.value.unwrap()).unwrap();
+            let row: WindowRow = (key, w.start, w.value.0, w.value.1 as u64);
+            let previous = distinct.insert((row.0.clone(), row.1), (row.2, row.3));
+            assert!(
+                previous.is_none_or(|p| p == (row.2, row.3)),
+                "a repeated result differs: {row:?}"
+            );
+            total += 1;
+        }
+    }
+    (distinct, total)
+}
+
 /// A child printing every record; `run` returns on SIGTERM and the process exits 0.
 #[test]
 fn printing_child_app() {
@@ -286,5 +342,49 @@ fn sigterm_ends_run_with_a_final_checkpoint_and_print_shows_records() {
         committed_input_of(dir.path(), "printer"),
         30,
         "final checkpoint committed"
+    );
+}
+
+#[test]
+fn windowed_results_after_crashes_equal_an_uninterrupted_run() {
+    use std::os::unix::process::ExitStatusExt;
+    let crashed = tempfile::tempdir().unwrap();
+    let calm = tempfile::tempdir().unwrap();
+    produce(crashed.path(), 0, RECORDS);
+    produce(calm.path(), 0, RECORDS);
+    for step in ["outputs", "changelog", "store", "commit"] {
+        for n in [3, 9] {
+            let status = Command::new(std::env::current_exe().unwrap())
+                .args(["window_child_app", "--exact", "--nocapture"])
+                .env("EDDY_WINDOW_CHILD", crashed.path())
+                .env("EDDY_TEST_CRASH_AT", format!("{step}:{n}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert_eq!(
+                status.signal(),
+                Some(6),
+                "aborted after {step} of checkpoint {n}"
+            );
+        }
+    }
+    build_windows(crashed.path()).run_until_idle().unwrap();
+    build_windows(calm.path()).run_until_idle().unwrap();
+    let (after_crashes, total) = window_results(crashed.path());
+    let (uninterrupted, calm_total) = window_results(calm.path());
+    assert_eq!(
+        calm_total,
+        uninterrupted.len(),
+        "no repeats without crashes"
+    );
+    assert!(uninterrupted.len() > 500, "{} windows", uninterrupted.len());
+    assert_eq!(
+        after_crashes, uninterrupted,
+        "same windows, none missing or different"
+    );
+    assert!(
+        total > after_crashes.len(),
+        "the crashes repeated some results"
     );
 }

@@ -153,6 +153,74 @@ fn restore(dir: &Path, entries: u64) -> Figure {
     }
 }
 
+#[derive(Clone, Serialize, Deserialize)]
+struct TimedReading {
+    ts: i64,
+    value: i64,
+}
+
+/// `n` readings over `keys` keys, 1 ms apart in event time.
+fn produce_timed(dir: &Path, n: u64, keys: u64) -> u64 {
+    let log = Log::open(dir).expect("open log");
+    let t = log
+        .topic_or_create("sensors", TopicConfig::default())
+        .expect("topic");
+    let w = t.writer(0).expect("writer");
+    let mut bytes = 0;
+    let mut batch = Vec::with_capacity(10_000);
+    for i in 0..n {
+        let key = format!("Sensor{}", i % keys);
+        let value = serde_json::to_vec(&TimedReading {
+            ts: 1_700_000_000_000 + i as i64,
+            value: (i % 101) as i64,
+        })
+        .expect("json");
+        bytes += (key.len() + value.len()) as u64;
+        batch.push(Record::keyed(key, value));
+        if batch.len() == 10_000 {
+            w.append(&batch).expect("append");
+            batch.clear();
+        }
+    }
+    w.append(&batch).expect("append");
+    bytes
+}
+
+fn windowed(dir: &Path, n: u64, keys: u64, name: &'static str) -> Figure {
+    use eddy::aggregate::{Count, Max, Mean, Min};
+    use eddy::WindowResult;
+    let bytes = produce_timed(dir, n, keys);
+    let mut app = Application::new(config(dir, "windows")).expect("app");
+    let input = app
+        .topic::<Str, Json<TimedReading>>("sensors")
+        .expect("topic")
+        .with_timestamp(|r, _| r.ts);
+    let output = app
+        .topic::<Str, Json<WindowResult<(u64, f64, f64, f64)>>>("agg")
+        .expect("topic");
+    let v = |r: &TimedReading| r.value as f64;
+    app.dataframe(&input)
+        .tumbling_window(
+            std::time::Duration::from_secs(10),
+            std::time::Duration::from_secs(1),
+        )
+        .aggregate((Count, Min(v), Max(v), Mean(v)))
+        .emit_final()
+        .to_topic(&output);
+    let start = Instant::now();
+    app.run_until_idle().expect("run");
+    let elapsed = start.elapsed();
+    assert_eq!(app.metrics().records_in, n);
+    assert!(app.metrics().records_out > 0);
+    Figure {
+        name,
+        records: n,
+        bytes,
+        elapsed,
+        baseline_records_per_s: None,
+    }
+}
+
 fn main() {
     let o = Options::parse();
     let (_guard, root) = work_dir(o.dir.clone());
@@ -166,5 +234,14 @@ fn main() {
     }
     let dir = root.join("restore");
     println!("{}", restore(&dir, o.restore_entries).line());
+    let _ = std::fs::remove_dir_all(&dir);
+    for (keys, name) in [
+        (5, "tumbling_10s_json_5_keys"),
+        (100_000, "tumbling_10s_json_100k_keys"),
+    ] {
+        let dir = root.join(name);
+        println!("{}", windowed(&dir, o.records, keys, name).line());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     eprintln!("peak_rss_kib={}", peak_rss_kib());
 }
