@@ -85,9 +85,11 @@ fn window_child_app() {
 }
 
 type WindowRow = (String, i64, u64, u64);
+/// Window results by (key, start): (count, sum).
+type WindowTable = BTreeMap<(String, i64), (u64, u64)>;
 
 /// Distinct window results of `dir`, checking that repeated ones are identical.
-fn window_results(dir: &Path) -> (BTreeMap<(String, i64), (u64, u64)>, usize) {
+fn window_results(dir: &Path) -> (WindowTable, usize) {
     let t = Log::open(dir).unwrap().topic("windowed").unwrap();
     let mut distinct = BTreeMap::new();
     let mut total = 0;

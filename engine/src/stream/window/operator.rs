@@ -14,9 +14,10 @@
 //! - A window `[start, end)` closes when stream time ≥ `end + grace`; a record is late for a window
 //!   that has closed.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use hashbrown::HashMap;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -240,7 +241,9 @@ where
                     p.closing.insert((end, start, raw_key.to_vec()));
                 }
             }
-            updated.push(start);
+            if emit_current {
+                updated.push(start);
+            }
         }
         p.stream_time = p.stream_time.max(ts);
         let mut results = Vec::new();
