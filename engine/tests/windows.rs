@@ -361,3 +361,75 @@ fn reduce_with_an_initializer_matches_the_built_in_aggregations() {
         assert!((x.value.mean - y.value.3).abs() < 1e-9);
     }
 }
+
+/// Count windows of `size` records starting every `step` records, per key, by brute force:
+/// (key, first ts, last ts + 1, sum) for complete windows.
+fn count_windows_by_hand(
+    readings: &[(&str, i64, f64)],
+    size: usize,
+    step: usize,
+) -> Vec<(String, i64, i64, f64)> {
+    let mut by_key: std::collections::BTreeMap<&str, Vec<(i64, f64)>> = Default::default();
+    for (k, ts, v) in readings {
+        by_key.entry(k).or_default().push((*ts, *v));
+    }
+    let mut out = Vec::new();
+    for (k, rs) in by_key {
+        let mut first = 0;
+        while first + size <= rs.len() {
+            let w = &rs[first..first + size];
+            let start = w.iter().map(|r| r.0).min().unwrap();
+            let end = w.iter().map(|r| r.0).max().unwrap() + 1;
+            let name: String = serde_json::from_str(k).unwrap();
+            out.push((name, start, end, w.iter().map(|r| r.1).sum()));
+            first += step;
+        }
+    }
+    out.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    out
+}
+
+#[test]
+fn count_windows_tumbling_and_hopping_match_a_brute_force_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = ["\"a\"", "\"b\"", "\"c\""];
+    let readings: Vec<(&str, i64, f64)> = (0..90i64)
+        .map(|i| (keys[(i % 3) as usize], 1_000 + ((i * 7919) % 500), i as f64))
+        .collect();
+    let build = |dir: &Path| {
+        let a = app(dir);
+        let input = a
+            .topic::<Json<String>, Json<Reading>>("readings")
+            .unwrap()
+            .with_timestamp(|r, _| r.ts);
+        let tumbling = a
+            .topic::<Json<String>, Json<WindowResult<f64>>>("tumbling")
+            .unwrap();
+        let hopping = a
+            .topic::<Json<String>, Json<WindowResult<f64>>>("hopping")
+            .unwrap();
+        let sdf = a.dataframe(&input);
+        sdf.tumbling_count_window(4)
+            .sum(|r: &Reading| r.value)
+            .emit_final()
+            .to_topic(&tumbling);
+        sdf.hopping_count_window(5, 2)
+            .sum(|r: &Reading| r.value)
+            .emit_final()
+            .to_topic(&hopping);
+        a
+    };
+    // Half the input, a restart, the other half.
+    feed(dir.path(), 2, &readings[..45]);
+    build(dir.path()).run_until_idle().unwrap();
+    feed(dir.path(), 2, &readings[45..]);
+    build(dir.path()).run_until_idle().unwrap();
+    for (topic, size, step) in [("tumbling", 4, 4), ("hopping", 5, 2)] {
+        let mut got: Vec<(String, i64, i64, f64)> = results::<f64>(dir.path(), topic)
+            .into_iter()
+            .map(|(k, r, _)| (k, r.start, r.end, r.value))
+            .collect();
+        got.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        assert_eq!(got, count_windows_by_hand(&readings, size, step), "{topic}");
+    }
+}

@@ -1,8 +1,10 @@
-//! Windows on a dataframe: time windows (tumbling, hopping) with a grace period, aggregations
+//! Windows on a dataframe: time windows (tumbling, hopping) with a grace period, count windows
+//! (tumbling, hopping by number of records), aggregations
 //! ([`aggregate`]), final or current emission, late-record handling and idle closing. Semantics,
 //! with a diagram of boundaries and closing, are in `docs/semantics.md`.
 
 pub mod aggregate;
+mod count;
 mod operator;
 
 use std::time::Duration;
@@ -11,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use self::aggregate::{Aggregator, By, Collect, Count, First, Last, Max, Mean, Min, Reduce, Sum};
+use self::count::CountOperator;
 use self::operator::{LateHandler, TimeWindows, WindowOperator};
 use super::dataframe::encode_record;
 use super::{Format, Message, Stream, StreamTopic};
@@ -40,10 +43,16 @@ fn millis(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
 }
 
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Time(TimeWindows),
+    Count { size: u64, step: u64 },
+}
+
 /// A window definition on a stream, waiting for its aggregation.
 pub struct WindowSpec<K, V> {
     stream: Stream<K, V>,
-    windows: TimeWindows,
+    kind: Kind,
     idle_close: Option<Duration>,
     late: Vec<LateHandler<K, V>>,
 }
@@ -70,11 +79,28 @@ where
         let size_ms = millis(size).max(1);
         WindowSpec {
             stream: self.clone(),
-            windows: TimeWindows {
+            kind: Kind::Time(TimeWindows {
                 size_ms,
                 step_ms: millis(step).clamp(1, size_ms),
                 grace_ms: millis(grace),
-            },
+            }),
+            idle_close: None,
+            late: Vec::new(),
+        }
+    }
+
+    /// Windows of `size` records per key, one after the other. Closing, grace, idle closing and
+    /// late records do not apply: a window is complete with its `size`-th record.
+    pub fn tumbling_count_window(&self, size: u64) -> WindowSpec<K, V> {
+        self.hopping_count_window(size, size)
+    }
+
+    /// Windows of `size` records per key, a new one starting every `step` records (`step` is at
+    /// most `size`).
+    pub fn hopping_count_window(&self, size: u64, step: u64) -> WindowSpec<K, V> {
+        WindowSpec {
+            stream: self.clone(),
+            kind: Kind::Count { size, step },
             idle_close: None,
             late: Vec::new(),
         }
@@ -215,16 +241,24 @@ where
     fn emit(self, mode: Emit) -> Stream<K, WindowResult<G::Out>> {
         let WindowSpec {
             stream,
-            windows,
+            kind,
             idle_close,
             late,
         } = self.spec;
         let aggregator = self.aggregator;
-        stream.with_operator(
-            move |id, downstream| {
-                WindowOperator::new(id, windows, mode, idle_close, aggregator, late, downstream)
-            },
-            |op, ctx, m| op.process(ctx, m),
-        )
+        match kind {
+            Kind::Time(windows) => stream.with_operator(
+                move |id, downstream| {
+                    WindowOperator::new(id, windows, mode, idle_close, aggregator, late, downstream)
+                },
+                |op, ctx, m| op.process(ctx, m),
+            ),
+            Kind::Count { size, step } => stream.with_operator(
+                move |id, downstream| {
+                    CountOperator::new(id, size, step, mode, aggregator, downstream)
+                },
+                |op, ctx, m| op.process(ctx, m),
+            ),
+        }
     }
 }

@@ -1,0 +1,215 @@
+//! The count-window operator: windows of a fixed number of records per key, tumbling (a new window
+//! every `size` records) or hopping (a new window every `step` records, each `size` long).
+//!
+//! Invariants:
+//! - A key's n-th record (counting from 0 in its partition) opens a window when `n % step == 0`
+//!   and goes into every open window of the key; a window closes with its `size`-th record.
+//! - A result's `start` is the event time of the window's first record and `end` the event time of
+//!   its last record plus one, so `[start, end)` covers the records in event time.
+//! - Per-key state (record count and open windows) lives in memory per partition, loaded from the
+//!   store when the operator first meets that store (by epoch) and written back before every
+//!   checkpoint under `b'w', op u16, b'C', record key` → JSON.
+
+use hashbrown::HashMap;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::aggregate::Aggregator;
+use super::{Emit, WindowResult};
+use crate::state::Store;
+use crate::stream::dataframe::{emit, Edges};
+use crate::stream::registry::{Ctx, Operator};
+use crate::stream::{Message, StepError};
+
+#[derive(Clone, Serialize, Deserialize)]
+struct CountWindow<A> {
+    start: i64,
+    end: i64,
+    records: u64,
+    acc: A,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct KeyWindows<K, A> {
+    key: Option<K>,
+    seen: u64,
+    open: Vec<CountWindow<A>>,
+}
+
+struct PartitionCounts<K, A> {
+    epoch: u64,
+    order: u64,
+    keys: HashMap<Vec<u8>, KeyWindows<K, A>>,
+    dirty: Vec<Vec<u8>>,
+}
+
+pub(crate) struct CountOperator<K, V, G: Aggregator<V>> {
+    id: u16,
+    size: u64,
+    step: u64,
+    emit: Emit,
+    aggregator: G,
+    partitions: HashMap<u32, PartitionCounts<K, G::Acc>>,
+    downstream: Edges<K, WindowResult<G::Out>>,
+    _values: std::marker::PhantomData<fn(V)>,
+}
+
+impl<K, V, G> CountOperator<K, V, G>
+where
+    K: Clone + Serialize + DeserializeOwned + 'static,
+    V: 'static,
+    G: Aggregator<V>,
+{
+    pub fn new(
+        id: u16,
+        size: u64,
+        step: u64,
+        emit: Emit,
+        aggregator: G,
+        downstream: Edges<K, WindowResult<G::Out>>,
+    ) -> Self {
+        CountOperator {
+            id,
+            size: size.max(1),
+            step: step.clamp(1, size.max(1)),
+            emit,
+            aggregator,
+            partitions: HashMap::new(),
+            downstream,
+            _values: std::marker::PhantomData,
+        }
+    }
+
+    fn prefix(&self) -> Vec<u8> {
+        let mut p = vec![b'w'];
+        p.extend_from_slice(&self.id.to_be_bytes());
+        p.push(b'C');
+        p
+    }
+
+    fn load(&self, store: &Store) -> Result<PartitionCounts<K, G::Acc>, StepError> {
+        let prefix = self.prefix();
+        let mut keys = HashMap::new();
+        let mut order = 0;
+        for (k, v) in store
+            .scan_prefix(&prefix)
+            .map_err(|e| StepError::Fatal(e.into()))?
+        {
+            let entry: KeyWindows<K, G::Acc> = serde_json::from_slice(&v)
+                .map_err(|e| StepError::Function(format!("count window state: {e}")))?;
+            order += entry.seen;
+            keys.insert(k.get(prefix.len()..).unwrap_or_default().to_vec(), entry);
+        }
+        Ok(PartitionCounts {
+            epoch: store.epoch(),
+            order,
+            keys,
+            dirty: Vec::new(),
+        })
+    }
+
+    /// Adds one message to its key's windows and emits what that completes (or updates).
+    pub fn process(&mut self, ctx: &mut Ctx<'_>, m: Message<K, V>) -> Result<(), StepError> {
+        let Some(store) = ctx.store.as_deref() else {
+            return Err(StepError::Function("no state store is open".into()));
+        };
+        let stale = self
+            .partitions
+            .get(&ctx.partition)
+            .is_none_or(|p| p.epoch != store.epoch());
+        if stale {
+            let loaded = self.load(store)?;
+            self.partitions.insert(ctx.partition, loaded);
+        }
+        let (size, step, emit_final) = (self.size, self.step, self.emit == Emit::Final);
+        let (agg, parts) = (&mut self.aggregator, &mut self.partitions);
+        let Some(p) = parts.get_mut(&ctx.partition) else {
+            return Ok(());
+        };
+        let order = p.order;
+        p.order += 1;
+        let ts = m.timestamp_ms;
+        let raw = ctx.raw_key;
+        let entry = match p.keys.get_mut(raw) {
+            Some(e) => e,
+            None => p.keys.entry(raw.to_vec()).or_insert_with(|| KeyWindows {
+                key: m.key.clone(),
+                seen: 0,
+                open: Vec::new(),
+            }),
+        };
+        if entry.seen % step == 0 {
+            entry.open.push(CountWindow {
+                start: ts,
+                end: ts.saturating_add(1),
+                records: 0,
+                acc: agg.init(&m.value, ts, order),
+            });
+        }
+        let newest = entry.open.len().saturating_sub(1);
+        let mut results = Vec::new();
+        for (i, w) in entry.open.iter_mut().enumerate() {
+            if !(i == newest && w.records == 0) {
+                agg.add(&mut w.acc, &m.value, ts, order);
+            }
+            w.records += 1;
+            w.start = w.start.min(ts);
+            w.end = w.end.max(ts.saturating_add(1));
+            if !emit_final || w.records == size {
+                results.push(Message {
+                    key: entry.key.clone(),
+                    value: WindowResult {
+                        start: w.start,
+                        end: w.end,
+                        value: agg.result(&w.acc),
+                    },
+                    timestamp_ms: w.end - 1,
+                    headers: Vec::new(),
+                });
+            }
+        }
+        entry.open.retain(|w| w.records < size);
+        entry.seen += 1;
+        p.dirty.push(raw.to_vec());
+        let mut downstream = self.downstream.borrow_mut();
+        for r in results {
+            emit(&mut downstream, ctx, r)?;
+        }
+        Ok(())
+    }
+}
+
+impl<K, V, G> Operator for CountOperator<K, V, G>
+where
+    K: Clone + Serialize + DeserializeOwned + 'static,
+    V: 'static,
+    G: Aggregator<V>,
+{
+    fn flush(&mut self, partition: u32, store: &mut Store) -> Result<(), StepError> {
+        let prefix = self.prefix();
+        let Some(p) = self.partitions.get_mut(&partition) else {
+            return Ok(());
+        };
+        if p.epoch != store.epoch() {
+            return Ok(());
+        }
+        let mut dirty = std::mem::take(&mut p.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for raw in dirty {
+            let Some(entry) = p.keys.get(&raw) else {
+                continue;
+            };
+            let value = serde_json::to_vec(entry)
+                .map_err(|e| StepError::Function(format!("count window state: {e}")))?;
+            let mut key = prefix.clone();
+            key.extend_from_slice(&raw);
+            store.put(&key, Some(value));
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self, _: &mut Ctx<'_>, _: i64) -> Result<(), StepError> {
+        Ok(())
+    }
+}
