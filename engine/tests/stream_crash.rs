@@ -2,8 +2,8 @@
 //! exactly where an uninterrupted run's does, and no output may show state that counted a record
 //! twice or missed one.
 //!
-//! The child is this test binary re-executed with `EDDY_CRASH_CHILD` set, running
-//! `crash_child_app`, which is an ordinary test that returns at once otherwise.
+//! The children are this test binary re-executed to run one ignored test (`crash_child_app`,
+//! `window_child_app`, `printing_child_app`) with an environment variable naming the data dir.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;
@@ -45,6 +45,7 @@ fn build(dir: &Path) -> Application {
 }
 
 #[test]
+#[ignore = "entry point of a child process started by the tests in this file"]
 fn crash_child_app() {
     let Ok(dir) = std::env::var("EDDY_CRASH_CHILD") else {
         return;
@@ -77,6 +78,7 @@ fn build_windows(dir: &Path) -> Application {
 }
 
 #[test]
+#[ignore = "entry point of a child process started by the tests in this file"]
 fn window_child_app() {
     let Ok(dir) = std::env::var("EDDY_WINDOW_CHILD") else {
         return;
@@ -112,6 +114,7 @@ fn window_results(dir: &Path) -> (WindowTable, usize) {
 
 /// A child printing every record; `run` returns on SIGTERM and the process exits 0.
 #[test]
+#[ignore = "entry point of a child process started by the tests in this file"]
 fn printing_child_app() {
     let Ok(dir) = std::env::var("EDDY_PRINT_CHILD") else {
         return;
@@ -124,6 +127,35 @@ fn printing_child_app() {
     let mut app = app;
     app.run().unwrap();
     println!("clean exit");
+}
+
+/// This test binary re-executed to run only the test `child`, with `env` naming the data dir.
+fn child(name: &str, env: &str, dir: &Path) -> Command {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args([name, "--exact", "--ignored", "--nocapture"])
+        .env(env, dir);
+    c
+}
+
+/// Runs `name` once per checkpoint step and number in `checkpoints`, each aborted right after
+/// that step of that checkpoint (`EDDY_TEST_CRASH_AT`), one after the other on `dir`.
+fn abort_after_every_step(name: &str, env: &str, dir: &Path, checkpoints: [u64; 2]) {
+    use std::os::unix::process::ExitStatusExt;
+    for step in ["outputs", "changelog", "store", "commit"] {
+        for n in checkpoints {
+            let status = child(name, env, dir)
+                .env("EDDY_TEST_CRASH_AT", format!("{step}:{n}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert_eq!(
+                status.signal(),
+                Some(6),
+                "aborted after {step} of checkpoint {n}"
+            );
+        }
+    }
 }
 
 fn produce(dir: &Path, from: u64, to: u64) {
@@ -223,24 +255,22 @@ fn state_survives_sigkill_at_random_points() {
     let mut round = 0;
     while round < 8 || !feeder.is_finished() {
         round += 1;
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["crash_child_app", "--exact", "--nocapture"])
-            .env("EDDY_CRASH_CHILD", crashed.path())
+        let mut process = child("crash_child_app", "EDDY_CRASH_CHILD", crashed.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(30 + random(300)));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
+        if process.try_wait().unwrap().is_none() {
+            process.kill().unwrap(); // SIGKILL
             kills += 1;
-            child.wait().unwrap();
+            process.wait().unwrap();
             let at_kill = produced.load(std::sync::atomic::Ordering::SeqCst);
             if committed_input(crashed.path()) < at_kill {
                 killed_mid_stream += 1;
             }
         }
-        child.wait().unwrap();
+        process.wait().unwrap();
     }
     feeder.join().unwrap();
     assert!(kills >= 4, "only {kills} runs were killed");
@@ -267,26 +297,9 @@ fn state_survives_sigkill_at_random_points() {
 
 #[test]
 fn a_crash_between_any_two_checkpoint_steps_keeps_state_exact() {
-    use std::os::unix::process::ExitStatusExt;
     let dir = tempfile::tempdir().unwrap();
     produce(dir.path(), 0, RECORDS);
-    for step in ["outputs", "changelog", "store", "commit"] {
-        for n in [2, 5] {
-            let status = Command::new(std::env::current_exe().unwrap())
-                .args(["crash_child_app", "--exact", "--nocapture"])
-                .env("EDDY_CRASH_CHILD", dir.path())
-                .env("EDDY_TEST_CRASH_AT", format!("{step}:{n}"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .unwrap();
-            assert_eq!(
-                status.signal(),
-                Some(6),
-                "aborted after {step} of checkpoint {n}"
-            );
-        }
-    }
+    abort_after_every_step("crash_child_app", "EDDY_CRASH_CHILD", dir.path(), [2, 5]);
     let progressed = committed_input(dir.path());
     assert!(
         progressed > 0 && progressed < RECORDS,
@@ -307,14 +320,12 @@ fn sigterm_ends_run_with_a_final_checkpoint_and_print_shows_records() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     produce(dir.path(), 0, 30);
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["printing_child_app", "--exact", "--nocapture"])
-        .env("EDDY_PRINT_CHILD", dir.path())
+    let mut process = child("printing_child_app", "EDDY_PRINT_CHILD", dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut lines = std::io::BufReader::new(process.stdout.take().unwrap()).lines();
     let mut printed = Vec::new();
     while printed.len() < 30 {
         let line = lines.next().unwrap().unwrap();
@@ -333,11 +344,11 @@ fn sigterm_ends_run_with_a_final_checkpoint_and_print_shows_records() {
         0,
         "nothing committed yet"
     );
-    let pid = child.id().to_string();
+    let pid = process.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(killed.success());
     let rest: Vec<String> = lines.map(Result::unwrap).collect();
-    let status = child.wait().unwrap();
+    let status = process.wait().unwrap();
     assert!(status.success(), "exit status {status:?}");
     assert!(rest.iter().any(|l| l == "clean exit"));
     assert_eq!(
@@ -349,28 +360,16 @@ fn sigterm_ends_run_with_a_final_checkpoint_and_print_shows_records() {
 
 #[test]
 fn windowed_results_after_crashes_equal_an_uninterrupted_run() {
-    use std::os::unix::process::ExitStatusExt;
     let crashed = tempfile::tempdir().unwrap();
     let calm = tempfile::tempdir().unwrap();
     produce(crashed.path(), 0, RECORDS);
     produce(calm.path(), 0, RECORDS);
-    for step in ["outputs", "changelog", "store", "commit"] {
-        for n in [3, 9] {
-            let status = Command::new(std::env::current_exe().unwrap())
-                .args(["window_child_app", "--exact", "--nocapture"])
-                .env("EDDY_WINDOW_CHILD", crashed.path())
-                .env("EDDY_TEST_CRASH_AT", format!("{step}:{n}"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .unwrap();
-            assert_eq!(
-                status.signal(),
-                Some(6),
-                "aborted after {step} of checkpoint {n}"
-            );
-        }
-    }
+    abort_after_every_step(
+        "window_child_app",
+        "EDDY_WINDOW_CHILD",
+        crashed.path(),
+        [3, 9],
+    );
     build_windows(crashed.path()).run_until_idle().unwrap();
     build_windows(calm.path()).run_until_idle().unwrap();
     let (after_crashes, total) = window_results(crashed.path());

@@ -36,7 +36,9 @@ struct Options {
 }
 
 /// Appends `n` JSON readings over `keys` keys to `topic`.
-fn produce(dir: &Path, topic: &str, n: u64, keys: u64) -> u64 {
+/// Appends `n` keyed records `record(i)` = (key, JSON value, timestamp) to `topic`, in batches
+/// of 10,000; returns the key and value bytes written.
+fn produce(dir: &Path, topic: &str, n: u64, record: impl Fn(u64) -> (String, Vec<u8>, i64)) -> u64 {
     let log = Log::open(dir).expect("open log");
     let t = log
         .topic_or_create(topic, TopicConfig::default())
@@ -45,14 +47,9 @@ fn produce(dir: &Path, topic: &str, n: u64, keys: u64) -> u64 {
     let mut bytes = 0;
     let mut batch = Vec::with_capacity(10_000);
     for i in 0..n {
-        let sensor = format!("sensor-{}", i % keys);
-        let value = serde_json::to_vec(&Reading {
-            sensor: sensor.clone(),
-            value: (i % 1000) as i64,
-        })
-        .expect("json");
-        bytes += (sensor.len() + value.len()) as u64;
-        batch.push(Record::keyed(sensor, value).at(1_700_000_000_000 + i as i64));
+        let (key, value, ts) = record(i);
+        bytes += (key.len() + value.len()) as u64;
+        batch.push(Record::keyed(key, value).at(ts));
         if batch.len() == 10_000 {
             w.append(&batch).expect("append");
             batch.clear();
@@ -62,6 +59,19 @@ fn produce(dir: &Path, topic: &str, n: u64, keys: u64) -> u64 {
     bytes
 }
 
+/// `n` readings over `keys` sensors to `topic`, 1 ms apart in record time.
+fn produce_readings(dir: &Path, topic: &str, n: u64, keys: u64) -> u64 {
+    produce(dir, topic, n, |i| {
+        let sensor = format!("sensor-{}", i % keys);
+        let value = serde_json::to_vec(&Reading {
+            sensor: sensor.clone(),
+            value: (i % 1000) as i64,
+        })
+        .expect("json");
+        (sensor, value, 1_700_000_000_000 + i as i64)
+    })
+}
+
 fn config(dir: &Path, group: &str) -> AppConfig {
     let mut c = AppConfig::new(dir, group);
     c.memory_budget = 256 << 20;
@@ -69,7 +79,7 @@ fn config(dir: &Path, group: &str) -> AppConfig {
 }
 
 fn stateless(dir: &Path, n: u64) -> Figure {
-    let bytes = produce(dir, "readings", n, 5);
+    let bytes = produce_readings(dir, "readings", n, 5);
     let mut app = Application::new(config(dir, "stateless")).expect("app");
     let input = app.topic::<Str, Json<Reading>>("readings").expect("topic");
     let output = app.topic::<Str, Json<Reading>>("hot").expect("topic");
@@ -108,7 +118,7 @@ fn counting_app(dir: &Path, group: &str, topic: &str) -> Application {
 }
 
 fn stateful(dir: &Path, n: u64) -> Figure {
-    let bytes = produce(dir, "readings", n, 100_000);
+    let bytes = produce_readings(dir, "readings", n, 100_000);
     let mut app = counting_app(dir, "stateful", "readings");
     let start = Instant::now();
     app.run_until_idle().expect("run");
@@ -125,7 +135,7 @@ fn stateful(dir: &Path, n: u64) -> Figure {
 
 fn restore(dir: &Path, entries: u64) -> Figure {
     // One key per record: the changelog gets one entry per record.
-    produce(dir, "distinct", entries, entries);
+    produce_readings(dir, "distinct", entries, entries);
     counting_app(dir, "restore", "distinct")
         .run_until_idle()
         .expect("run");
@@ -159,31 +169,17 @@ struct TimedReading {
     value: i64,
 }
 
-/// `n` readings over `keys` keys, 1 ms apart in event time.
+/// `n` readings over `keys` keys to `sensors`, 1 ms apart in event time (in the payload).
 fn produce_timed(dir: &Path, n: u64, keys: u64) -> u64 {
-    let log = Log::open(dir).expect("open log");
-    let t = log
-        .topic_or_create("sensors", TopicConfig::default())
-        .expect("topic");
-    let w = t.writer(0).expect("writer");
-    let mut bytes = 0;
-    let mut batch = Vec::with_capacity(10_000);
-    for i in 0..n {
-        let key = format!("Sensor{}", i % keys);
+    produce(dir, "sensors", n, |i| {
+        let ts = 1_700_000_000_000 + i as i64;
         let value = serde_json::to_vec(&TimedReading {
-            ts: 1_700_000_000_000 + i as i64,
+            ts,
             value: (i % 101) as i64,
         })
         .expect("json");
-        bytes += (key.len() + value.len()) as u64;
-        batch.push(Record::keyed(key, value));
-        if batch.len() == 10_000 {
-            w.append(&batch).expect("append");
-            batch.clear();
-        }
-    }
-    w.append(&batch).expect("append");
-    bytes
+        (format!("Sensor{}", i % keys), value, ts)
+    })
 }
 
 fn windowed(dir: &Path, n: u64, keys: u64, name: &'static str) -> Figure {

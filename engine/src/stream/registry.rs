@@ -109,13 +109,13 @@ pub(crate) struct Ctx<'a> {
 type SourceFn = Box<dyn FnMut(&mut Ctx<'_>, &RecordView<'_>) -> Result<(), StepError>>;
 
 /// A step that keeps state of its own in memory (windows): the runtime lets it save that state
-/// into the task's store before each checkpoint, and gives it the wall-clock time regularly.
+/// into the task's store before each checkpoint, and calls it regularly for wall-clock work.
 pub(crate) trait Operator {
     /// Writes in-memory changes of `partition` into its store (before the store's checkpoint).
     fn flush(&mut self, partition: u32, store: &mut Store) -> Result<(), StepError>;
 
-    /// Called on every turn of the loop for each task, with the wall-clock time; may emit.
-    fn tick(&mut self, ctx: &mut Ctx<'_>, now_ms: i64) -> Result<(), StepError>;
+    /// Called on every turn of the loop for each task (for wall-clock work); may emit.
+    fn tick(&mut self, ctx: &mut Ctx<'_>) -> Result<(), StepError>;
 }
 
 /// What the steps of one source's dataframe share with the runtime.

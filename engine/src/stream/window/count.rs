@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::aggregate::Aggregator;
+use super::state::{loaded_from, state_for, state_prefix, PartitionState};
 use super::{Emit, WindowResult};
 use crate::state::Store;
 use crate::stream::dataframe::{emit, Edges};
@@ -41,6 +42,12 @@ struct PartitionCounts<K, A> {
     order: u64,
     keys: HashMap<Vec<u8>, KeyWindows<K, A>>,
     dirty: Vec<Vec<u8>>,
+}
+
+impl<K, A> PartitionState for PartitionCounts<K, A> {
+    fn epoch(&self) -> u64 {
+        self.epoch
+    }
 }
 
 pub(crate) struct CountOperator<K, V, G: Aggregator<V>> {
@@ -80,15 +87,8 @@ where
         }
     }
 
-    fn prefix(&self) -> Vec<u8> {
-        let mut p = vec![b'w'];
-        p.extend_from_slice(&self.id.to_be_bytes());
-        p.push(b'C');
-        p
-    }
-
-    fn load(&self, store: &Store) -> Result<PartitionCounts<K, G::Acc>, StepError> {
-        let prefix = self.prefix();
+    fn load(id: u16, store: &Store) -> Result<PartitionCounts<K, G::Acc>, StepError> {
+        let prefix = state_prefix(id, b'C');
         let mut keys = HashMap::new();
         let mut order = 0;
         for (k, v) in store
@@ -113,19 +113,12 @@ where
         let Some(store) = ctx.store.as_deref() else {
             return Err(StepError::Function("no state store is open".into()));
         };
-        let stale = self
-            .partitions
-            .get(&ctx.partition)
-            .is_none_or(|p| p.epoch != store.epoch());
-        if stale {
-            let loaded = self.load(store)?;
-            self.partitions.insert(ctx.partition, loaded);
-        }
-        let (size, step, emit_final) = (self.size, self.step, self.emit == Emit::Final);
-        let (agg, parts) = (&mut self.aggregator, &mut self.partitions);
-        let Some(p) = parts.get_mut(&ctx.partition) else {
-            return Ok(());
-        };
+        let (id, size, step) = (self.id, self.size, self.step);
+        let emit_final = self.emit == Emit::Final;
+        let p = state_for(&mut self.partitions, ctx.partition, store, |s| {
+            Self::load(id, s)
+        })?;
+        let agg = &mut self.aggregator;
         let order = p.order;
         p.order += 1;
         let ts = m.timestamp_ms;
@@ -186,13 +179,10 @@ where
     G: Aggregator<V>,
 {
     fn flush(&mut self, partition: u32, store: &mut Store) -> Result<(), StepError> {
-        let prefix = self.prefix();
-        let Some(p) = self.partitions.get_mut(&partition) else {
+        let prefix = state_prefix(self.id, b'C');
+        let Some(p) = loaded_from(&mut self.partitions, partition, store) else {
             return Ok(());
         };
-        if p.epoch != store.epoch() {
-            return Ok(());
-        }
         let mut dirty = std::mem::take(&mut p.dirty);
         dirty.sort_unstable();
         dirty.dedup();
@@ -209,7 +199,7 @@ where
         Ok(())
     }
 
-    fn tick(&mut self, _: &mut Ctx<'_>, _: i64) -> Result<(), StepError> {
+    fn tick(&mut self, _: &mut Ctx<'_>) -> Result<(), StepError> {
         Ok(())
     }
 }

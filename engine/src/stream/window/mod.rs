@@ -6,6 +6,7 @@
 pub mod aggregate;
 mod count;
 mod operator;
+mod state;
 
 use std::time::Duration;
 

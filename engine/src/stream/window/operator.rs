@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::aggregate::Aggregator;
+use super::state::{loaded_from, state_for, state_prefix, PartitionState};
 use super::{Emit, WindowResult};
 use crate::state::Store;
 use crate::stream::dataframe::{emit, Edges};
@@ -70,6 +71,12 @@ struct PartitionWindows<K, A> {
     dirty: Vec<(Vec<u8>, i64)>,
     deleted: Vec<Vec<u8>>,
     last_record: Instant,
+}
+
+impl<K, A> PartitionState for PartitionWindows<K, A> {
+    fn epoch(&self) -> u64 {
+        self.epoch
+    }
 }
 
 impl<K, A> PartitionWindows<K, A> {
@@ -134,43 +141,17 @@ where
         }
     }
 
-    fn prefix(&self, kind: u8) -> Vec<u8> {
-        let mut p = vec![b'w'];
-        p.extend_from_slice(&self.id.to_be_bytes());
-        p.push(kind);
-        p
-    }
-
-    /// The partition's windows, loaded from `store` unless already taken from it.
-    fn partition(
-        &mut self,
-        partition: u32,
-        store: &Store,
-    ) -> Result<&mut PartitionWindows<K, G::Acc>, StepError> {
-        let stale = self
-            .partitions
-            .get(&partition)
-            .is_none_or(|p| p.epoch != store.epoch());
-        if stale {
-            let loaded = self.load(store)?;
-            self.partitions.insert(partition, loaded);
-        }
-        self.partitions
-            .get_mut(&partition)
-            .ok_or_else(|| StepError::Function("window state missing".into()))
-    }
-
-    fn load(&self, store: &Store) -> Result<PartitionWindows<K, G::Acc>, StepError> {
+    fn load(id: u16, store: &Store) -> Result<PartitionWindows<K, G::Acc>, StepError> {
         let bad = |what: &str| StepError::Function(format!("window state: {what}"));
         let mut p = PartitionWindows::new(store.epoch());
-        for (k, v) in store.scan_prefix(&self.prefix(b'M')).map_err(fatal)? {
+        for (k, v) in store.scan_prefix(&state_prefix(id, b'M')).map_err(fatal)? {
             if k.len() == 4 {
                 let (t, o): (i64, u64) = serde_json::from_slice(&v).map_err(|_| bad("meta"))?;
                 p.stream_time = t;
                 p.order = o;
             }
         }
-        for (k, v) in store.scan_prefix(&self.prefix(b'W')).map_err(fatal)? {
+        for (k, v) in store.scan_prefix(&state_prefix(id, b'W')).map_err(fatal)? {
             let end = k.get(4..12).and_then(time_from).ok_or_else(|| bad("key"))?;
             let start = k
                 .get(12..20)
@@ -200,11 +181,11 @@ where
         let windows = self.windows;
         let emit_current = self.emit == Emit::Current;
         let raw_key = ctx.raw_key;
-        self.partition(partition, store)?;
-        let (agg, parts) = (&mut self.aggregator, &mut self.partitions);
-        let Some(p) = parts.get_mut(&partition) else {
-            return Ok(());
-        };
+        let id = self.id;
+        let p = state_for(&mut self.partitions, partition, store, |s| {
+            Self::load(id, s)
+        })?;
+        let agg = &mut self.aggregator;
         p.last_record = Instant::now();
         let order = p.order;
         p.order += 1;
@@ -317,7 +298,7 @@ where
             doomed.push((end, start, raw));
         }
         for (end, start, raw) in doomed {
-            let key = raw_window_key(&self.prefix(b'M'), end, start, &raw);
+            let key = window_key(self.id, end, start, &raw);
             if let Some(p) = self.partitions.get_mut(&partition) {
                 p.deleted.push(key);
             }
@@ -352,14 +333,11 @@ where
     G: Aggregator<V>,
 {
     fn flush(&mut self, partition: u32, store: &mut Store) -> Result<(), StepError> {
-        let meta_key = self.prefix(b'M');
+        let id = self.id;
         let mut writes = Vec::new();
-        let Some(p) = self.partitions.get_mut(&partition) else {
+        let Some(p) = loaded_from(&mut self.partitions, partition, store) else {
             return Ok(());
         };
-        if p.epoch != store.epoch() {
-            return Ok(());
-        }
         for key in p.deleted.drain(..) {
             writes.push((key, None));
         }
@@ -374,32 +352,26 @@ where
             w.dirty = false;
             let value = serde_json::to_vec(&(&w.key, &w.acc))
                 .map_err(|e| StepError::Function(format!("window state: {e}")))?;
-            writes.push((raw_window_key(&meta_key, w.end, start, &raw), Some(value)));
+            writes.push((window_key(id, w.end, start, &raw), Some(value)));
         }
         let meta = serde_json::to_vec(&(p.stream_time, p.order))
             .map_err(|e| StepError::Function(format!("window state: {e}")))?;
-        writes.push((meta_key, Some(meta)));
+        writes.push((state_prefix(id, b'M'), Some(meta)));
         for (key, value) in writes {
             store.put(&key, value);
         }
         Ok(())
     }
 
-    fn tick(&mut self, ctx: &mut Ctx<'_>, _now_ms: i64) -> Result<(), StepError> {
-        let Some(idle) = self.idle_close else {
+    fn tick(&mut self, ctx: &mut Ctx<'_>) -> Result<(), StepError> {
+        let (Some(idle), Some(store)) = (self.idle_close, ctx.store.as_deref()) else {
             return Ok(());
         };
         let partition = ctx.partition;
-        let Some(p) = self.partitions.get_mut(&partition) else {
+        let Some(p) = loaded_from(&mut self.partitions, partition, store) else {
             return Ok(());
         };
         if p.closing.is_empty() || p.last_record.elapsed() < idle {
-            return Ok(());
-        }
-        let Some(store) = ctx.store.as_deref() else {
-            return Ok(());
-        };
-        if p.epoch != store.epoch() {
             return Ok(());
         }
         // Everything open closes; stream time moves past it so that stragglers count as late.
@@ -417,10 +389,9 @@ where
     }
 }
 
-/// The store key of a window given the operator's meta key (`b'w', op, b'M'`).
-fn raw_window_key(meta_key: &[u8], end: i64, start: i64, raw: &[u8]) -> Vec<u8> {
-    let mut k = meta_key.get(..3).unwrap_or_default().to_vec();
-    k.push(b'W');
+/// The store key of a window of operator `op`.
+fn window_key(op: u16, end: i64, start: i64, raw: &[u8]) -> Vec<u8> {
+    let mut k = state_prefix(op, b'W');
     k.extend_from_slice(&time_bytes(end));
     k.extend_from_slice(&time_bytes(start));
     k.extend_from_slice(raw);
