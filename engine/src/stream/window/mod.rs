@@ -1,4 +1,5 @@
-//! Windows on a dataframe: time windows (tumbling, hopping) with a grace period, count windows
+//! Windows on a dataframe: time windows (tumbling, hopping, sliding, session) with a grace period,
+//! count windows
 //! (tumbling, hopping by number of records), aggregations
 //! ([`aggregate`]), final or current emission, late-record handling and idle closing. Semantics,
 //! with a diagram of boundaries and closing, are in `docs/semantics.md`.
@@ -6,6 +7,8 @@
 pub mod aggregate;
 mod count;
 mod operator;
+mod partition;
+mod shapes;
 mod state;
 
 use std::time::Duration;
@@ -15,7 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use self::aggregate::{Aggregator, By, Collect, Count, First, Last, Max, Mean, Min, Reduce, Sum};
 use self::count::CountOperator;
-use self::operator::{LateHandler, TimeWindows, WindowOperator};
+use self::operator::{LateHandler, Plan, WindowOperator};
+use self::partition::ValueCodec;
+use self::shapes::{Shape, TimeWindows};
 use super::dataframe::encode_record;
 use super::{Format, Message, Stream, StreamTopic};
 
@@ -44,16 +49,15 @@ fn millis(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Kind {
-    Time(TimeWindows),
+enum Kind<V> {
+    Time(TimeWindows, Option<ValueCodec<V>>),
     Count { size: u64, step: u64 },
 }
 
 /// A window definition on a stream, waiting for its aggregation.
 pub struct WindowSpec<K, V> {
     stream: Stream<K, V>,
-    kind: Kind,
+    kind: Kind<V>,
     idle_close: Option<Duration>,
     late: Vec<LateHandler<K, V>>,
 }
@@ -78,13 +82,53 @@ where
         grace: Duration,
     ) -> WindowSpec<K, V> {
         let size_ms = millis(size).max(1);
+        let shape = Shape::Fixed {
+            size_ms,
+            step_ms: millis(step).clamp(1, size_ms),
+        };
+        self.time_windows(shape, grace, None)
+    }
+
+    /// For every record, the window of `size` that ends with it: `[t − size + 1, t + 1)` for a
+    /// record at `t` ms, over the records of its key in that range — one result per distinct
+    /// record time. Records up to `grace` late still count; the key's records of the last
+    /// `size + grace` of stream time are kept in state.
+    pub fn sliding_window(&self, size: Duration, grace: Duration) -> WindowSpec<K, V>
+    where
+        V: Serialize + DeserializeOwned,
+    {
+        let shape = Shape::Sliding {
+            size_ms: millis(size).max(1),
+        };
+        self.time_windows(shape, grace, Some(ValueCodec::new()))
+    }
+
+    /// Sessions: a key's records less than `gap` apart form one window `[first, last + 1)`; a
+    /// session closes once stream time reaches `last + gap + grace`. A record between two
+    /// sessions merges them. A session keeps its records in state until it closes.
+    pub fn session_window(&self, gap: Duration, grace: Duration) -> WindowSpec<K, V>
+    where
+        V: Serialize + DeserializeOwned,
+    {
+        let shape = Shape::Session {
+            gap_ms: millis(gap).max(1),
+        };
+        self.time_windows(shape, grace, Some(ValueCodec::new()))
+    }
+
+    fn time_windows(
+        &self,
+        shape: Shape,
+        grace: Duration,
+        codec: Option<ValueCodec<V>>,
+    ) -> WindowSpec<K, V> {
+        let windows = TimeWindows {
+            shape,
+            grace_ms: millis(grace),
+        };
         WindowSpec {
             stream: self.clone(),
-            kind: Kind::Time(TimeWindows {
-                size_ms,
-                step_ms: millis(step).clamp(1, size_ms),
-                grace_ms: millis(grace),
-            }),
+            kind: Kind::Time(windows, codec),
             idle_close: None,
             late: Vec::new(),
         }
@@ -248,9 +292,15 @@ where
         } = self.spec;
         let aggregator = self.aggregator;
         match kind {
-            Kind::Time(windows) => stream.with_operator(
+            Kind::Time(windows, codec) => stream.with_operator(
                 move |id, downstream| {
-                    WindowOperator::new(id, windows, mode, idle_close, aggregator, late, downstream)
+                    let plan = Plan {
+                        windows,
+                        codec,
+                        emit: mode,
+                        idle_close,
+                    };
+                    WindowOperator::new(id, plan, aggregator, late, downstream)
                 },
                 |op, ctx, m| op.process(ctx, m),
             ),

@@ -52,3 +52,13 @@ pub(crate) fn loaded_from<'a, S: PartitionState>(
         .get_mut(&partition)
         .filter(|s| s.epoch() == store.epoch())
 }
+
+/// Sortable big-endian encoding of a signed time.
+pub(crate) fn time_bytes(t: i64) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The time encoded by [`time_bytes`].
+pub(crate) fn time_from(bytes: &[u8]) -> Option<i64> {
+    Some((u64::from_be_bytes(bytes.try_into().ok()?) ^ (1 << 63)) as i64)
+}

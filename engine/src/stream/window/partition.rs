@@ -1,0 +1,405 @@
+//! One partition's open time windows and buffered records, and how they are saved in its store.
+//!
+//! Invariants:
+//! - Every open window is in `keys` (under its record key) and in `closing` as `(end, start,
+//!   record key)`, so the windows to close are a prefix of `closing`.
+//! - Changes reach the store only through [`PartitionWindows::flush`]: changed windows and record
+//!   buffers as entries, removed ones as tombstones — and only for entries the store holds, so a
+//!   window opened and closed between two checkpoints costs the store nothing.
+//! - Store layout (window keys sort by end, so the windows to close are also a range in the
+//!   store): `b'w', op u16, b'W', end, start (i64, sign bit flipped, BE), record key` → JSON
+//!   `(key, accumulator)`; `b'w', op u16, b'B', record key` → JSON `[(timestamp, order, value)]`;
+//!   `b'w', op u16, b'M'` → JSON `(stream time, arrival counter)`.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use hashbrown::HashMap;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::state::{state_prefix, time_bytes, time_from, PartitionState};
+use crate::state::Store;
+use crate::stream::StepError;
+
+/// How buffered values are saved: JSON through serde (captured where `V: Serialize`).
+pub(crate) struct ValueCodec<V> {
+    pub to_json: fn(&V) -> serde_json::Result<Value>,
+    pub from_json: fn(Value) -> serde_json::Result<V>,
+}
+
+impl<V: Serialize + DeserializeOwned> ValueCodec<V> {
+    pub fn new() -> Self {
+        fn to_json<V: Serialize>(v: &V) -> serde_json::Result<Value> {
+            serde_json::to_value(v)
+        }
+        ValueCodec {
+            to_json: to_json::<V>,
+            from_json: serde_json::from_value::<V>,
+        }
+    }
+}
+
+impl<V> Clone for ValueCodec<V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<V> Copy for ValueCodec<V> {}
+
+/// An open window.
+pub(crate) struct Open<K, A> {
+    pub start: i64,
+    pub end: i64,
+    pub key: Option<K>,
+    pub acc: A,
+    dirty: bool,
+    saved: bool,
+}
+
+/// A record kept for windows that are not open yet (sliding) or may merge (sessions).
+pub(crate) struct Buffered<V> {
+    pub ts: i64,
+    pub order: u64,
+    pub value: V,
+}
+
+/// The open windows and buffered records of one record key.
+pub(crate) struct KeyWindows<K, A, V> {
+    pub windows: Vec<Open<K, A>>,
+    records: Vec<Buffered<V>>,
+    records_dirty: bool,
+    records_saved: bool,
+    /// When the newest buffered record expires (sliding windows), as scheduled in `expiring`.
+    expires_at: Option<i64>,
+    listed: bool,
+}
+
+impl<K, A, V> KeyWindows<K, A, V> {
+    fn new() -> Self {
+        KeyWindows {
+            windows: Vec::new(),
+            records: Vec::new(),
+            records_dirty: false,
+            records_saved: false,
+            expires_at: None,
+            listed: false,
+        }
+    }
+
+    /// The open window starting at `start`, marked changed.
+    pub fn window_mut(&mut self, start: i64) -> Option<&mut Open<K, A>> {
+        let w = self.windows.iter_mut().find(|w| w.start == start)?;
+        w.dirty = true;
+        Some(w)
+    }
+
+    /// Applies `f` to every open window containing `ts`, marking each changed.
+    pub fn update_containing(&mut self, ts: i64, mut f: impl FnMut(&mut Open<K, A>)) {
+        for w in self.windows.iter_mut() {
+            if w.start <= ts && ts < w.end {
+                w.dirty = true;
+                f(w);
+            }
+        }
+    }
+
+    /// Buffered records, in arrival order.
+    pub fn records(&self) -> &[Buffered<V>] {
+        &self.records
+    }
+
+    /// Buffers a record.
+    pub fn buffer(&mut self, record: Buffered<V>) {
+        self.records.push(record);
+        self.records_dirty = true;
+    }
+
+    /// Drops the buffered records `drop` selects.
+    pub fn drop_records(&mut self, drop: impl Fn(&Buffered<V>) -> bool) {
+        let before = self.records.len();
+        self.records.retain(|r| !drop(r));
+        self.records_dirty |= self.records.len() != before;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.windows.is_empty() && self.records.is_empty()
+    }
+}
+
+/// The window state of one partition.
+pub(crate) struct PartitionWindows<K, A, V> {
+    op: u16,
+    epoch: u64,
+    /// Largest event time seen (`i64::MIN` before the first record).
+    pub stream_time: i64,
+    /// Arrival counter: the next record's order.
+    pub order: u64,
+    keys: HashMap<Vec<u8>, KeyWindows<K, A, V>>,
+    closing: BTreeSet<(i64, i64, Vec<u8>)>,
+    /// `(expiry, record key)` of keys with buffered records that expire by time (sliding).
+    expiring: BTreeSet<(i64, Vec<u8>)>,
+    listed: Vec<Vec<u8>>,
+    deleted: Vec<Vec<u8>>,
+    /// When the partition last received a record (for idle closing).
+    pub last_record: Instant,
+}
+
+impl<K, A, V> PartitionState for PartitionWindows<K, A, V> {
+    fn epoch(&self) -> u64 {
+        self.epoch
+    }
+}
+
+impl<K, A, V> PartitionWindows<K, A, V> {
+    fn new(op: u16, epoch: u64) -> Self {
+        PartitionWindows {
+            op,
+            epoch,
+            stream_time: i64::MIN,
+            order: 0,
+            keys: HashMap::new(),
+            closing: BTreeSet::new(),
+            expiring: BTreeSet::new(),
+            listed: Vec::new(),
+            deleted: Vec::new(),
+            last_record: Instant::now(),
+        }
+    }
+
+    /// The windows and records of `raw`, if any.
+    pub fn key(&self, raw: &[u8]) -> Option<&KeyWindows<K, A, V>> {
+        self.keys.get(raw)
+    }
+
+    /// The windows and records of `raw` (created when missing), listed for the next flush.
+    pub fn key_mut(&mut self, raw: &[u8]) -> &mut KeyWindows<K, A, V> {
+        let kw = self
+            .keys
+            .entry_ref(raw)
+            .or_insert_with(|| KeyWindows::new());
+        if !kw.listed {
+            kw.listed = true;
+            self.listed.push(raw.to_vec());
+        }
+        kw
+    }
+
+    /// Opens window `[start, end)` of `raw`.
+    pub fn open(&mut self, raw: &[u8], start: i64, end: i64, key: Option<K>, acc: A) {
+        self.closing.insert((end, start, raw.to_vec()));
+        self.key_mut(raw).windows.push(Open {
+            start,
+            end,
+            key,
+            acc,
+            dirty: true,
+            saved: false,
+        });
+    }
+
+    /// Removes the open window of `raw` starting at `start`.
+    pub fn remove(&mut self, raw: &[u8], start: i64) -> Option<Open<K, A>> {
+        let kw = self.key_mut(raw);
+        let i = kw.windows.iter().position(|w| w.start == start)?;
+        let w = kw.windows.swap_remove(i);
+        self.closing.remove(&(w.end, w.start, raw.to_vec()));
+        if w.saved {
+            self.deleted.push(window_key(self.op, w.end, w.start, raw));
+        }
+        Some(w)
+    }
+
+    /// Removes and returns the windows whose end satisfies `due`, smallest end first; with
+    /// `drop_records`, also the buffered records inside each closed window.
+    pub fn close_due(&mut self, due: impl Fn(i64) -> bool, drop_records: bool) -> Vec<Open<K, A>> {
+        let mut closed = Vec::new();
+        while self.closing.first().is_some_and(|first| due(first.0)) {
+            let Some((_, start, raw)) = self.closing.first().cloned() else {
+                break;
+            };
+            if let Some(w) = self.remove(&raw, start) {
+                if drop_records {
+                    let (start, end) = (w.start, w.end);
+                    self.key_mut(&raw)
+                        .drop_records(|r| start <= r.ts && r.ts < end);
+                }
+                closed.push(w);
+            }
+            self.forget_if_empty(&raw);
+        }
+        closed
+    }
+
+    /// The largest end of an open window.
+    pub fn last_end(&self) -> Option<i64> {
+        self.closing.last().map(|c| c.0)
+    }
+
+    /// Whether any window is open.
+    pub fn has_open(&self) -> bool {
+        !self.closing.is_empty()
+    }
+
+    /// Records of `raw` expire (all of them) once `expiry` is due; a later expiry replaces it.
+    pub fn expire_records_at(&mut self, raw: &[u8], expiry: i64) {
+        let kw = self.key_mut(raw);
+        let old = kw.expires_at;
+        if old.is_some_and(|old| old >= expiry) {
+            return;
+        }
+        kw.expires_at = Some(expiry);
+        if let Some(old) = old {
+            self.expiring.remove(&(old, raw.to_vec()));
+        }
+        self.expiring.insert((expiry, raw.to_vec()));
+    }
+
+    /// Drops the buffered records of every key whose expiry is due.
+    pub fn expire_records(&mut self, due: impl Fn(i64) -> bool) {
+        while let Some(first) = self.expiring.first() {
+            if !due(first.0) {
+                break;
+            }
+            let Some((_, raw)) = self.expiring.pop_first() else {
+                break;
+            };
+            let kw = self.key_mut(&raw);
+            kw.expires_at = None;
+            kw.drop_records(|_| true);
+            self.forget_if_empty(&raw);
+        }
+    }
+
+    /// Drops the entry of `raw` when it holds nothing (its buffer's tombstone is written).
+    pub fn forget_if_empty(&mut self, raw: &[u8]) {
+        if self.keys.get(raw).is_some_and(|kw| kw.is_empty()) {
+            if let Some(kw) = self.keys.remove(raw) {
+                if kw.records_saved {
+                    self.deleted.push(records_key(self.op, raw));
+                }
+            }
+        }
+    }
+}
+
+impl<K, A, V> PartitionWindows<K, A, V>
+where
+    K: Serialize + DeserializeOwned,
+    A: Serialize + DeserializeOwned,
+{
+    /// The partition's window state as saved in `store` by operator `op`.
+    pub fn load(
+        op: u16,
+        store: &Store,
+        codec: Option<ValueCodec<V>>,
+        record_span: Option<i64>,
+    ) -> Result<Self, StepError> {
+        let mut p = PartitionWindows::new(op, store.epoch());
+        let meta = store.scan_prefix(&state_prefix(op, b'M')).map_err(fatal)?;
+        if let Some((_, v)) = meta.into_iter().find(|(k, _)| k.len() == 4) {
+            (p.stream_time, p.order) = serde_json::from_slice(&v).map_err(|e| bad("meta", e))?;
+        }
+        for (k, v) in store.scan_prefix(&state_prefix(op, b'W')).map_err(fatal)? {
+            let end = k.get(4..12).and_then(time_from);
+            let start = k.get(12..20).and_then(time_from);
+            let (Some(end), Some(start)) = (end, start) else {
+                return Err(bad("window key", "shorter than 20 bytes"));
+            };
+            let raw = k.get(20..).unwrap_or_default();
+            let (key, acc) = serde_json::from_slice(&v).map_err(|e| bad("window", e))?;
+            p.open(raw, start, end, key, acc);
+            if let Some(w) = p.keys.get_mut(raw).and_then(|kw| kw.windows.last_mut()) {
+                (w.dirty, w.saved) = (false, true);
+            }
+        }
+        let buffers = match codec {
+            Some(_) => store.scan_prefix(&state_prefix(op, b'B')).map_err(fatal)?,
+            None => Vec::new(),
+        };
+        for (k, v) in buffers {
+            let Some(codec) = codec else { break };
+            let raw = k.get(4..).unwrap_or_default();
+            let saved: Vec<(i64, u64, Value)> =
+                serde_json::from_slice(&v).map_err(|e| bad("records", e))?;
+            let kw = p.key_mut(raw);
+            for (ts, order, value) in saved {
+                let value = (codec.from_json)(value).map_err(|e| bad("record value", e))?;
+                kw.records.push(Buffered { ts, order, value });
+            }
+            kw.records_saved = true;
+            let newest = kw.records.iter().map(|r| r.ts).max();
+            if let (Some(span), Some(newest)) = (record_span, newest) {
+                p.expire_records_at(raw, newest.saturating_add(span));
+            }
+        }
+        for raw in std::mem::take(&mut p.listed) {
+            if let Some(kw) = p.keys.get_mut(&raw) {
+                kw.listed = false;
+            }
+        }
+        Ok(p)
+    }
+
+    /// Writes what changed since the last flush into `store`'s cache.
+    pub fn flush(
+        &mut self,
+        store: &mut Store,
+        codec: Option<ValueCodec<V>>,
+    ) -> Result<(), StepError> {
+        for key in self.deleted.drain(..) {
+            store.put(&key, None);
+        }
+        for raw in std::mem::take(&mut self.listed) {
+            let Some(kw) = self.keys.get_mut(&raw) else {
+                continue; // gone since: its tombstones are written
+            };
+            kw.listed = false;
+            for w in kw.windows.iter_mut().filter(|w| w.dirty) {
+                let value = serde_json::to_vec(&(&w.key, &w.acc)).map_err(|e| bad("window", e))?;
+                store.put(&window_key(self.op, w.end, w.start, &raw), Some(value));
+                (w.dirty, w.saved) = (false, true);
+            }
+            if let (true, Some(codec)) = (kw.records_dirty, codec) {
+                let mut saved = Vec::with_capacity(kw.records.len());
+                for r in &kw.records {
+                    let value = (codec.to_json)(&r.value).map_err(|e| bad("record value", e))?;
+                    saved.push((r.ts, r.order, value));
+                }
+                let value = serde_json::to_vec(&saved).map_err(|e| bad("records", e))?;
+                store.put(&records_key(self.op, &raw), Some(value));
+                (kw.records_dirty, kw.records_saved) = (false, true);
+            }
+        }
+        let meta =
+            serde_json::to_vec(&(self.stream_time, self.order)).map_err(|e| bad("meta", e))?;
+        store.put(&state_prefix(self.op, b'M'), Some(meta));
+        Ok(())
+    }
+}
+
+/// The store key of a window of operator `op`.
+fn window_key(op: u16, end: i64, start: i64, raw: &[u8]) -> Vec<u8> {
+    let mut k = state_prefix(op, b'W');
+    k.extend_from_slice(&time_bytes(end));
+    k.extend_from_slice(&time_bytes(start));
+    k.extend_from_slice(raw);
+    k
+}
+
+/// The store key of the buffered records of `raw`.
+fn records_key(op: u16, raw: &[u8]) -> Vec<u8> {
+    let mut k = state_prefix(op, b'B');
+    k.extend_from_slice(raw);
+    k
+}
+
+fn bad(what: &str, cause: impl std::fmt::Display) -> StepError {
+    StepError::Function(format!("window state: {what}: {cause}"))
+}
+
+fn fatal(e: crate::state::StateError) -> StepError {
+    StepError::Fatal(e.into())
+}
