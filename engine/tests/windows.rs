@@ -3,64 +3,16 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;
+mod window_common;
 use common::*;
 use eddy::aggregate::{By, Count, Max, Mean, Min};
-use eddy::{AppConfig, Application, Json, Log, Record, TopicConfig, WindowResult};
+use eddy::{Application, Json, Log, WindowResult};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-struct Reading {
-    ts: i64,
-    value: f64,
-}
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
-/// Appends readings `(key, ts_ms, value)` to `readings` (one partition unless it exists).
-fn feed(dir: &Path, partitions: u32, readings: &[(&str, i64, f64)]) {
-    let log = Log::open(dir).unwrap();
-    let t = log
-        .topic_or_create("readings", TopicConfig::with_partitions(partitions))
-        .unwrap();
-    t.append(readings.iter().map(|(k, ts, v)| {
-        let r = Reading { ts: *ts, value: *v };
-        Record::keyed(*k, serde_json::to_vec(&r).unwrap())
-    }))
-    .unwrap();
-}
-
-fn app(dir: &Path) -> Application {
-    let mut c = AppConfig::new(dir, "w");
-    c.commit_interval = Duration::from_millis(20);
-    Application::new(c).unwrap()
-}
-
-type Stats = (u64, f64, f64, f64);
-
-fn results<T: for<'de> Deserialize<'de>>(
-    dir: &Path,
-    topic: &str,
-) -> Vec<(String, WindowResult<T>, i64)> {
-    let t = Log::open(dir).unwrap().topic(topic).unwrap();
-    let mut out = Vec::new();
-    for p in 0..t.partitions() {
-        for (_, r) in read_all(&mut t.reader(p).unwrap(), 0) {
-            let key: String = serde_json::from_slice(&r.key.unwrap()).unwrap();
-            out.push((
-                key,
-                serde_json::from_slice(&r.value.unwrap()).unwrap(),
-                r.timestamp.unwrap(),
-            ));
-        }
-    }
-    out
-}
+use window_common::*;
 
 /// The sensor pipeline: 10 s tumbling windows, 1 s grace, count/min/max/mean, final.
 fn sensor_app(dir: &Path, late: Rc<RefCell<Vec<(i64, i64, i64)>>>) -> Application {

@@ -134,7 +134,8 @@ impl TimeWindows {
                 let (mut start, mut end) = (ts, ts.saturating_add(1));
                 let mut touching = Vec::new();
                 for w in p.key(raw).map(|kw| &kw.windows[..]).unwrap_or_default() {
-                    if w.start.saturating_sub(gap_ms) < ts && ts < (w.end - 1).saturating_add(gap_ms)
+                    if w.start.saturating_sub(gap_ms) < ts
+                        && ts < (w.end - 1).saturating_add(gap_ms)
                     {
                         touching.push((w.start, w.end));
                         (start, end) = (start.min(w.start), end.max(w.end));

@@ -1,0 +1,362 @@
+//! Sliding and session windows against hand-computed expectations (boundaries, grace, late
+//! records, merging sessions, restarts in the middle) and against a brute force over random
+//! out-of-order input on several keys and partitions.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+mod common;
+mod window_common;
+use eddy::aggregate::{Count, Sum};
+use eddy::{Application, Json, Stream, WindowResult, WindowSpec};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::rc::Rc;
+use std::time::Duration;
+use window_common::*;
+
+type Late = Rc<RefCell<Vec<(i64, i64, i64)>>>;
+/// (key, start, end, count, sum, result timestamp)
+type Row = (String, i64, i64, u64, f64, i64);
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Readings of `dir` → windows chosen by `windows` → (count, sum of values) → topic `agg`.
+fn pipeline(
+    dir: &Path,
+    late: Late,
+    current: bool,
+    windows: impl FnOnce(&Stream<String, Reading>) -> WindowSpec<String, Reading>,
+) -> Application {
+    let app = app(dir);
+    let input = app
+        .topic::<Json<String>, Json<Reading>>("readings")
+        .unwrap()
+        .with_timestamp(|r, _| r.ts);
+    let out = app
+        .topic::<Json<String>, Json<WindowResult<(u64, f64)>>>("agg")
+        .unwrap();
+    let aggregated = windows(&app.dataframe(&input))
+        .on_late(move |m, start, end| late.borrow_mut().push((m.value.ts, start, end)))
+        .aggregate((Count, Sum(|r: &Reading| r.value)));
+    match current {
+        true => aggregated.emit_current().to_topic(&out),
+        false => aggregated.emit_final().to_topic(&out),
+    };
+    app
+}
+
+fn rows(dir: &Path) -> Vec<Row> {
+    results::<(u64, f64)>(dir, "agg")
+        .into_iter()
+        .map(|(k, w, ts)| (k, w.start, w.end, w.value.0, w.value.1, ts))
+        .collect()
+}
+
+fn row(key: &str, start: i64, end: i64, count: u64, sum: f64) -> Row {
+    (key.to_string(), start, end, count, sum, end - 1)
+}
+
+/// Runs `readings` through a fresh pipeline in two halves, restarting the application between
+/// them, and returns the results and the late records.
+fn run_in_two_halves(
+    readings: &[(&str, i64, f64)],
+    split: usize,
+    windows: impl Fn(&Stream<String, Reading>) -> WindowSpec<String, Reading>,
+) -> (Vec<Row>, Vec<(i64, i64, i64)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let late: Late = Rc::default();
+    for half in [&readings[..split], &readings[split..]] {
+        feed(dir.path(), 1, half);
+        pipeline(dir.path(), late.clone(), false, &windows)
+            .run_until_idle()
+            .unwrap();
+    }
+    let late = late.borrow().clone();
+    (rows(dir.path()), late)
+}
+
+#[test]
+fn sliding_windows_one_per_record_time_with_grace_and_late_records() {
+    let s = "\"s\"";
+    let readings = [
+        (s, 0, 1.0),
+        (s, 4_000, 2.0),
+        (s, 9_999, 4.0),
+        (s, 10_000, 8.0),   // its window [1, 10 001) leaves out the record at 0
+        (s, 9_000, 16.0),   // out of order within grace: own window, and joins the two above
+        (s, 20_000, 32.0),  // closes every window ending by 18 000
+        (s, 3_000, 64.0),   // 3 000 + 10 s + 2 s ≤ 20 000: no window can take it — late
+        (s, 22_000, 128.0), // exactly end + grace of [10 001, 20 001): closes it
+        (s, 30_000, 256.0), // closes [12 001, 22 001)
+    ];
+    let (got, late) = run_in_two_halves(&readings, 4, |st| {
+        st.sliding_window(Duration::from_secs(10), Duration::from_secs(2))
+    });
+    assert_eq!(
+        got,
+        vec![
+            row("s", -9_999, 1, 1, 1.0),
+            row("s", -5_999, 4_001, 2, 3.0),
+            row("s", -999, 9_001, 3, 19.0),
+            row("s", 0, 10_000, 4, 23.0),
+            row("s", 1, 10_001, 4, 30.0),
+            row("s", 10_001, 20_001, 1, 32.0),
+            row("s", 12_001, 22_001, 2, 160.0),
+        ]
+    );
+    assert_eq!(late, vec![(3_000, -6_999, 3_001)]);
+}
+
+#[test]
+fn sliding_record_late_for_its_own_window_still_joins_open_ones() {
+    let s = "\"s\"";
+    let readings = [
+        (s, 10_000, 1.0),
+        (s, 12_000, 2.0),
+        (s, 11_000, 4.0),
+        (s, 20_000, 0.0),
+    ];
+    // No grace: [1 001, 11 001) closed at stream time 12 000, yet [2 001, 12 001) is open.
+    let (got, late) = run_in_two_halves(&readings, 2, |st| {
+        st.sliding_window(Duration::from_secs(10), Duration::ZERO)
+    });
+    assert_eq!(
+        got,
+        vec![row("s", 1, 10_001, 1, 1.0), row("s", 2_001, 12_001, 3, 7.0)]
+    );
+    assert_eq!(late, vec![(11_000, 1_001, 11_001)]);
+}
+
+#[test]
+fn sliding_keeps_a_record_until_the_last_window_that_can_hold_it_closes() {
+    let s = "\"s\"";
+    let readings = [
+        (s, 0, 1.0),
+        (s, 11_999, 2.0), // stream time 0 + 10 s − 1 + 2 s grace
+        (s, 9_999, 4.0),  // [0, 10 000) is still open and includes the record at 0
+        (s, 30_000, 0.0),
+    ];
+    let (got, late) = run_in_two_halves(&readings, 2, |st| {
+        st.sliding_window(Duration::from_secs(10), Duration::from_secs(2))
+    });
+    assert_eq!(
+        got,
+        vec![
+            row("s", -9_999, 1, 1, 1.0),
+            row("s", 0, 10_000, 2, 5.0),
+            row("s", 2_000, 12_000, 2, 6.0),
+        ]
+    );
+    assert!(late.is_empty());
+}
+
+#[test]
+fn sessions_extend_merge_close_at_gap_plus_grace_and_survive_a_restart() {
+    let (s, t) = ("\"s\"", "\"t\"");
+    let readings = [
+        (s, 0, 1.0),
+        (s, 4_000, 2.0),  // within the gap: [0, 4 001)
+        (s, 10_000, 4.0), // new session; 4 000 + 5 s + 1 s = 10 000 closes the first
+        (t, 5_000, 1_000.0),
+        (t, 10_000, 2_000.0), // exactly a gap after 5 000: a session of its own
+        (s, 14_500, 8.0),     // extends [10 000, 14 501); closes t's first session (5 001 + 5 999)
+        (s, 24_000, 16.0),    // new session; closes t's second and [10 000, 14 501)
+        (s, 19_500, 32.0),    // joins 24 000's session
+        (s, 30_000, 64.0),    // closes [19 500, 24 001)
+        (s, 35_500, 128.0),
+        (s, 33_000, 256.0), // bridges [30 000, 30 001) and [35 500, 35 501): one session
+        (s, 2_000, 512.0),  // late
+        (s, 50_000, 1_024.0),
+    ];
+    let sessions = |st: &Stream<String, Reading>| st.session_window(ms(5_000), ms(1_000));
+    let expected = vec![
+        row("s", 0, 4_001, 2, 3.0),
+        row("t", 5_000, 5_001, 1, 1_000.0),
+        row("t", 10_000, 10_001, 1, 2_000.0),
+        row("s", 10_000, 14_501, 2, 12.0),
+        row("s", 19_500, 24_001, 2, 48.0),
+        row("s", 30_000, 35_501, 3, 448.0),
+    ];
+    for split in [5, 6, 10, 11] {
+        let (got, late) = run_in_two_halves(&readings, split, sessions);
+        assert_eq!(got, expected, "restarted after {split} readings");
+        assert_eq!(late, vec![(2_000, 2_000, 2_001)]);
+    }
+}
+
+#[test]
+fn current_emission_shows_sessions_growing_and_merging() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = "\"s\"";
+    feed(
+        dir.path(),
+        1,
+        &[(s, 0, 1.0), (s, 6_000, 2.0), (s, 3_000, 4.0)],
+    );
+    pipeline(dir.path(), Rc::default(), true, |st| {
+        st.session_window(ms(5_000), ms(10_000))
+    })
+    .run_until_idle()
+    .unwrap();
+    assert_eq!(
+        rows(dir.path()),
+        vec![
+            row("s", 0, 1, 1, 1.0),
+            row("s", 6_000, 6_001, 1, 2.0),
+            row("s", 0, 6_001, 3, 7.0),
+        ]
+    );
+}
+
+/// Random readings: `n` over `keys` keys, event time mostly rising with jitter (some of it beyond
+/// the grace), and pauses that split sessions.
+fn random_readings(n: usize, keys: usize, seed: u64) -> Vec<(String, i64, f64)> {
+    let mut x = seed | 1;
+    let mut random = move |m: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % m
+    };
+    let mut clock = 0i64;
+    (0..n)
+        .map(|i| {
+            // Whole tenths of a second, so that records often sit exactly on a boundary.
+            clock += 100 * random(5) as i64 + if random(50) == 0 { 6_000 } else { 0 };
+            let spread = if random(20) == 0 { 80 } else { 15 };
+            let jitter = 100 * random(spread) as i64;
+            let key = format!("\"k{}\"", random(keys as u64));
+            (key, clock - jitter, i as f64)
+        })
+        .collect()
+}
+
+/// Window results per partition computed the obvious way: per record, stream time before it, the
+/// windows it would join, and which of those closed.
+fn brute_force(
+    readings: &[(String, i64, f64)],
+    partition_of: impl Fn(&str) -> u32,
+    sliding: Option<i64>,
+    gap: i64,
+    grace: i64,
+) -> BTreeMap<(String, i64), (i64, u64, f64)> {
+    let mut by_partition: BTreeMap<u32, Vec<&(String, i64, f64)>> = BTreeMap::new();
+    for r in readings {
+        by_partition.entry(partition_of(&r.0)).or_default().push(r);
+    }
+    let mut out = BTreeMap::new();
+    for records in by_partition.values() {
+        let mut stream_time = i64::MIN;
+        // Per key: accepted records (ts, value), and for sliding the record times with a window.
+        let mut accepted: BTreeMap<&str, Vec<(i64, f64, i64)>> = BTreeMap::new();
+        let mut sessions: BTreeMap<&str, Vec<Vec<(i64, f64)>>> = BTreeMap::new();
+        let mut own: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+        for (key, ts, value) in records.iter().map(|r| (r.0.as_str(), r.1, r.2)) {
+            if let Some(size) = sliding {
+                if ts + size + grace > stream_time {
+                    accepted
+                        .entry(key)
+                        .or_default()
+                        .push((ts, value, stream_time));
+                    if ts + 1 + grace > stream_time {
+                        own.entry(key).or_default().push(ts);
+                    }
+                }
+            } else {
+                let list = sessions.entry(key).or_default();
+                let closed = |s: &Vec<(i64, f64)>| {
+                    s.iter().map(|r| r.0).max().unwrap() + gap + grace <= stream_time
+                };
+                let (near, far): (Vec<_>, Vec<_>) = list
+                    .drain(..)
+                    .partition(|s| !closed(s) && s.iter().any(|r| (r.0 - ts).abs() < gap));
+                let mut merged: Vec<(i64, f64)> = near.into_iter().flatten().collect();
+                merged.push((ts, value));
+                *list = far;
+                let last = merged.iter().map(|r| r.0).max().unwrap();
+                // A late record (its session alone would be closed) is dropped; it never has open
+                // sessions near it, since merging with one would keep it open.
+                if last + gap + grace > stream_time {
+                    list.push(merged);
+                }
+            }
+            stream_time = stream_time.max(ts);
+        }
+        if let Some(size) = sliding {
+            for (key, times) in own {
+                for t in times {
+                    if t + 1 + grace > stream_time {
+                        continue; // still open at the end: not emitted
+                    }
+                    let inside = accepted[key].iter().filter(|(ts, _, before)| {
+                        t - size < *ts && *ts <= t && *before < t + 1 + grace
+                    });
+                    let (count, sum) = inside.fold((0, 0.0), |(c, s), r| (c + 1, s + r.1));
+                    out.insert((key.to_string(), t - size + 1), (t + 1, count, sum));
+                }
+            }
+        } else {
+            for (key, list) in sessions {
+                for s in list {
+                    let first = s.iter().map(|r| r.0).min().unwrap();
+                    let last = s.iter().map(|r| r.0).max().unwrap();
+                    if last + gap + grace <= stream_time {
+                        let sum = s.iter().map(|r| r.1).sum();
+                        out.insert((key.to_string(), first), (last + 1, s.len() as u64, sum));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn sliding_and_session_windows_match_a_brute_force_on_random_input() {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let readings = random_readings(3_000, 7, seed);
+    let borrowed: Vec<(&str, i64, f64)> = readings
+        .iter()
+        .map(|(k, t, v)| (k.as_str(), *t, *v))
+        .collect();
+    let (grace, gap, size) = (1_000, 2_500, 3_000);
+    for sliding in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        feed(dir.path(), 3, &borrowed);
+        let late: Late = Rc::default();
+        pipeline(dir.path(), late.clone(), false, |st| match sliding {
+            true => st.sliding_window(ms(size as u64), ms(grace as u64)),
+            false => st.session_window(ms(gap as u64), ms(grace as u64)),
+        })
+        .run_until_idle()
+        .unwrap();
+        let mut partition_of = BTreeMap::new();
+        let mut got = BTreeMap::new();
+        let log = eddy::Log::open(dir.path()).unwrap();
+        let topic = log.topic("readings").unwrap();
+        for p in 0..topic.partitions() {
+            for (_, r) in common::read_all(&mut topic.reader(p).unwrap(), 0) {
+                partition_of.insert(String::from_utf8(r.key.unwrap()).unwrap(), p);
+            }
+        }
+        for (key, start, end, count, sum, _) in rows(dir.path()) {
+            let previous = got.insert((format!("\"{key}\""), start), (end, count, sum));
+            assert!(previous.is_none(), "{key} {start} emitted twice");
+        }
+        let want = brute_force(
+            &readings,
+            |k| partition_of[k],
+            sliding.then_some(size),
+            gap,
+            grace,
+        );
+        assert!(want.len() > 100, "{} windows", want.len());
+        assert!(!late.borrow().is_empty(), "the input has late records");
+        assert_eq!(got, want, "sliding: {sliding}, seed {seed}");
+    }
+}
