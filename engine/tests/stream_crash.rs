@@ -53,8 +53,17 @@ fn crash_child_app() {
     build(Path::new(&dir)).run().unwrap();
 }
 
-/// A windowed pipeline: per key, 1 s tumbling windows (event time = the number × 10 ms), count
-/// and sum, final results.
+/// Event time of number `n`: 10 ms apart, jittered back by up to 180 ms (within every grace),
+/// with a 5 s pause every 1,000 numbers so that sessions end.
+fn event_time(n: u64) -> i64 {
+    (n * 10 + n / 1_000 * 5_000) as i64 - (n % 7) as i64 * 30
+}
+
+/// Output topics of the windowed pipeline.
+const WINDOW_OUTPUTS: [&str; 3] = ["tumbling", "sliding", "sessions"];
+
+/// A windowed pipeline: per key, count and sum in 1 s tumbling windows, 1 s sliding windows and
+/// sessions with a 2 s gap; final results.
 fn build_windows(dir: &Path) -> Application {
     use eddy::aggregate::{Count, Sum};
     let mut c = AppConfig::new(dir, "windows");
@@ -65,15 +74,22 @@ fn build_windows(dir: &Path) -> Application {
     let input = app
         .topic::<Str, Json<u64>>("numbers")
         .unwrap()
-        .with_timestamp(|n, _| *n as i64 * 10);
-    let output = app
-        .topic::<Str, Json<eddy::WindowResult<(u64, f64)>>>("windowed")
-        .unwrap();
-    app.dataframe(&input)
-        .tumbling_window(Duration::from_secs(1), Duration::from_millis(200))
-        .aggregate((Count, Sum(|n: &u64| *n as f64)))
-        .emit_final()
-        .to_topic(&output);
+        .with_timestamp(|n, _| event_time(*n));
+    let numbers = app.dataframe(&input);
+    let grace = Duration::from_millis(200);
+    for (name, windows) in WINDOW_OUTPUTS.into_iter().zip([
+        numbers.tumbling_window(Duration::from_secs(1), grace),
+        numbers.sliding_window(Duration::from_secs(1), grace),
+        numbers.session_window(Duration::from_secs(2), grace),
+    ]) {
+        let output = app
+            .topic::<Str, Json<eddy::WindowResult<(u64, f64)>>>(name)
+            .unwrap();
+        windows
+            .aggregate((Count, Sum(|n: &u64| *n as f64)))
+            .emit_final()
+            .to_topic(&output);
+    }
     app
 }
 
@@ -86,30 +102,55 @@ fn window_child_app() {
     build_windows(Path::new(&dir)).run().unwrap();
 }
 
-type WindowRow = (String, i64, u64, u64);
-/// Window results by (key, start): (count, sum).
-type WindowTable = BTreeMap<(String, i64), (u64, u64)>;
+/// Window results by (output, key, start): (end, count, sum).
+type WindowTable = BTreeMap<(&'static str, String, i64), (i64, u64, u64)>;
 
-/// Distinct window results of `dir`, checking that repeated ones are identical.
+/// Distinct window results of `dir`, checking that repeated ones are identical, and the number
+/// of results with repeats.
 fn window_results(dir: &Path) -> (WindowTable, usize) {
-    let t = Log::open(dir).unwrap().topic("windowed").unwrap();
+    let log = Log::open(dir).unwrap();
     let mut distinct = BTreeMap::new();
     let mut total = 0;
-    for p in 0..t.partitions() {
-        for (_, r) in read_all(&mut t.reader(p).unwrap(), 0) {
-            let key = String::from_utf8(r.key.unwrap()).unwrap();
-            let w: eddy::WindowResult<(u64, f64)> =
-                serde_json::from_slice(&r.value.unwrap()).unwrap();
-            let row: WindowRow = (key, w.start, w.value.0, w.value.1 as u64);
-            let previous = distinct.insert((row.0.clone(), row.1), (row.2, row.3));
-            assert!(
-                previous.is_none_or(|p| p == (row.2, row.3)),
-                "a repeated result differs: {row:?}"
-            );
-            total += 1;
+    for output in WINDOW_OUTPUTS {
+        let t = log.topic(output).unwrap();
+        for p in 0..t.partitions() {
+            for (_, r) in read_all(&mut t.reader(p).unwrap(), 0) {
+                let key = String::from_utf8(r.key.unwrap()).unwrap();
+                let w: eddy::WindowResult<(u64, f64)> =
+                    serde_json::from_slice(&r.value.unwrap()).unwrap();
+                let value = (w.end, w.value.0, w.value.1 as u64);
+                let previous = distinct.insert((output, key.clone(), w.start), value);
+                assert!(
+                    previous.is_none_or(|p| p == value),
+                    "a repeated {output} result differs: {key} {} {value:?}",
+                    w.start
+                );
+                total += 1;
+            }
         }
     }
     (distinct, total)
+}
+
+/// Checks that `crashed` emitted the same windows as an uninterrupted run over the same input
+/// (`calm`), and returns how many results the crashes repeated.
+fn assert_same_windows(crashed: &Path, calm: &Path) -> usize {
+    let (after_crashes, total) = window_results(crashed);
+    let (uninterrupted, calm_total) = window_results(calm);
+    assert_eq!(
+        calm_total,
+        uninterrupted.len(),
+        "no repeats without crashes"
+    );
+    for output in WINDOW_OUTPUTS {
+        let n = uninterrupted.keys().filter(|k| k.0 == output).count();
+        assert!(n > 500, "{n} {output} windows");
+    }
+    assert_eq!(
+        after_crashes, uninterrupted,
+        "same windows, none missing or different"
+    );
+    total - after_crashes.len()
 }
 
 /// A child printing every record; `run` returns on SIGTERM and the process exits 0.
@@ -223,10 +264,10 @@ fn check_outputs(dir: &Path) -> (BTreeMap<String, Running>, usize) {
     (last, total)
 }
 
-#[test]
-fn state_survives_sigkill_at_random_points() {
-    let crashed = tempfile::tempdir().unwrap();
-    let calm = tempfile::tempdir().unwrap();
+/// Runs child `name` on `dir` again and again while a feeder appends all input in small batches,
+/// SIGKILLing each run at a random moment, until the feeder is done (at least 8 runs). Asserts
+/// that at least 4 runs were killed, 3 of them while `group` had input left to process.
+fn kill_at_random_while_input_arrives(name: &str, env: &str, dir: &Path, group: &str) {
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -238,10 +279,9 @@ fn state_survives_sigkill_at_random_points() {
         seed ^= seed << 17;
         seed % n
     };
-    // Input keeps arriving while children run and die, as on a live system.
     let produced = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let feeder = {
-        let (dir, produced) = (crashed.path().to_owned(), produced.clone());
+        let (dir, produced) = (dir.to_owned(), produced.clone());
         std::thread::spawn(move || {
             for from in (0..RECORDS).step_by(200) {
                 produce(&dir, from, from + 200);
@@ -255,7 +295,7 @@ fn state_survives_sigkill_at_random_points() {
     let mut round = 0;
     while round < 8 || !feeder.is_finished() {
         round += 1;
-        let mut process = child("crash_child_app", "EDDY_CRASH_CHILD", crashed.path())
+        let mut process = child(name, env, dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -266,7 +306,7 @@ fn state_survives_sigkill_at_random_points() {
             kills += 1;
             process.wait().unwrap();
             let at_kill = produced.load(std::sync::atomic::Ordering::SeqCst);
-            if committed_input(crashed.path()) < at_kill {
+            if committed_input_of(dir, group) < at_kill {
                 killed_mid_stream += 1;
             }
         }
@@ -277,6 +317,18 @@ fn state_survives_sigkill_at_random_points() {
     assert!(
         killed_mid_stream >= 3,
         "only {killed_mid_stream} kills hit a run that had input left"
+    );
+}
+
+#[test]
+fn state_survives_sigkill_at_random_points() {
+    let crashed = tempfile::tempdir().unwrap();
+    let calm = tempfile::tempdir().unwrap();
+    kill_at_random_while_input_arrives(
+        "crash_child_app",
+        "EDDY_CRASH_CHILD",
+        crashed.path(),
+        "counter",
     );
     // Finish in-process, then compare with an uninterrupted run.
     let started = Instant::now();
@@ -359,6 +411,22 @@ fn sigterm_ends_run_with_a_final_checkpoint_and_print_shows_records() {
 }
 
 #[test]
+fn windowed_results_after_sigkills_at_random_points_equal_an_uninterrupted_run() {
+    let crashed = tempfile::tempdir().unwrap();
+    let calm = tempfile::tempdir().unwrap();
+    kill_at_random_while_input_arrives(
+        "window_child_app",
+        "EDDY_WINDOW_CHILD",
+        crashed.path(),
+        "windows",
+    );
+    build_windows(crashed.path()).run_until_idle().unwrap();
+    produce(calm.path(), 0, RECORDS);
+    build_windows(calm.path()).run_until_idle().unwrap();
+    assert_same_windows(crashed.path(), calm.path());
+}
+
+#[test]
 fn windowed_results_after_crashes_equal_an_uninterrupted_run() {
     let crashed = tempfile::tempdir().unwrap();
     let calm = tempfile::tempdir().unwrap();
@@ -372,20 +440,6 @@ fn windowed_results_after_crashes_equal_an_uninterrupted_run() {
     );
     build_windows(crashed.path()).run_until_idle().unwrap();
     build_windows(calm.path()).run_until_idle().unwrap();
-    let (after_crashes, total) = window_results(crashed.path());
-    let (uninterrupted, calm_total) = window_results(calm.path());
-    assert_eq!(
-        calm_total,
-        uninterrupted.len(),
-        "no repeats without crashes"
-    );
-    assert!(uninterrupted.len() > 500, "{} windows", uninterrupted.len());
-    assert_eq!(
-        after_crashes, uninterrupted,
-        "same windows, none missing or different"
-    );
-    assert!(
-        total > after_crashes.len(),
-        "the crashes repeated some results"
-    );
+    let repeated = assert_same_windows(crashed.path(), calm.path());
+    assert!(repeated > 0, "the crashes repeated some results");
 }

@@ -360,3 +360,54 @@ fn sliding_and_session_windows_match_a_brute_force_on_random_input() {
         assert_eq!(got, want, "sliding: {sliding}, seed {seed}");
     }
 }
+
+/// Live entries of the window store's changelog after compaction, counted by kind (`W` window,
+/// `B` buffered records), and the number of tombstones written.
+fn live_changelog_entries(dir: &Path) -> (BTreeMap<u8, usize>, usize) {
+    let log = eddy::Log::open(dir).unwrap();
+    let changelog = log.topic("w-readings-changelog").unwrap();
+    let mut latest = BTreeMap::new();
+    let mut tombstones = 0;
+    for (_, r) in common::read_all(&mut changelog.reader(0).unwrap(), 0) {
+        tombstones += usize::from(r.value.is_none());
+        latest.insert(r.key.unwrap(), r.value.is_some());
+    }
+    let mut kinds = BTreeMap::new();
+    for (key, live) in latest {
+        if live && key.first() == Some(&b'w') {
+            *kinds.entry(key[3]).or_default() += 1;
+        }
+    }
+    (kinds, tombstones)
+}
+
+#[test]
+fn closed_windows_and_expired_records_leave_state_and_changelog() {
+    let readings: Vec<(&str, i64, f64)> = (0..60)
+        .map(|i| (["\"a\"", "\"b\"", "\"c\""][i % 3], i as i64 * 700, 1.0))
+        .collect();
+    let last = [("\"z\"", 1_000_000, 1.0)];
+    type Kind = fn(&Stream<String, Reading>) -> WindowSpec<String, Reading>;
+    let kinds: [(Kind, usize); 3] = [
+        (|st| st.tumbling_window(secs(10), secs(1)), 0),
+        (|st| st.sliding_window(secs(10), secs(1)), 1),
+        (|st| st.session_window(secs(3), secs(1)), 1),
+    ];
+    for (windows, buffers) in kinds {
+        let dir = tempfile::tempdir().unwrap();
+        for part in [&readings[..], &last[..]] {
+            feed(dir.path(), 1, part);
+            pipeline(dir.path(), Rc::default(), false, windows)
+                .run_until_idle()
+                .unwrap();
+        }
+        let (live, tombstones) = live_changelog_entries(dir.path());
+        assert_eq!(live.get(&b'W'), Some(&1), "only z's window is open");
+        assert_eq!(
+            live.get(&b'B').copied().unwrap_or(0),
+            buffers,
+            "z's records"
+        );
+        assert!(tombstones > 0, "windows saved by the first run are deleted");
+    }
+}
