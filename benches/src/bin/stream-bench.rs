@@ -3,9 +3,11 @@
 //!
 //! - `stateless_json_map_filter`: JSON readings, map + filter, JSON out;
 //! - `stateful_count_100k_keys`: a running count per key over 100,000 keys, counts out;
-//! - `restore_1m_entries`: a store rebuilt from a changelog of 1,000,000 entries.
+//! - `restore_1m_entries`: a store rebuilt from a changelog of 1,000,000 entries;
+//! - `tumbling_10s_json_{5,100k}_keys`: the sensor workload — JSON readings 1 ms apart, 10 s
+//!   tumbling windows with 1 s grace, count/min/max/mean per key, final results.
 //!
-//! `cargo run --release -p eddy-benches --bin stream-bench [-- --records N --dir DIR]`
+//! `cargo run --release -p eddy-benches --bin stream-bench [-- --records N --only PREFIX --dir DIR]`
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -33,6 +35,9 @@ struct Options {
     /// Where to write (default: a temporary directory).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Run only the figures whose name starts with this (so that peak RSS is theirs alone).
+    #[arg(long, default_value = "")]
+    only: String,
 }
 
 /// Appends `n` JSON readings over `keys` keys to `topic`.
@@ -220,21 +225,30 @@ fn windowed(dir: &Path, n: u64, keys: u64, name: &'static str) -> Figure {
 fn main() {
     let o = Options::parse();
     let (_guard, root) = work_dir(o.dir.clone());
+    let wanted = |name: &str| name.starts_with(&o.only);
     for (name, run) in [
-        ("stateless", stateless as fn(&Path, u64) -> Figure),
-        ("stateful", stateful),
+        ("stateless_json_map_filter", stateless as fn(&Path, u64) -> Figure),
+        ("stateful_count_100k_keys", stateful),
     ] {
+        if !wanted(name) {
+            continue;
+        }
         let dir = root.join(name);
         println!("{}", run(&dir, o.records).line());
         let _ = std::fs::remove_dir_all(&dir);
     }
-    let dir = root.join("restore");
-    println!("{}", restore(&dir, o.restore_entries).line());
-    let _ = std::fs::remove_dir_all(&dir);
+    if wanted("restore_1m_entries") {
+        let dir = root.join("restore");
+        println!("{}", restore(&dir, o.restore_entries).line());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     for (keys, name) in [
         (5, "tumbling_10s_json_5_keys"),
         (100_000, "tumbling_10s_json_100k_keys"),
     ] {
+        if !wanted(name) {
+            continue;
+        }
         let dir = root.join(name);
         println!("{}", windowed(&dir, o.records, keys, name).line());
         let _ = std::fs::remove_dir_all(&dir);
