@@ -227,7 +227,10 @@ fn main() {
     let (_guard, root) = work_dir(o.dir.clone());
     let wanted = |name: &str| name.starts_with(&o.only);
     for (name, run) in [
-        ("stateless_json_map_filter", stateless as fn(&Path, u64) -> Figure),
+        (
+            "stateless_json_map_filter",
+            stateless as fn(&Path, u64) -> Figure,
+        ),
         ("stateful_count_100k_keys", stateful),
     ] {
         if !wanted(name) {

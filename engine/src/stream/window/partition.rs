@@ -12,8 +12,10 @@
 //!   `b'w', op u16, b'M'` → JSON `(stream time, arrival counter)`.
 
 use std::collections::BTreeSet;
+use std::rc::Rc;
 use std::time::Instant;
 
+use hashbrown::hash_map::EntryRef;
 use hashbrown::HashMap;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -129,6 +131,9 @@ impl<K, A, V> KeyWindows<K, A, V> {
     }
 }
 
+/// A record key, shared by the map of keys and the closing and flush lists.
+type RawKey = Rc<[u8]>;
+
 /// The window state of one partition.
 pub(crate) struct PartitionWindows<K, A, V> {
     op: u16,
@@ -137,11 +142,13 @@ pub(crate) struct PartitionWindows<K, A, V> {
     pub stream_time: i64,
     /// Arrival counter: the next record's order.
     pub order: u64,
-    keys: HashMap<Vec<u8>, KeyWindows<K, A, V>>,
-    closing: BTreeSet<(i64, i64, Vec<u8>)>,
+    keys: HashMap<RawKey, KeyWindows<K, A, V>>,
+    closing: BTreeSet<(i64, i64, RawKey)>,
     /// `(expiry, record key)` of keys with buffered records that expire by time (sliding).
-    expiring: BTreeSet<(i64, Vec<u8>)>,
-    listed: Vec<Vec<u8>>,
+    expiring: BTreeSet<(i64, RawKey)>,
+    /// Keys changed since the last flush.
+    listed: Vec<RawKey>,
+    /// Store keys to delete at the next flush.
     deleted: Vec<Vec<u8>>,
     /// When the partition last received a record (for idle closing).
     pub last_record: Instant,
@@ -176,21 +183,37 @@ impl<K, A, V> PartitionWindows<K, A, V> {
 
     /// The windows and records of `raw` (created when missing), listed for the next flush.
     pub fn key_mut(&mut self, raw: &[u8]) -> &mut KeyWindows<K, A, V> {
-        let kw = self
-            .keys
-            .entry_ref(raw)
-            .or_insert_with(|| KeyWindows::new());
+        let entry = match self.keys.entry_ref(raw) {
+            EntryRef::Occupied(o) => o,
+            EntryRef::Vacant(v) => v.insert_entry(KeyWindows::new()),
+        };
+        if !entry.get().listed {
+            self.listed.push(entry.key().clone());
+        }
+        let kw = entry.into_mut();
+        kw.listed = true;
+        kw
+    }
+
+    /// Like [`Self::key_mut`], with the shared record key.
+    fn entry(&mut self, raw: &[u8]) -> (RawKey, &mut KeyWindows<K, A, V>) {
+        let entry = match self.keys.entry_ref(raw) {
+            EntryRef::Occupied(o) => o,
+            EntryRef::Vacant(v) => v.insert_entry(KeyWindows::new()),
+        };
+        let key = entry.key().clone();
+        let kw = entry.into_mut();
         if !kw.listed {
             kw.listed = true;
-            self.listed.push(raw.to_vec());
+            self.listed.push(key.clone());
         }
-        kw
+        (key, kw)
     }
 
     /// Opens window `[start, end)` of `raw`.
     pub fn open(&mut self, raw: &[u8], start: i64, end: i64, key: Option<K>, acc: A) {
-        self.closing.insert((end, start, raw.to_vec()));
-        self.key_mut(raw).windows.push(Open {
+        let (shared, kw) = self.entry(raw);
+        kw.windows.push(Open {
             start,
             end,
             key,
@@ -198,17 +221,18 @@ impl<K, A, V> PartitionWindows<K, A, V> {
             dirty: true,
             saved: false,
         });
+        self.closing.insert((end, start, shared));
     }
 
     /// Removes the open window of `raw` starting at `start`.
     pub fn remove(&mut self, raw: &[u8], start: i64) -> Option<Open<K, A>> {
-        let kw = self.key_mut(raw);
+        let (shared, kw) = self.entry(raw);
         let i = kw.windows.iter().position(|w| w.start == start)?;
         let w = kw.windows.swap_remove(i);
-        self.closing.remove(&(w.end, w.start, raw.to_vec()));
         if w.saved {
             self.deleted.push(window_key(self.op, w.end, w.start, raw));
         }
+        self.closing.remove(&(w.end, w.start, shared));
         Some(w)
     }
 
@@ -217,17 +241,28 @@ impl<K, A, V> PartitionWindows<K, A, V> {
     pub fn close_due(&mut self, due: impl Fn(i64) -> bool, drop_records: bool) -> Vec<Open<K, A>> {
         let mut closed = Vec::new();
         while self.closing.first().is_some_and(|first| due(first.0)) {
-            let Some((_, start, raw)) = self.closing.first().cloned() else {
+            let Some((_, start, raw)) = self.closing.pop_first() else {
                 break;
             };
-            if let Some(w) = self.remove(&raw, start) {
-                if drop_records {
-                    let (start, end) = (w.start, w.end);
-                    self.key_mut(&raw)
-                        .drop_records(|r| start <= r.ts && r.ts < end);
-                }
-                closed.push(w);
+            let Some(kw) = self.keys.get_mut(&raw) else {
+                continue;
+            };
+            let Some(i) = kw.windows.iter().position(|w| w.start == start) else {
+                continue;
+            };
+            let w = kw.windows.swap_remove(i);
+            if w.saved {
+                self.deleted.push(window_key(self.op, w.end, w.start, &raw));
             }
+            if drop_records {
+                let (start, end) = (w.start, w.end);
+                kw.drop_records(|r| start <= r.ts && r.ts < end);
+                if kw.records_dirty && !kw.listed {
+                    kw.listed = true;
+                    self.listed.push(raw.clone());
+                }
+            }
+            closed.push(w);
             self.forget_if_empty(&raw);
         }
         closed
@@ -245,24 +280,21 @@ impl<K, A, V> PartitionWindows<K, A, V> {
 
     /// Records of `raw` expire (all of them) once `expiry` is due; a later expiry replaces it.
     pub fn expire_records_at(&mut self, raw: &[u8], expiry: i64) {
-        let kw = self.key_mut(raw);
+        let (shared, kw) = self.entry(raw);
         let old = kw.expires_at;
         if old.is_some_and(|old| old >= expiry) {
             return;
         }
         kw.expires_at = Some(expiry);
         if let Some(old) = old {
-            self.expiring.remove(&(old, raw.to_vec()));
+            self.expiring.remove(&(old, shared.clone()));
         }
-        self.expiring.insert((expiry, raw.to_vec()));
+        self.expiring.insert((expiry, shared));
     }
 
     /// Drops the buffered records of every key whose expiry is due.
     pub fn expire_records(&mut self, due: impl Fn(i64) -> bool) {
-        while let Some(first) = self.expiring.first() {
-            if !due(first.0) {
-                break;
-            }
+        while self.expiring.first().is_some_and(|first| due(first.0)) {
             let Some((_, raw)) = self.expiring.pop_first() else {
                 break;
             };
@@ -274,7 +306,7 @@ impl<K, A, V> PartitionWindows<K, A, V> {
     }
 
     /// Drops the entry of `raw` when it holds nothing (its buffer's tombstone is written).
-    pub fn forget_if_empty(&mut self, raw: &[u8]) {
+    fn forget_if_empty(&mut self, raw: &[u8]) {
         if self.keys.get(raw).is_some_and(|kw| kw.is_empty()) {
             if let Some(kw) = self.keys.remove(raw) {
                 if kw.records_saved {
