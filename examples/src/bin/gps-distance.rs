@@ -1,0 +1,33 @@
+//! The reprocessing tutorial's distance calculator (group `distance_calculator`): per track, the
+//! cumulative geodesic distance between consecutive points, to `distance-calcs`.
+//!
+//! `cargo run --release -p eddy-examples --bin gps-distance -- --unit miles|km [--data-dir DIR] [--until-idle]`
+
+use clap::Parser;
+use eddy_examples::common::{init_logging, run, AnyResult, DataDirArg, RunArgs};
+use eddy_examples::gps::{distance_calculator, Unit};
+
+/// Options of `gps-distance`.
+#[derive(Parser)]
+struct Options {
+    #[command(flatten)]
+    dir: DataDirArg,
+    #[command(flatten)]
+    run: RunArgs,
+    /// Unit of the distances written.
+    #[arg(long, value_enum)]
+    unit: Unit,
+}
+
+fn main() -> AnyResult<()> {
+    let o = Options::parse();
+    init_logging(o.run.log_level);
+    let mut app = distance_calculator(&o.dir.data_dir, o.unit)?;
+    run(&mut app, &o.run)?;
+    let m = app.metrics();
+    eprintln!(
+        "read {} track points, wrote {} distances",
+        m.records_in, m.records_out
+    );
+    Ok(())
+}

@@ -1,0 +1,35 @@
+//! The sensor tutorial's processor: readings from `raw-temp-data` (event time from the payload's
+//! `ts`), 10 s tumbling windows with 1 s grace per sensor, count/min/max/mean of closed windows to
+//! `agg-temperature`. Logs what it receives and produces (`--log-level`).
+//!
+//! `cargo run --release -p eddy-examples --bin temperature-processor -- [--data-dir DIR] [--until-idle] [--aggregation reduce|builtin] [--log-level info]`
+
+use clap::Parser;
+use eddy_examples::common::{init_logging, run, AnyResult, DataDirArg, RunArgs};
+use eddy_examples::sensor::{processor, Aggregation};
+
+/// Options of `temperature-processor`.
+#[derive(Parser)]
+struct Options {
+    #[command(flatten)]
+    dir: DataDirArg,
+    #[command(flatten)]
+    run: RunArgs,
+    /// How windows are aggregated.
+    #[arg(long, value_enum, default_value = "reduce")]
+    aggregation: Aggregation,
+}
+
+fn main() -> AnyResult<()> {
+    let o = Options::parse();
+    init_logging(o.run.log_level);
+    tracing::info!("Starting application");
+    let mut app = processor(&o.dir.data_dir, o.aggregation)?;
+    run(&mut app, &o.run)?;
+    let m = app.metrics();
+    eprintln!(
+        "read {} readings, wrote {} window results",
+        m.records_in, m.records_out
+    );
+    Ok(())
+}

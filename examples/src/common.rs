@@ -1,0 +1,46 @@
+//! What every example program shares: the data directory option, logging set-up, and running an
+//! application until stopped or until idle.
+
+use std::error::Error;
+use std::path::PathBuf;
+
+use eddy::{Application, StreamResult};
+
+/// Result of the example programs.
+pub type AnyResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+/// Options every example takes.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DataDirArg {
+    /// The eddy data directory (topics, groups, state); shared by the programs of a tutorial.
+    #[arg(long, default_value = "eddy-data")]
+    pub data_dir: PathBuf,
+}
+
+/// Options every consuming example takes.
+#[derive(clap::Args, Clone, Debug)]
+pub struct RunArgs {
+    /// Stop after a final checkpoint once caught up with the inputs (default: run until Ctrl-C).
+    #[arg(long)]
+    pub until_idle: bool,
+    /// What to log: error, warn, info, debug or trace.
+    #[arg(long, default_value = "info")]
+    pub log_level: tracing::Level,
+}
+
+/// Sends log lines at `level` and above to stderr.
+pub fn init_logging(level: tracing::Level) {
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Runs `app` until idle or until Ctrl-C/SIGTERM, as `args` say.
+pub fn run(app: &mut Application, args: &RunArgs) -> StreamResult<()> {
+    match args.until_idle {
+        true => app.run_until_idle(),
+        false => app.run(),
+    }
+}

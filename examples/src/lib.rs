@@ -1,0 +1,7 @@
+//! The two tutorials as library code, shared by the example programs, the demo and the tests:
+//! [`sensor`] (windowed aggregation of temperature readings) and [`gps`] (per-track distances,
+//! a database writer and the reprocessing rewind). [`common`] holds what every program shares.
+
+pub mod common;
+pub mod gps;
+pub mod sensor;
