@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::aggregate::Aggregator;
-use super::state::{loaded_from, state_for, state_prefix, PartitionState};
+use super::state::{loaded_from, result_message, state_for, state_prefix, PartitionState};
 use super::{Emit, WindowResult};
 use crate::state::Store;
 use crate::stream::dataframe::{emit, Edges};
@@ -149,16 +149,12 @@ where
             w.start = w.start.min(ts);
             w.end = w.end.max(ts.saturating_add(1));
             if !emit_final || w.records == size {
-                results.push(Message {
-                    key: entry.key.clone(),
-                    value: WindowResult {
-                        start: w.start,
-                        end: w.end,
-                        value: agg.result(&w.acc),
-                    },
-                    timestamp_ms: w.end - 1,
-                    headers: Vec::new(),
-                });
+                results.push(result_message(
+                    entry.key.clone(),
+                    w.start,
+                    w.end,
+                    agg.result(&w.acc),
+                ));
             }
         }
         entry.open.retain(|w| w.records < size);

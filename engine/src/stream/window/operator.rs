@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::aggregate::Aggregator;
 use super::partition::{Open, PartitionWindows, ValueCodec};
 use super::shapes::TimeWindows;
-use super::state::{loaded_from, state_for};
+use super::state::{loaded_from, result_message, state_for};
 use super::{Emit, WindowResult};
 use crate::state::Store;
 use crate::stream::dataframe::{emit, Edges};
@@ -144,16 +144,7 @@ fn result<K: Clone, V, G: Aggregator<V>>(
     agg: &G,
     w: &Open<K, G::Acc>,
 ) -> Message<K, WindowResult<G::Out>> {
-    Message {
-        key: w.key.clone(),
-        value: WindowResult {
-            start: w.start,
-            end: w.end,
-            value: agg.result(&w.acc),
-        },
-        timestamp_ms: w.end - 1,
-        headers: Vec::new(),
-    }
+    result_message(w.key.clone(), w.start, w.end, agg.result(&w.acc))
 }
 
 impl<K, V, G> Operator for WindowOperator<K, V, G>

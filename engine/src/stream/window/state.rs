@@ -62,3 +62,18 @@ pub(crate) fn time_bytes(t: i64) -> [u8; 8] {
 pub(crate) fn time_from(bytes: &[u8]) -> Option<i64> {
     Some((u64::from_be_bytes(bytes.try_into().ok()?) ^ (1 << 63)) as i64)
 }
+
+/// The message carrying a window's result: the window's key, timestamp `end − 1`.
+pub(crate) fn result_message<K, T>(
+    key: Option<K>,
+    start: i64,
+    end: i64,
+    value: T,
+) -> crate::stream::Message<K, super::WindowResult<T>> {
+    crate::stream::Message {
+        key,
+        value: super::WindowResult { start, end, value },
+        timestamp_ms: end - 1,
+        headers: Vec::new(),
+    }
+}
