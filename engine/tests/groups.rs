@@ -323,3 +323,50 @@ fn group_names_are_checked_like_topic_names() {
         ));
     }
 }
+
+#[test]
+fn offsets_altered_without_joining_are_what_a_member_resumes_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    fill(&log, "t", 2, 10);
+    let groups = Groups::new(&log);
+    assert!(groups.committed("tool").unwrap().is_empty(), "no group yet");
+    groups
+        .alter_offsets("tool", &[("t", 0, 4), ("t", 1, 7)], r#"{"source":12}"#)
+        .unwrap();
+    groups
+        .alter_offsets("tool", &[("t", 1, 9)], "later")
+        .unwrap();
+    let committed = groups.committed("tool").unwrap();
+    assert_eq!(
+        committed.get(&("t".to_owned(), 0)),
+        Some(&(4, r#"{"source":12}"#.to_owned()))
+    );
+    assert_eq!(
+        committed.get(&("t".to_owned(), 1)),
+        Some(&(9, "later".to_owned()))
+    );
+    let too_long = "x".repeat(70_000);
+    assert!(matches!(
+        groups.alter_offsets("tool", &[("t", 0, 1)], &too_long),
+        Err(GroupError::InvalidRequest(_))
+    ));
+
+    let mut member = Consumer::new(&log, config("tool")).unwrap();
+    member.subscribe(&["t"]).unwrap();
+    let first: BTreeMap<u32, u64> =
+        drain(&mut member, 7)
+            .into_iter()
+            .fold(BTreeMap::new(), |mut m, (_, p, o, _)| {
+                m.entry(p).or_insert(o);
+                m
+            });
+    assert_eq!(first, BTreeMap::from([(0, 4), (1, 9)]));
+    assert!(matches!(
+        groups.alter_offsets("tool", &[("t", 0, 0)], ""),
+        Err(GroupError::GroupActive { members: 1, .. })
+    ));
+    member.close().unwrap();
+    groups.alter_offsets("tool", &[("t", 0, 0)], "").unwrap();
+    assert_eq!(groups.committed("tool").unwrap()[&("t".to_owned(), 0)].0, 0);
+}

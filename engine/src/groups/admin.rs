@@ -271,17 +271,66 @@ impl Groups {
     /// Commits a reset plan. Refused while the group has live members. The commits carry
     /// [`RESET_METADATA`], which tells a stateful application that its state no longer matches.
     pub fn execute_reset(&self, name: &str, rows: &[ResetRow]) -> GroupResult<()> {
-        let g = self.group(name)?;
-        let _lock = g.lock()?;
-        self.refuse_if_active(&g)?;
         let offsets: Vec<(&str, u32, u64)> = rows
             .iter()
             .map(|r| (r.topic.as_str(), r.partition, r.new_offset))
             .collect();
+        self.commit(self.group(name)?, &offsets, RESET_METADATA)
+    }
+
+    /// Commits `offsets` (topic, partition, next offset) for group `name` without joining it,
+    /// creating the group when missing, in one crash-atomic, fsynced record tagged with
+    /// `metadata` — Kafka's `alterConsumerGroupOffsets`. For tools that keep their progress as a
+    /// group (the Kafka connector's mirror keeps the source offsets in `metadata`). Refused while
+    /// the group has live members.
+    pub fn alter_offsets(
+        &self,
+        name: &str,
+        offsets: &[(&str, u32, u64)],
+        metadata: &str,
+    ) -> GroupResult<()> {
+        self.commit(
+            GroupDir::new(self.log.dir(), name, true)?,
+            offsets,
+            metadata,
+        )
+    }
+
+    fn commit(&self, g: GroupDir, offsets: &[(&str, u32, u64)], metadata: &str) -> GroupResult<()> {
+        if metadata.len() > u16::MAX as usize {
+            return Err(GroupError::InvalidRequest(format!(
+                "commit metadata of group {} is {} bytes; at most {} fit",
+                g.name,
+                metadata.len(),
+                u16::MAX
+            )));
+        }
+        let _lock = g.lock()?;
+        self.refuse_if_active(&g)?;
         let path = g.offsets_path();
         let mut file = OffsetsFile::default();
         file.refresh(&path)?;
-        file.commit(&path, &offsets, RESET_METADATA, true, now_ms())
+        file.commit(&path, offsets, metadata, true, now_ms())
+    }
+
+    /// The committed offsets of group `name`, each with the metadata of the commit that set it,
+    /// by topic and partition. A group that does not exist has none.
+    pub fn committed(&self, name: &str) -> GroupResult<BTreeMap<(String, u32), (u64, String)>> {
+        let g = match self.group(name) {
+            Ok(g) => g,
+            Err(GroupError::GroupNotFound(_)) => return Ok(BTreeMap::new()),
+            Err(e) => return Err(e),
+        };
+        let mut file = OffsetsFile::default();
+        file.refresh(&g.offsets_path())?;
+        Ok(file
+            .offsets
+            .iter()
+            .map(|(tp, &offset)| {
+                let meta = file.metadata.get(tp).cloned().unwrap_or_default();
+                (tp.clone(), (offset, meta))
+            })
+            .collect())
     }
 
     /// Deletes a group and its committed offsets. Refused while it has live members.
