@@ -75,6 +75,10 @@ mod stream;
 #[doc(hidden)]
 pub mod cli;
 
+/// Data directory the command-line tools use when neither `--data-dir` nor `EDDY_DATA_DIR` is
+/// given.
+pub const DEFAULT_DATA_DIR: &str = "./eddy-data";
+
 pub use groups::{
     parse_iso_duration, AutoOffsetReset, Consumer, ConsumerConfig, GroupDescription, GroupError,
     GroupResult, Groups, MemberInfo, PartitionLag, PolledBatch, ResetRow, ResetScope, ResetTarget,

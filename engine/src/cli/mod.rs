@@ -14,8 +14,7 @@ use clap::{Parser, Subcommand};
 
 use crate::{GroupError, Log, LogError};
 
-/// Data directory used when neither `--data-dir` nor `EDDY_DATA_DIR` is given.
-pub const DEFAULT_DATA_DIR: &str = "./eddy-data";
+pub use crate::DEFAULT_DATA_DIR;
 
 #[derive(Parser)]
 #[command(
@@ -46,6 +45,15 @@ enum Command {
     Groups {
         #[command(subcommand)]
         action: groups::GroupsCommand,
+    },
+    /// Mirror a local topic out to Kafka or a Kafka topic in (`eddy mirror out|in --brokers
+    /// HOST:PORT --topic T`; `eddy mirror --help` for more). Runs `eddy-mirror`, the Kafka
+    /// connector's program, found beside `eddy` or on PATH.
+    #[command(disable_help_flag = true)]
+    Mirror {
+        /// Arguments of `eddy-mirror`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
     },
 }
 
@@ -80,6 +88,9 @@ pub(crate) enum CliError {
 /// Runs the command line; returns the process exit code.
 pub fn run() -> i32 {
     let cli = Cli::parse();
+    if let Command::Mirror { args } = &cli.command {
+        return mirror(&cli.data_dir, args);
+    }
     let result = Log::open(&cli.data_dir)
         .map_err(CliError::from)
         .and_then(|log| match cli.command {
@@ -87,6 +98,7 @@ pub fn run() -> i32 {
             Command::Produce(args) => produce::run(&log, args),
             Command::Consume(args) => consume::run(&log, args),
             Command::Groups { action } => groups::run(&log, action),
+            Command::Mirror { .. } => Ok(()),
         });
     match result {
         Ok(()) => 0,
@@ -103,6 +115,38 @@ pub fn run() -> i32 {
                 CliError::Input(_) => 2,
                 CliError::Output(_) => 1,
             }
+        }
+    }
+}
+
+/// Runs `eddy-mirror` with `args` on `data_dir` and returns its exit code. The connector is a
+/// program of its own so that the engine never links librdkafka.
+fn mirror(data_dir: &std::path::Path, args: &[std::ffi::OsString]) -> i32 {
+    const PROGRAM: &str = "eddy-mirror";
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join(PROGRAM)))
+        .filter(|p| p.is_file());
+    let program = beside.unwrap_or_else(|| PROGRAM.into());
+    use std::os::unix::process::CommandExt;
+    match std::process::Command::new(&program)
+        .arg0("eddy mirror")
+        .args(args)
+        .env("EDDY_DATA_DIR", data_dir)
+        .status()
+    {
+        Ok(status) => status.code().unwrap_or(1),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "eddy: `eddy mirror` needs the Kafka connector's program {PROGRAM}, which is \
+                 neither beside eddy nor on PATH; install it with \
+                 `cargo install --path connectors/kafka`"
+            );
+            2
+        }
+        Err(e) => {
+            eprintln!("eddy: cannot run {}: {e}", program.display());
+            1
         }
     }
 }

@@ -1,0 +1,187 @@
+//! Requests to the Kafka cluster outside the record flow: a topic's partition count, creating a
+//! missing topic, partition watermarks, and reading the one record at an offset.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{Client, ClientContext, DefaultClientContext};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::{kafka, KafkaSettings, MirrorError, MirrorResult};
+
+/// The number of partitions of Kafka topic `topic`, `None` when it does not exist.
+pub fn partition_count<C: ClientContext>(
+    client: &Client<C>,
+    topic: &str,
+    timeout: Duration,
+) -> MirrorResult<Option<u32>> {
+    let metadata = client
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(kafka(format!("metadata of topic {topic}")))?;
+    let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
+        return Ok(None);
+    };
+    match t.error() {
+        None => Ok(Some(t.partitions().len() as u32)),
+        Some(e) if RDKafkaErrorCode::from(e) == RDKafkaErrorCode::UnknownTopicOrPartition => {
+            Ok(None)
+        }
+        Some(e) => Err(MirrorError::Mismatch(format!(
+            "Kafka topic {topic}: metadata error {}",
+            RDKafkaErrorCode::from(e)
+        ))),
+    }
+}
+
+/// Makes sure Kafka topic `topic` exists with `partitions` partitions: creates it (with
+/// `replication` replicas, -1 for the broker's default) when missing, refuses a different count.
+pub fn ensure_topic<C: ClientContext>(
+    client: &Client<C>,
+    settings: &KafkaSettings,
+    topic: &str,
+    partitions: u32,
+    replication: i32,
+) -> MirrorResult<()> {
+    let timeout = settings.request_timeout;
+    match partition_count(client, topic, timeout)? {
+        Some(n) if n == partitions => return Ok(()),
+        Some(n) => return Err(partition_mismatch(topic, n, partitions)),
+        None => {}
+    }
+    let admin: AdminClient<DefaultClientContext> = settings
+        .client_config(&[])
+        .create()
+        .map_err(kafka("admin client"))?;
+    let new = NewTopic::new(
+        topic,
+        partitions as i32,
+        TopicReplication::Fixed(replication),
+    );
+    let options = AdminOptions::new().operation_timeout(Some(timeout));
+    let results = futures_executor::block_on(admin.create_topics([&new], &options))
+        .map_err(kafka(format!("create topic {topic}")))?;
+    for r in results {
+        match r {
+            Ok(_) => {}
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(MirrorError::Mismatch(format!(
+                    "Kafka refused to create topic {name} with {partitions} partitions: {code}"
+                )))
+            }
+        }
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        match partition_count(client, topic, timeout)? {
+            Some(n) if n == partitions => return Ok(()),
+            Some(n) => return Err(partition_mismatch(topic, n, partitions)),
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            None => {
+                return Err(MirrorError::Mismatch(format!(
+                    "Kafka topic {topic} was created but does not show in metadata after {timeout:?}"
+                )))
+            }
+        }
+    }
+}
+
+fn partition_mismatch(topic: &str, kafka: u32, local: u32) -> MirrorError {
+    MirrorError::Mismatch(format!(
+        "Kafka topic {topic} has {kafka} partitions and the local topic {local}: the mirror maps \
+         partition to partition, so both need the same count"
+    ))
+}
+
+/// Low and high watermarks (log-start and log-end offsets) of a Kafka partition.
+pub fn watermarks<C: ClientContext>(
+    client: &Client<C>,
+    topic: &str,
+    partition: u32,
+    timeout: Duration,
+) -> MirrorResult<(i64, i64)> {
+    client
+        .fetch_watermarks(topic, partition as i32, timeout)
+        .map_err(kafka(format!(
+            "watermarks of topic {topic} partition {partition}"
+        )))
+}
+
+/// A record read from Kafka, owned.
+#[derive(Debug, PartialEq, Eq)]
+pub struct KafkaRecord {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub timestamp: Option<i64>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl KafkaRecord {
+    /// Copies the parts of `m`.
+    pub fn of<M: Message>(m: &M) -> Self {
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        KafkaRecord {
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            timestamp: m.timestamp().to_millis(),
+            headers,
+        }
+    }
+
+    /// The same record as held in the local log.
+    pub fn of_local(r: &eddy::RecordView<'_>) -> Self {
+        KafkaRecord {
+            key: r.key.map(<[u8]>::to_vec),
+            value: r.value.map(<[u8]>::to_vec),
+            timestamp: Some(r.timestamp),
+            headers: r
+                .headers()
+                .map(|(k, v)| (k.to_owned(), v.map(<[u8]>::to_vec)))
+                .collect(),
+        }
+    }
+}
+
+/// The record at `offset` of a Kafka partition.
+pub fn read_one(
+    settings: &KafkaSettings,
+    topic: &str,
+    partition: u32,
+    offset: i64,
+) -> MirrorResult<KafkaRecord> {
+    let consumer: BaseConsumer = settings
+        .client_config(&[
+            ("group.id", "eddy-mirror-check"),
+            ("enable.auto.commit", "false"),
+            ("enable.partition.eof", "false"),
+        ])
+        .create()
+        .map_err(kafka("consumer"))?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition as i32, Offset::Offset(offset))
+        .map_err(kafka("assignment"))?;
+    consumer.assign(&tpl).map_err(kafka("assign"))?;
+    let context = format!("read topic {topic} partition {partition} offset {offset}");
+    let deadline = Instant::now() + settings.request_timeout;
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) if m.offset() == offset => return Ok(KafkaRecord::of(&m)),
+            Some(Ok(_)) | None => {}
+            Some(Err(e)) => return Err(kafka(context)(e)),
+        }
+    }
+    Err(MirrorError::Mismatch(format!(
+        "Kafka returned nothing for {context} within {:?}",
+        settings.request_timeout
+    )))
+}

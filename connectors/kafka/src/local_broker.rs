@@ -1,0 +1,155 @@
+//! A real Kafka-protocol broker on 127.0.0.1 for the connector's tests and benchmarks: tansu,
+//! started as a child process with its data in SQLite under a directory it owns, so that it can
+//! be stopped and started again with its topics intact.
+//!
+//! The `tansu` binary is looked up as `$EDDY_TANSU`, then `~/.cache/eddy/tansu/bin/tansu`, then
+//! on `PATH`; when none exists it is installed into `~/.cache/eddy/tansu` with
+//! `cargo install --locked tansu@0.6.0 --features dynostore,libsql` (about 12 minutes on two
+//! cores, once per machine; concurrent callers wait for one install).
+
+use std::io;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The tansu release the connector is tested against.
+pub const TANSU_VERSION: &str = "0.6.0";
+
+/// A running (or stopped) tansu broker. Killed when dropped.
+pub struct LocalBroker {
+    binary: PathBuf,
+    data: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl LocalBroker {
+    /// Starts a broker on a free port of 127.0.0.1, with its data in a new temporary directory.
+    pub fn start() -> io::Result<LocalBroker> {
+        let mut broker = LocalBroker {
+            binary: tansu_binary()?,
+            data: tempfile::tempdir()?,
+            port: free_port()?,
+            child: None,
+        };
+        broker.start_again()?;
+        Ok(broker)
+    }
+
+    /// `127.0.0.1:<port>`, for `bootstrap.servers`.
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the broker (SIGKILL) and waits for it to exit. Its data stays.
+    pub fn kill(&mut self) -> io::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Starts the broker again on the same port and data (after [`kill`](Self::kill)), and waits
+    /// until it accepts connections.
+    pub fn start_again(&mut self) -> io::Result<()> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.data.path().join("tansu.log"))?;
+        let child = Command::new(&self.binary)
+            .current_dir(self.data.path())
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .env_remove("STORAGE_ENGINE")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                return Err(io::Error::other(format!(
+                    "tansu exited at start ({status}); see {}",
+                    self.data.path().join("tansu.log").display()
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::other("tansu did not listen within 30 s"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// The broker's own log file.
+    pub fn log_path(&self) -> PathBuf {
+        self.data.path().join("tansu.log")
+    }
+}
+
+impl Drop for LocalBroker {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The tansu binary, installed first when missing.
+pub fn tansu_binary() -> io::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("EDDY_TANSU") {
+        return Ok(PathBuf::from(p));
+    }
+    let root = cache_root()?;
+    let cached = root.join("bin").join("tansu");
+    if cached.is_file() {
+        return Ok(cached);
+    }
+    if let Some(on_path) = find_on_path("tansu") {
+        return Ok(on_path);
+    }
+    std::fs::create_dir_all(&root)?;
+    let lock = std::fs::File::create(root.join(".install.lock"))?;
+    lock.lock()?;
+    if !cached.is_file() {
+        install(&root)?;
+    }
+    Ok(cached)
+}
+
+fn cache_root() -> io::Result<PathBuf> {
+    let home = std::env::var_os("HOME").ok_or_else(|| io::Error::other("HOME is not set"))?;
+    Ok(Path::new(&home).join(".cache/eddy/tansu"))
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+fn install(root: &Path) -> io::Result<()> {
+    eprintln!("installing tansu {TANSU_VERSION} into {} (once per machine)", root.display());
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["install", "--locked", "--features", "dynostore,libsql"])
+        .arg(format!("tansu@{TANSU_VERSION}"))
+        .arg("--root")
+        .arg(root)
+        .env("CARGO_TARGET_DIR", root.join("build"))
+        .status()?;
+    if !status.success() {
+        return Err(io::Error::other(format!("cargo install tansu failed: {status}")));
+    }
+    Ok(())
+}
