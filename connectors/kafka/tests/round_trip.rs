@@ -4,7 +4,7 @@
 //! partition (keys, values, timestamps, headers, order), and Kafka must hold each record once.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -44,24 +44,29 @@ fn record(i: u64) -> Record {
     r
 }
 
-/// An `eddy-mirror` child process.
+/// A mirror child process: `eddy-mirror ARGS`, or `eddy mirror ARGS`.
 struct Mirror {
+    program: PathBuf,
     args: Vec<String>,
     child: Child,
 }
 
 impl Mirror {
-    fn start(args: &[&str]) -> Mirror {
+    fn start(program: PathBuf, args: &[&str]) -> Mirror {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let child = spawn(&args);
-        Mirror { args, child }
+        let child = spawn(&program, &args);
+        Mirror {
+            program,
+            args,
+            child,
+        }
     }
 
     fn sigkill_and_restart(&mut self) {
         assert!(self.child.try_wait().unwrap().is_none(), "mirror died: {:?}", self.args);
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-        self.child = spawn(&self.args);
+        self.child = spawn(&self.program, &self.args);
     }
 
     /// SIGTERM: the mirror commits what Kafka acknowledged and exits 0.
@@ -79,8 +84,8 @@ impl Mirror {
     }
 }
 
-fn spawn(args: &[String]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_eddy-mirror"))
+fn spawn(program: &Path, args: &[String]) -> Child {
+    Command::new(program)
         .args(args)
         .args(["--status-interval", "0", "--log-level", "warn"])
         .stdout(Stdio::null())
@@ -188,13 +193,17 @@ fn a_round_trip_through_kafka_survives_killed_mirrors_and_a_broker_restart() {
         })
     };
     let out_args = ["out", "--brokers", &brokers, "--topic", SOURCE, "--to", KAFKA_TOPIC];
-    let mut out = Mirror::start(&[&out_args[..], &["--data-dir", &data]].concat());
+    let mirror = PathBuf::from(env!("CARGO_BIN_EXE_eddy-mirror"));
+    let mut out = Mirror::start(mirror.clone(), &[&out_args[..], &["--data-dir", &data]].concat());
     let out_group = format!("mirror-out.{SOURCE}");
     wait_for(Duration::from_secs(60), "mirror out to start", || {
         committed(dir.path(), &out_group) > 0
     });
+    // Mirror in runs as `eddy --data-dir D mirror in ...`, the way users start it.
+    let eddy = mirror.with_file_name("eddy");
+    assert!(eddy.is_file(), "{} is missing: build the workspace", eddy.display());
     let in_args = ["in", "--brokers", &brokers, "--topic", KAFKA_TOPIC, "--to", COPY];
-    let mut inward = Mirror::start(&[&in_args[..], &["--data-dir", &data]].concat());
+    let mut inward = Mirror::start(eddy, &[&["--data-dir", &data, "mirror"][..], &in_args].concat());
 
     let mid_stream = |what: &str| {
         let p = produced.load(Ordering::SeqCst);

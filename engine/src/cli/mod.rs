@@ -119,36 +119,31 @@ pub fn run() -> i32 {
     }
 }
 
-/// Runs `eddy-mirror` with `args` on `data_dir` and returns its exit code. The connector is a
-/// program of its own so that the engine never links librdkafka.
+/// Replaces this process with `eddy-mirror` run with `args` on `data_dir` (so that signals reach
+/// the mirror itself); returns an exit code only when that fails. The connector is a program of
+/// its own so that the engine never links librdkafka.
 fn mirror(data_dir: &std::path::Path, args: &[std::ffi::OsString]) -> i32 {
+    use std::os::unix::process::CommandExt;
     const PROGRAM: &str = "eddy-mirror";
     let beside = std::env::current_exe()
         .ok()
         .and_then(|exe| Some(exe.parent()?.join(PROGRAM)))
         .filter(|p| p.is_file());
     let program = beside.unwrap_or_else(|| PROGRAM.into());
-    use std::os::unix::process::CommandExt;
-    match std::process::Command::new(&program)
+    let e = std::process::Command::new(&program)
         .arg0("eddy mirror")
         .args(args)
         .env("EDDY_DATA_DIR", data_dir)
-        .status()
-    {
-        Ok(status) => status.code().unwrap_or(1),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!(
-                "eddy: `eddy mirror` needs the Kafka connector's program {PROGRAM}, which is \
-                 neither beside eddy nor on PATH; install it with \
-                 `cargo install --path connectors/kafka`"
-            );
-            2
-        }
-        Err(e) => {
-            eprintln!("eddy: cannot run {}: {e}", program.display());
-            1
-        }
+        .exec();
+    if e.kind() == std::io::ErrorKind::NotFound {
+        eprintln!(
+            "eddy: `eddy mirror` needs the Kafka connector's program {PROGRAM}, which is neither \
+             beside eddy nor on PATH; install it with `cargo install --path connectors/kafka`"
+        );
+        return 2;
     }
+    eprintln!("eddy: cannot run {}: {e}", program.display());
+    1
 }
 
 impl From<GroupError> for CliError {
