@@ -115,7 +115,10 @@ fn main() {
     let stop = AtomicBool::new(false);
     let started = Instant::now();
     let stats = mirror_out(&log, &config, &stop).expect("mirror out");
-    assert_eq!(stats.records, options.records as u64, "every record mirrored");
+    assert_eq!(
+        stats.records, options.records as u64,
+        "every record mirrored"
+    );
     let mirror = Figure {
         name: "mirror_out",
         records: stats.records,

@@ -1,6 +1,7 @@
 //! Requests to the Kafka cluster outside the record flow: a topic's partition count, creating a
 //! missing topic, partition watermarks, and reading the one record at an offset.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -80,11 +81,9 @@ pub fn ensure_topic<C: ClientContext>(
             Some(n) if n == partitions => return Ok(()),
             Some(n) => return Err(partition_mismatch(topic, n, partitions)),
             None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            None => {
-                return Err(MirrorError::Mismatch(format!(
-                    "Kafka topic {topic} was created but does not show in metadata after {timeout:?}"
-                )))
-            }
+            None => return Err(MirrorError::Mismatch(format!(
+                "Kafka topic {topic} was created but does not show in metadata after {timeout:?}"
+            ))),
         }
     }
 }
@@ -184,4 +183,44 @@ pub fn read_one(
         "Kafka returned nothing for {context} within {:?}",
         settings.request_timeout
     )))
+}
+
+/// Runs `request` again, backing off up to 2 s, while Kafka is unreachable or not ready (the
+/// mirror waits out an outage at start as it does while running); returns its first other
+/// outcome, or the last error once `stop` is set.
+pub fn patiently<T>(
+    stop: &AtomicBool,
+    mut request: impl FnMut() -> MirrorResult<T>,
+) -> MirrorResult<T> {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match request() {
+            Err(MirrorError::Kafka { context, source })
+                if is_transient(&source) && !stop.load(Ordering::Relaxed) =>
+            {
+                tracing::warn!("{context}: {source}; Kafka unreachable, retrying in {pause:?}");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// Whether `e` is Kafka being away or not ready yet, as opposed to a refusal.
+fn is_transient(e: &rdkafka::error::KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            BrokerTransportFailure
+                | Resolve
+                | AllBrokersDown
+                | OperationTimedOut
+                | RequestTimedOut
+                | NetworkException
+                | LeaderNotAvailable
+                | NotLeaderForPartition
+        )
+    )
 }

@@ -64,7 +64,13 @@ impl LocalBroker {
             .open(self.data.path().join("tansu.log"))?;
         let child = Command::new(&self.binary)
             .current_dir(self.data.path())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", "sqlite://tansu.db"])
             .env_remove("STORAGE_ENGINE")
             .stdin(Stdio::null())
@@ -74,7 +80,11 @@ impl LocalBroker {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 return Err(io::Error::other(format!(
                     "tansu exited at start ({status}); see {}",
                     self.data.path().join("tansu.log").display()
@@ -139,7 +149,10 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 }
 
 fn install(root: &Path) -> io::Result<()> {
-    eprintln!("installing tansu {TANSU_VERSION} into {} (once per machine)", root.display());
+    eprintln!(
+        "installing tansu {TANSU_VERSION} into {} (once per machine)",
+        root.display()
+    );
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .args(["install", "--locked", "--features", "dynostore,libsql"])
@@ -149,7 +162,9 @@ fn install(root: &Path) -> io::Result<()> {
         .env("CARGO_TARGET_DIR", root.join("build"))
         .status()?;
     if !status.success() {
-        return Err(io::Error::other(format!("cargo install tansu failed: {status}")));
+        return Err(io::Error::other(format!(
+            "cargo install tansu failed: {status}"
+        )));
     }
     Ok(())
 }

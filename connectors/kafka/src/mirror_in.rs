@@ -23,7 +23,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::{partition_count, watermarks, KafkaRecord};
+use crate::cluster::{partition_count, patiently, watermarks, KafkaRecord};
 use crate::status::{MirrorStats, Status};
 use crate::{kafka, KafkaSettings, MirrorError, MirrorResult};
 
@@ -148,7 +148,7 @@ pub fn mirror_in(
         .map_err(kafka("consumer"))?;
     let timeout = config.kafka.request_timeout;
     let topic = &config.topic;
-    let partitions = partition_count(consumer.client(), topic, timeout)?
+    let partitions = patiently(stop, || partition_count(consumer.client(), topic, timeout))?
         .ok_or_else(|| MirrorError::Mismatch(format!("Kafka topic {topic} does not exist")))?;
     let local = log.topic_or_create(&config.to, TopicConfig::with_partitions(partitions))?;
     if local.partitions() != partitions {
@@ -182,7 +182,8 @@ pub fn mirror_in(
         let (local_end, kafka_next) = match resume {
             Some(r) => r,
             None => {
-                let (low, high) = watermarks(consumer.client(), topic, p, timeout)?;
+                let (low, high) =
+                    patiently(stop, || watermarks(consumer.client(), topic, p, timeout))?;
                 let k = if config.start_at == StartAt::Earliest {
                     low
                 } else {
@@ -258,12 +259,13 @@ impl MirrorIn<'_> {
                 self.flush()?;
             }
             if status.due() {
-                let lag = self.lag()?;
+                // While Kafka is away the lag is unknown; the status line says so.
+                let lag = self.lag().ok();
                 status.print(self.lanes.stats.records, lag);
             }
             if config.until_idle && last_idle_check.elapsed() >= Duration::from_millis(200) {
                 last_idle_check = Instant::now();
-                if self.lanes.pending_records == 0 && self.lag()? == 0 {
+                if self.lanes.pending_records == 0 && self.lag().ok() == Some(0) {
                     break;
                 }
             }

@@ -25,7 +25,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::{ensure_topic, read_one, watermarks, KafkaRecord};
+use crate::cluster::{ensure_topic, patiently, read_one, watermarks, KafkaRecord};
 use crate::status::{MirrorStats, Status};
 use crate::{kafka, KafkaSettings, MirrorError, MirrorResult};
 
@@ -149,13 +149,15 @@ pub fn mirror_out(
         .client_config(PRODUCER_DEFAULTS)
         .create_with_context(Deliveries(Mutex::new(Vec::new())))
         .map_err(kafka("producer"))?;
-    ensure_topic(
-        producer.client(),
-        &config.kafka,
-        &config.to,
-        local.partitions(),
-        config.replication_factor,
-    )?;
+    patiently(stop, || {
+        ensure_topic(
+            producer.client(),
+            &config.kafka,
+            &config.to,
+            local.partitions(),
+            config.replication_factor,
+        )
+    })?;
     let mut consumer_config = ConsumerConfig::new(config.group.clone());
     consumer_config.max_poll_records = config.max_poll_records;
     consumer_config.commit_on_revoke = false;
@@ -201,7 +203,7 @@ impl MirrorOut<'_> {
             self.service()?;
             if status.due() {
                 let lag = self.lag()?;
-                status.print(self.stats.records, lag);
+                status.print(self.stats.records, Some(lag));
             }
             if self.config.until_idle && self.idle()? {
                 break;
@@ -214,7 +216,7 @@ impl MirrorOut<'_> {
     fn send_batch(&mut self, batch: &PolledBatch, stop: &AtomicBool) -> MirrorResult<()> {
         let p = batch.partition;
         if !self.partitions.contains_key(&p) {
-            let start = self.resume(p)?;
+            let start = self.resume(p, stop)?;
             let progress = Progress {
                 sent: start,
                 acked: start,
@@ -279,10 +281,11 @@ impl MirrorOut<'_> {
     }
 
     /// Where partition `p` starts in this run, after making sure its commit names a Kafka offset.
-    fn resume(&mut self, p: u32) -> MirrorResult<u64> {
+    fn resume(&mut self, p: u32, stop: &AtomicBool) -> MirrorResult<u64> {
         let (topic, to) = (&self.config.topic, &self.config.to);
         let timeout = self.config.kafka.request_timeout;
-        let (_, kafka_end) = watermarks(self.producer.client(), to, p, timeout)?;
+        let client = self.producer.client();
+        let (_, kafka_end) = patiently(stop, || watermarks(client, to, p, timeout))?;
         let committed = self.consumer.committed_with_metadata(topic, p)?;
         let previous = match &committed {
             Some((offset, meta)) => match serde_json::from_str::<OutMetadata>(meta) {
@@ -318,7 +321,7 @@ impl MirrorOut<'_> {
         }
         let start = local_next + skip;
         let local = self.local_record(p, start - 1)?;
-        let remote = read_one(&self.config.kafka, to, p, kafka_end - 1)?;
+        let remote = patiently(stop, || read_one(&self.config.kafka, to, p, kafka_end - 1))?;
         if local != remote {
             return Err(MirrorError::Mismatch(format!(
                 "Kafka topic {to} partition {p} holds {skip} records past group {}'s commit, \

@@ -42,11 +42,13 @@ impl Status {
         self.interval.is_some_and(|i| self.last.elapsed() >= i)
     }
 
-    /// Prints the status line: records so far, rate since the last line, lag.
-    pub fn print(&mut self, records: u64, lag: u64) {
+    /// Prints the status line: records so far, rate since the last line, lag (`None`: unknown,
+    /// Kafka unreachable).
+    pub fn print(&mut self, records: u64, lag: Option<u64>) {
         let now = Instant::now();
         let secs = now.duration_since(self.last).as_secs_f64().max(1e-9);
         let rate = (records.saturating_sub(self.last_records)) as f64 / secs;
+        let lag = lag.map_or("unknown (Kafka unreachable)".to_owned(), |l| l.to_string());
         tracing::info!(
             "{}: {records} records mirrored, {rate:.0} records/s, lag {lag}",
             self.what

@@ -63,7 +63,11 @@ impl Mirror {
     }
 
     fn sigkill_and_restart(&mut self) {
-        assert!(self.child.try_wait().unwrap().is_none(), "mirror died: {:?}", self.args);
+        assert!(
+            self.child.try_wait().unwrap().is_none(),
+            "mirror died: {:?}",
+            self.args
+        );
         self.child.kill().unwrap();
         self.child.wait().unwrap();
         self.child = spawn(&self.program, &self.args);
@@ -72,7 +76,11 @@ impl Mirror {
     /// SIGTERM: the mirror commits what Kafka acknowledged and exits 0.
     fn terminate(mut self) {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
         let status = self.child.wait().unwrap();
         assert!(status.success(), "{:?} ended with {status}", self.args);
     }
@@ -122,7 +130,12 @@ fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-type Owned = (Option<Vec<u8>>, Option<Vec<u8>>, i64, Vec<(String, Option<Vec<u8>>)>);
+type Owned = (
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    i64,
+    Vec<(String, Option<Vec<u8>>)>,
+);
 
 fn owned(r: &RecordView<'_>) -> Owned {
     (
@@ -192,18 +205,44 @@ fn a_round_trip_through_kafka_survives_killed_mirrors_and_a_broker_restart() {
             }
         })
     };
-    let out_args = ["out", "--brokers", &brokers, "--topic", SOURCE, "--to", KAFKA_TOPIC];
+    let out_args = [
+        "out",
+        "--brokers",
+        &brokers,
+        "--topic",
+        SOURCE,
+        "--to",
+        KAFKA_TOPIC,
+    ];
     let mirror = PathBuf::from(env!("CARGO_BIN_EXE_eddy-mirror"));
-    let mut out = Mirror::start(mirror.clone(), &[&out_args[..], &["--data-dir", &data]].concat());
+    let mut out = Mirror::start(
+        mirror.clone(),
+        &[&out_args[..], &["--data-dir", &data]].concat(),
+    );
     let out_group = format!("mirror-out.{SOURCE}");
     wait_for(Duration::from_secs(60), "mirror out to start", || {
         committed(dir.path(), &out_group) > 0
     });
     // Mirror in runs as `eddy --data-dir D mirror in ...`, the way users start it.
     let eddy = mirror.with_file_name("eddy");
-    assert!(eddy.is_file(), "{} is missing: build the workspace", eddy.display());
-    let in_args = ["in", "--brokers", &brokers, "--topic", KAFKA_TOPIC, "--to", COPY];
-    let mut inward = Mirror::start(eddy, &[&["--data-dir", &data, "mirror"][..], &in_args].concat());
+    assert!(
+        eddy.is_file(),
+        "{} is missing: build the workspace",
+        eddy.display()
+    );
+    let in_args = [
+        "in",
+        "--brokers",
+        &brokers,
+        "--topic",
+        KAFKA_TOPIC,
+        "--to",
+        COPY,
+    ];
+    let mut inward = Mirror::start(
+        eddy,
+        &[&["--data-dir", &data, "mirror"][..], &in_args].concat(),
+    );
 
     let mid_stream = |what: &str| {
         let p = produced.load(Ordering::SeqCst);
@@ -230,11 +269,15 @@ fn a_round_trip_through_kafka_survives_killed_mirrors_and_a_broker_restart() {
     broker.start_again().unwrap();
 
     feeder.join().unwrap();
-    wait_for(Duration::from_secs(180), "every record back in the copy", || {
-        out.assert_running();
-        inward.assert_running();
-        records_in(dir.path(), COPY) >= RECORDS && committed(dir.path(), &out_group) == RECORDS
-    });
+    wait_for(
+        Duration::from_secs(180),
+        "every record back in the copy",
+        || {
+            out.assert_running();
+            inward.assert_running();
+            records_in(dir.path(), COPY) >= RECORDS && committed(dir.path(), &out_group) == RECORDS
+        },
+    );
     out.terminate();
     inward.terminate();
 
@@ -243,7 +286,11 @@ fn a_round_trip_through_kafka_survives_killed_mirrors_and_a_broker_restart() {
         RECORDS as i64,
         "Kafka holds every record exactly once"
     );
-    assert_eq!(records_in(dir.path(), COPY), RECORDS, "nothing copied twice");
+    assert_eq!(
+        records_in(dir.path(), COPY),
+        RECORDS,
+        "nothing copied twice"
+    );
     let mut keyless = 0;
     for p in 0..PARTITIONS {
         let source = partition_records(dir.path(), SOURCE, p);
