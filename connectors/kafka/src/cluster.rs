@@ -81,9 +81,11 @@ pub fn ensure_topic<C: ClientContext>(
             Some(n) if n == partitions => return Ok(()),
             Some(n) => return Err(partition_mismatch(topic, n, partitions)),
             None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            None => return Err(MirrorError::Mismatch(format!(
+            None => {
+                return Err(MirrorError::Mismatch(format!(
                 "Kafka topic {topic} was created but does not show in metadata after {timeout:?}"
-            ))),
+            )))
+            }
         }
     }
 }
