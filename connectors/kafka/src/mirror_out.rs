@@ -352,9 +352,10 @@ impl MirrorOut<'_> {
         match found {
             Some(r) => Ok(r),
             None => Err(MirrorError::Mismatch(format!(
-                "local topic {} partition {p} has no record at offset {offset}, which Kafka \
-                 topic {} holds as mirrored",
-                self.config.topic, self.config.to
+                "Kafka topic {} partition {p} holds more records past group {}'s commit than \
+                 local topic {} has (none at offset {offset}): something else writes to the \
+                 Kafka partition",
+                self.config.to, self.config.group, self.config.topic
             ))),
         }
     }

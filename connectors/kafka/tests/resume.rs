@@ -124,6 +124,7 @@ fn foreign_records_wrong_partition_counts_and_truncation_are_refused() {
         .unwrap();
     producer.flush(Duration::from_secs(10)).unwrap();
     roll_back(&log, &out.group, 1);
+    fill(&log, "src", 2, 100, 200);
     match mirror_out(&log, &out, &stop) {
         Err(MirrorError::Mismatch(m)) => {
             assert!(
