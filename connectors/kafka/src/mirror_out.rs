@@ -216,7 +216,10 @@ impl MirrorOut<'_> {
     fn send_batch(&mut self, batch: &PolledBatch, stop: &AtomicBool) -> MirrorResult<()> {
         let p = batch.partition;
         if !self.partitions.contains_key(&p) {
-            let start = self.resume(p, stop)?;
+            let Some(first) = batch.records.iter().next().map(|r| r.offset) else {
+                return Ok(());
+            };
+            let start = self.resume(p, first, stop)?;
             let progress = Progress {
                 sent: start,
                 acked: start,
@@ -280,8 +283,9 @@ impl MirrorOut<'_> {
         }
     }
 
-    /// Where partition `p` starts in this run, after making sure its commit names a Kafka offset.
-    fn resume(&mut self, p: u32, stop: &AtomicBool) -> MirrorResult<u64> {
+    /// Where partition `p` starts in this run, after making sure its commit names a Kafka offset;
+    /// `first` is the offset of the first record polled from it.
+    fn resume(&mut self, p: u32, first: u64, stop: &AtomicBool) -> MirrorResult<u64> {
         let (topic, to) = (&self.config.topic, &self.config.to);
         let timeout = self.config.kafka.request_timeout;
         let client = self.producer.client();
@@ -303,9 +307,8 @@ impl MirrorOut<'_> {
             None => None,
         };
         let Some((local_next, kafka_next)) = previous else {
-            let start = self.consumer.position(topic, p)?;
-            self.commit_partitions(&[(p, start, kafka_end)])?;
-            return Ok(start);
+            self.commit_partitions(&[(p, first, kafka_end)])?;
+            return Ok(first);
         };
         if kafka_end < kafka_next {
             return Err(MirrorError::Mismatch(format!(
