@@ -6,8 +6,13 @@ use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{Client, ClientContext, DefaultClientContext};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -97,18 +102,74 @@ fn partition_mismatch(topic: &str, kafka: u32, local: u32) -> MirrorError {
     ))
 }
 
-/// Low and high watermarks (log-start and log-end offsets) of a Kafka partition.
-pub fn watermarks<C: ClientContext>(
-    client: &Client<C>,
+/// Kafka's partition ends as a consumer's fetch responses report them, taken from librdkafka's
+/// statistics (`statistics.interval.ms` must be set). Fetch responses, not ListOffsets answers:
+/// tansu 0.6 answers ListOffsets "latest" with the base offset of the newest batch plus one.
+#[derive(Default)]
+pub struct FetchedEnds(Mutex<HashMap<(String, i32), (i64, i64)>>);
+
+impl ClientContext for FetchedEnds {
+    fn stats(&self, statistics: Statistics) {
+        let mut ends = self.0.lock();
+        for (topic, t) in statistics.topics {
+            for (p, part) in t.partitions {
+                if p >= 0 && part.hi_offset >= 0 && part.lo_offset >= 0 {
+                    ends.insert((topic.clone(), p), (part.lo_offset, part.hi_offset));
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for FetchedEnds {}
+
+impl FetchedEnds {
+    /// Log start and end of a partition, once a fetch reported them.
+    pub fn get(&self, topic: &str, partition: u32) -> Option<(i64, i64)> {
+        self.0
+            .lock()
+            .get(&(topic.to_owned(), partition as i32))
+            .copied()
+    }
+}
+
+/// Low and high watermarks (log-start and log-end offsets) of a Kafka partition, as a fetch
+/// from `from` reports them (see [`FetchedEnds`]).
+pub fn watermarks(
+    settings: &KafkaSettings,
     topic: &str,
     partition: u32,
-    timeout: Duration,
+    from: Offset,
 ) -> MirrorResult<(i64, i64)> {
-    client
-        .fetch_watermarks(topic, partition as i32, timeout)
-        .map_err(kafka(format!(
-            "watermarks of topic {topic} partition {partition}"
-        )))
+    let consumer: BaseConsumer<FetchedEnds> = settings
+        .client_config(&[
+            ("group.id", "eddy-mirror-check"),
+            ("enable.auto.commit", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("fetch.wait.max.ms", "10"),
+            ("statistics.interval.ms", "50"),
+        ])
+        .create_with_context(FetchedEnds::default())
+        .map_err(kafka("consumer"))?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition as i32, from)
+        .map_err(kafka("assignment"))?;
+    consumer.assign(&tpl).map_err(kafka("assign"))?;
+    let context = format!("watermarks of topic {topic} partition {partition}");
+    let deadline = Instant::now() + settings.request_timeout;
+    while Instant::now() < deadline {
+        if let Some(Err(e)) = consumer.poll(Duration::from_millis(20)) {
+            if !is_transient(&e) {
+                return Err(kafka(context)(e));
+            }
+        }
+        if let Some(ends) = consumer.context().get(topic, partition) {
+            return Ok(ends);
+        }
+    }
+    Err(kafka(context)(KafkaError::MetadataFetch(
+        RDKafkaErrorCode::OperationTimedOut,
+    )))
 }
 
 /// A record read from Kafka, owned.
@@ -153,7 +214,9 @@ impl KafkaRecord {
     }
 }
 
-/// The record at `offset` of a Kafka partition.
+/// The record at `offset` of a Kafka partition. Fetching starts at `offset`, then earlier when
+/// the broker answers from a later batch (tansu 0.6 skips the rest of a batch fetched from its
+/// middle).
 pub fn read_one(
     settings: &KafkaSettings,
     topic: &str,
@@ -168,18 +231,37 @@ pub fn read_one(
         ])
         .create()
         .map_err(kafka("consumer"))?;
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition as i32, Offset::Offset(offset))
-        .map_err(kafka("assignment"))?;
-    consumer.assign(&tpl).map_err(kafka("assign"))?;
     let context = format!("read topic {topic} partition {partition} offset {offset}");
+    let (low, _) = watermarks(settings, topic, partition, Offset::Offset(offset))?;
+    let mut from = offset;
     let deadline = Instant::now() + settings.request_timeout;
     while Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) if m.offset() == offset => return Ok(KafkaRecord::of(&m)),
-            Some(Ok(_)) | None => {}
-            Some(Err(e)) => return Err(kafka(context)(e)),
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition as i32, Offset::Offset(from))
+            .map_err(kafka("assignment"))?;
+        consumer.assign(&tpl).map_err(kafka("assign"))?;
+        // Each attempt waits a second for the broker, then starts further back.
+        let attempt = (Instant::now() + Duration::from_secs(1)).min(deadline);
+        let mut under_way = false;
+        while Instant::now() < attempt || under_way && Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(50)) {
+                Some(Ok(m)) if m.offset() == offset => return Ok(KafkaRecord::of(&m)),
+                Some(Ok(m)) if m.offset() < offset => under_way = true,
+                Some(Ok(m)) if from <= low => {
+                    return Err(MirrorError::Mismatch(format!(
+                        "{context}: Kafka has no record there (the next is at {})",
+                        m.offset()
+                    )))
+                }
+                Some(Ok(_)) => break,
+                None => {}
+                Some(Err(e)) => return Err(kafka(context)(e)),
+            }
         }
+        if from <= low {
+            break;
+        }
+        from = (offset - (offset - from).max(500) * 4).max(low);
     }
     Err(MirrorError::Mismatch(format!(
         "Kafka returned nothing for {context} within {:?}",
@@ -210,7 +292,7 @@ pub fn patiently<T>(
 }
 
 /// Whether `e` is Kafka being away or not ready yet, as opposed to a refusal.
-fn is_transient(e: &rdkafka::error::KafkaError) -> bool {
+pub fn is_transient(e: &rdkafka::error::KafkaError) -> bool {
     use RDKafkaErrorCode::*;
     matches!(
         e.rdkafka_error_code(),

@@ -1,6 +1,9 @@
 //! A real Kafka-protocol broker on 127.0.0.1 for the connector's tests and benchmarks: tansu,
-//! started as a child process with its data in SQLite under a directory it owns, so that it can
-//! be stopped and started again with its topics intact.
+//! started as a child process, its data either in memory (fast; gone when the broker stops) or in
+//! SQLite under a directory it owns (durable: it can be killed and started again with its topics
+//! intact, but takes about 30,000 records/s, and was seen to stall a partition for good after a
+//! producer died mid-request while a consumer was fetching it — tests that kill clients use
+//! memory).
 //!
 //! The `tansu` binary is looked up as `$EDDY_TANSU`, then `~/.cache/eddy/tansu/bin/tansu`, then
 //! on `PATH`; when none exists it is installed into `~/.cache/eddy/tansu` with
@@ -16,30 +19,56 @@ use std::time::{Duration, Instant};
 /// The tansu release the connector is tested against.
 pub const TANSU_VERSION: &str = "0.6.0";
 
+/// Where the broker keeps its data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// In memory: fast; lost when the broker stops.
+    Memory,
+    /// In SQLite under the broker's directory: kept across restarts.
+    Durable,
+}
+
 /// A running (or stopped) tansu broker. Killed when dropped.
 pub struct LocalBroker {
     binary: PathBuf,
     data: tempfile::TempDir,
+    storage: Storage,
     port: u16,
+    /// The port clients are told to connect to (a relay's, for outage tests).
+    advertised_port: u16,
     child: Option<Child>,
 }
 
 impl LocalBroker {
-    /// Starts a broker on a free port of 127.0.0.1, with its data in a new temporary directory.
-    pub fn start() -> io::Result<LocalBroker> {
+    /// Starts a broker on a free port of 127.0.0.1 keeping its data as `storage` says, in a new
+    /// temporary directory.
+    pub fn start(storage: Storage) -> io::Result<LocalBroker> {
+        let port = free_port()?;
+        Self::start_advertising(storage, port, port)
+    }
+
+    /// Starts a broker listening on `port` that tells clients to connect to `advertised_port`
+    /// (where a relay in front of it listens).
+    pub fn start_advertising(
+        storage: Storage,
+        port: u16,
+        advertised_port: u16,
+    ) -> io::Result<LocalBroker> {
         let mut broker = LocalBroker {
             binary: tansu_binary()?,
             data: tempfile::tempdir()?,
-            port: free_port()?,
+            storage,
+            port,
+            advertised_port,
             child: None,
         };
         broker.start_again()?;
         Ok(broker)
     }
 
-    /// `127.0.0.1:<port>`, for `bootstrap.servers`.
+    /// `127.0.0.1:<advertised port>`, for `bootstrap.servers`.
     pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.advertised_port)
     }
 
     /// Kills the broker (SIGKILL) and waits for it to exit. Its data stays.
@@ -51,13 +80,18 @@ impl LocalBroker {
         Ok(())
     }
 
-    /// Starts the broker again on the same port and data (after [`kill`](Self::kill)), and waits
-    /// until it accepts connections.
+    /// Starts the broker again on the same port (after [`kill`](Self::kill)), with its data when
+    /// durable, and waits until it accepts connections.
     pub fn start_again(&mut self) -> io::Result<()> {
         if self.child.is_some() {
             return Ok(());
         }
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised_port);
+        let storage = match self.storage {
+            Storage::Memory => "memory://tansu/",
+            Storage::Durable => "sqlite://tansu.db",
+        };
         let log = std::fs::File::options()
             .create(true)
             .append(true)
@@ -69,10 +103,11 @@ impl LocalBroker {
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
             ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
+            .args(["--storage-engine", storage])
             .env_remove("STORAGE_ENGINE")
+            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -105,12 +140,17 @@ impl LocalBroker {
 }
 
 impl Drop for LocalBroker {
+    /// Kills the broker; with `EDDY_BROKER_LOG=path` set, keeps its log there (for debugging).
     fn drop(&mut self) {
         let _ = self.kill();
+        if let Some(keep) = std::env::var_os("EDDY_BROKER_LOG") {
+            let _ = std::fs::copy(self.log_path(), keep);
+        }
     }
 }
 
-fn free_port() -> io::Result<u16> {
+/// A port of 127.0.0.1 free right now.
+pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 

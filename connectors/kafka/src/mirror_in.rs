@@ -23,7 +23,9 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::{partition_count, patiently, watermarks, KafkaRecord};
+use crate::cluster::{
+    is_transient, partition_count, patiently, watermarks, FetchedEnds, KafkaRecord,
+};
 use crate::status::{MirrorStats, Status};
 use crate::{kafka, KafkaSettings, MirrorError, MirrorResult};
 
@@ -38,6 +40,7 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("fetch.wait.max.ms", "100"),
     ("reconnect.backoff.ms", "100"),
     ("reconnect.backoff.max.ms", "2000"),
+    ("statistics.interval.ms", "500"),
 ];
 
 /// Where a partition never mirrored before starts.
@@ -115,6 +118,36 @@ struct Lane {
     pending: Vec<Record>,
     /// Whether `kafka_next` moved since the last commit.
     dirty: bool,
+    /// Set until fetching is known to have started at or before the resume point (see
+    /// [`Probe`]).
+    probe: Option<Probe>,
+}
+
+/// Making sure fetching starts at or before the resume point. Some brokers (tansu 0.6) answer a
+/// fetch from the first batch that *starts* at or after the requested offset, skipping the rest
+/// of the batch holding it — or nothing, when that is the last batch. So when the first record
+/// is past the resume point, or none comes within a second, the mirror fetches again from
+/// further back (down to Kafka's log start) and drops what precedes the resume point. A first
+/// record before the resume point shows fetching is under way from there.
+#[derive(Clone, Copy)]
+struct Probe {
+    /// Where fetching started.
+    from: i64,
+    /// Kafka's log start.
+    low: i64,
+    since: Instant,
+}
+
+impl Probe {
+    /// Fetching again from further back than `self.from`, toward `resume`'s batch.
+    fn further_back(self, resume: i64) -> Probe {
+        let back = (resume - self.from).max(500) * 4;
+        Probe {
+            from: (resume - back).max(self.low),
+            low: self.low,
+            since: Instant::now(),
+        }
+    }
 }
 
 /// The partitions and their batches being filled.
@@ -129,7 +162,7 @@ struct Lanes<'a> {
 
 struct MirrorIn<'a> {
     groups: Groups,
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<FetchedEnds>,
     lanes: Lanes<'a>,
 }
 
@@ -140,11 +173,11 @@ pub fn mirror_in(
     config: &MirrorInConfig,
     stop: &AtomicBool,
 ) -> MirrorResult<MirrorStats> {
-    let consumer: BaseConsumer = config
+    let consumer: BaseConsumer<FetchedEnds> = config
         .kafka
         .client_config(CONSUMER_DEFAULTS)
         .set("group.id", &config.group)
-        .create()
+        .create_with_context(FetchedEnds::default())
         .map_err(kafka("consumer"))?;
     let timeout = config.kafka.request_timeout;
     let topic = &config.topic;
@@ -179,11 +212,11 @@ pub fn mirror_in(
             Some((&local_end, Ok(m))) => m.kafka_next.get(&p).map(|&k| (local_end, k)),
             _ => None,
         };
+        let from = Offset::Beginning;
+        let (low, high) = patiently(stop, || watermarks(&config.kafka, topic, p, from))?;
         let (local_end, kafka_next) = match resume {
             Some(r) => r,
             None => {
-                let (low, high) =
-                    patiently(stop, || watermarks(consumer.client(), topic, p, timeout))?;
                 let k = if config.start_at == StartAt::Earliest {
                     low
                 } else {
@@ -213,6 +246,11 @@ pub fn mirror_in(
                 kafka_next,
                 pending: Vec::new(),
                 dirty: false,
+                probe: (kafka_next > low).then_some(Probe {
+                    from: kafka_next,
+                    low,
+                    since: Instant::now(),
+                }),
             },
         );
     }
@@ -250,22 +288,45 @@ impl MirrorIn<'_> {
         let mut last_idle_check = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             let config = self.lanes.config;
-            match self.consumer.poll(Duration::from_millis(20)) {
+            let refetch = match self.consumer.poll(Duration::from_millis(20)) {
                 Some(Ok(m)) => self.lanes.take(&m)?,
+                // The consumer reconnects by itself; only refusals end the mirror.
+                Some(Err(e)) if is_transient(&e) => {
+                    tracing::debug!(error = %e, "Kafka unreachable; the consumer retries");
+                    None
+                }
                 Some(Err(e)) => return Err(kafka(format!("consume topic {}", config.topic))(e)),
-                None => {}
+                None => None,
+            };
+            for (p, from) in refetch.into_iter().chain(self.lanes.stalled_probes()) {
+                tracing::debug!(partition = p, from, "fetching again from an earlier offset");
+                self.consumer
+                    .seek(
+                        &config.topic,
+                        p as i32,
+                        Offset::Offset(from),
+                        Duration::from_secs(10),
+                    )
+                    .map_err(kafka(format!("seek topic {} partition {p}", config.topic)))?;
             }
             if self.lanes.batch_due() {
                 self.flush()?;
             }
             if status.due() {
                 // While Kafka is away the lag is unknown; the status line says so.
-                let lag = self.lag().ok();
+                let lag = self.lag();
                 status.print(self.lanes.stats.records, lag);
             }
             if config.until_idle && last_idle_check.elapsed() >= Duration::from_millis(200) {
                 last_idle_check = Instant::now();
-                if self.lanes.pending_records == 0 && self.lag().ok() == Some(0) {
+                if self.lanes.pending_records == 0
+                    && self
+                        .lanes
+                        .lanes
+                        .values()
+                        .all(|l| l.probe.is_none() && l.skip == 0)
+                    && self.lag() == Some(0)
+                {
                     break;
                 }
             }
@@ -312,29 +373,37 @@ impl MirrorIn<'_> {
         Ok(())
     }
 
-    /// Kafka records not yet appended locally, over all partitions.
-    fn lag(&self) -> MirrorResult<u64> {
-        let config = self.lanes.config;
-        let timeout = config.kafka.request_timeout;
+    /// Kafka records not yet appended locally, over all partitions, as the consumer's last
+    /// fetches report Kafka's ends (`None` until every partition has been fetched).
+    fn lag(&self) -> Option<u64> {
+        let topic = &self.lanes.config.topic;
         let mut lag = 0;
         for (&p, lane) in &self.lanes.lanes {
-            let (_, high) = watermarks(self.consumer.client(), &config.topic, p, timeout)?;
+            let (_, high) = self.consumer.context().get(topic, p)?;
             lag += (high - lane.kafka_next).max(0) as u64 + lane.pending.len() as u64;
         }
-        Ok(lag)
+        Some(lag)
     }
 }
 
 impl Lanes<'_> {
     /// Takes one Kafka record: compares it with the local record it was appended as before the
-    /// last stop, or adds it to its partition's batch.
-    fn take(&mut self, m: &BorrowedMessage<'_>) -> MirrorResult<()> {
+    /// last stop, or adds it to its partition's batch. Returns `(partition, offset)` when the
+    /// partition must be fetched again from that earlier offset (see [`Lane::probe`]).
+    fn take(&mut self, m: &BorrowedMessage<'_>) -> MirrorResult<Option<(u32, i64)>> {
         let p = m.partition() as u32;
         let Some(lane) = self.lanes.get_mut(&p) else {
-            return Ok(());
+            return Ok(None);
         };
+        if let Some(probe) = lane.probe.take() {
+            if m.offset() > lane.kafka_next && probe.from > probe.low {
+                let earlier = probe.further_back(lane.kafka_next);
+                lane.probe = Some(earlier);
+                return Ok(Some((p, earlier.from)));
+            }
+        }
         if m.offset() < lane.kafka_next {
-            return Ok(()); // fetched again after a reconnect
+            return Ok(None); // before the resume point, or fetched again after a reconnect
         }
         lane.kafka_next = m.offset() + 1;
         lane.dirty = true;
@@ -358,7 +427,7 @@ impl Lanes<'_> {
             }
             (lane.skip, lane.check) = (lane.skip - 1, at + 1);
             self.stats.skipped += 1;
-            return Ok(());
+            return Ok(None);
         }
         let record = Record {
             key: record.key,
@@ -376,7 +445,23 @@ impl Lanes<'_> {
         self.pending_records += 1;
         self.oldest_pending.get_or_insert_with(Instant::now);
         lane.pending.push(record);
-        Ok(())
+        Ok(None)
+    }
+
+    /// Partitions whose fetch brought nothing for a second while probing: fetch again from
+    /// further back.
+    fn stalled_probes(&mut self) -> Vec<(u32, i64)> {
+        let mut refetch = Vec::new();
+        for (&p, lane) in &mut self.lanes {
+            if let Some(probe) = lane.probe {
+                if probe.since.elapsed() >= Duration::from_secs(1) && probe.from > probe.low {
+                    let earlier = probe.further_back(lane.kafka_next);
+                    lane.probe = Some(earlier);
+                    refetch.push((p, earlier.from));
+                }
+            }
+        }
+        refetch
     }
 
     fn batch_due(&self) -> bool {

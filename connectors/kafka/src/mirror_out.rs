@@ -22,7 +22,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientContext;
+use rdkafka::{ClientContext, Offset};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::{ensure_topic, patiently, read_one, watermarks, KafkaRecord};
@@ -287,9 +287,7 @@ impl MirrorOut<'_> {
     /// `first` is the offset of the first record polled from it.
     fn resume(&mut self, p: u32, first: u64, stop: &AtomicBool) -> MirrorResult<u64> {
         let (topic, to) = (&self.config.topic, &self.config.to);
-        let timeout = self.config.kafka.request_timeout;
-        let client = self.producer.client();
-        let (_, kafka_end) = patiently(stop, || watermarks(client, to, p, timeout))?;
+        let kafka = &self.config.kafka;
         let committed = self.consumer.committed_with_metadata(topic, p)?;
         let previous = match &committed {
             Some((offset, meta)) => match serde_json::from_str::<OutMetadata>(meta) {
@@ -306,6 +304,8 @@ impl MirrorOut<'_> {
             },
             None => None,
         };
+        let from = previous.map_or(Offset::Beginning, |(_, k)| Offset::Offset(k));
+        let (_, kafka_end) = patiently(stop, || watermarks(kafka, to, p, from))?;
         let Some((local_next, kafka_next)) = previous else {
             self.commit_partitions(&[(p, first, kafka_end)])?;
             return Ok(first);
