@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use eddy::{Log, TopicConfig};
 use eddy_benches::{records, work_dir, Figure};
-use eddy_kafka::local_broker::{LocalBroker, Storage};
+use eddy_kafka::local_broker::LocalBroker;
 use eddy_kafka::{mirror_out, KafkaSettings, MirrorOutConfig};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -46,7 +46,7 @@ fn main() {
     let (_broker, brokers) = match &options.brokers {
         Some(b) => (None, b.clone()),
         None => {
-            let broker = LocalBroker::start(Storage::Memory).expect("start tansu");
+            let broker = LocalBroker::start().expect("start tansu");
             let b = broker.brokers();
             (Some(broker), b)
         }

@@ -141,29 +141,45 @@ pub fn watermarks(
     partition: u32,
     from: Offset,
 ) -> MirrorResult<(i64, i64)> {
+    let ends = watermarks_of(settings, topic, &[(partition, from)])?;
+    Ok(ends.get(&partition).copied().unwrap_or((0, 0)))
+}
+
+/// [`watermarks`] of several partitions, fetched together.
+pub fn watermarks_of(
+    settings: &KafkaSettings,
+    topic: &str,
+    partitions: &[(u32, Offset)],
+) -> MirrorResult<HashMap<u32, (i64, i64)>> {
     let consumer: BaseConsumer<FetchedEnds> = settings
         .client_config(&[
             ("group.id", "eddy-mirror-check"),
             ("enable.auto.commit", "false"),
             ("auto.offset.reset", "earliest"),
             ("fetch.wait.max.ms", "10"),
-            ("statistics.interval.ms", "50"),
+            ("statistics.interval.ms", "20"),
         ])
         .create_with_context(FetchedEnds::default())
         .map_err(kafka("consumer"))?;
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition as i32, from)
-        .map_err(kafka("assignment"))?;
+    for &(p, from) in partitions {
+        tpl.add_partition_offset(topic, p as i32, from)
+            .map_err(kafka("assignment"))?;
+    }
     consumer.assign(&tpl).map_err(kafka("assign"))?;
-    let context = format!("watermarks of topic {topic} partition {partition}");
+    let context = format!("watermarks of topic {topic}");
     let deadline = Instant::now() + settings.request_timeout;
     while Instant::now() < deadline {
-        if let Some(Err(e)) = consumer.poll(Duration::from_millis(20)) {
+        if let Some(Err(e)) = consumer.poll(Duration::from_millis(10)) {
             if !is_transient(&e) {
                 return Err(kafka(context)(e));
             }
         }
-        if let Some(ends) = consumer.context().get(topic, partition) {
+        let ends: HashMap<u32, (i64, i64)> = partitions
+            .iter()
+            .filter_map(|&(p, _)| Some((p, consumer.context().get(topic, p)?)))
+            .collect();
+        if ends.len() == partitions.len() {
             return Ok(ends);
         }
     }

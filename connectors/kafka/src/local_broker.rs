@@ -1,13 +1,16 @@
 //! A real Kafka-protocol broker on 127.0.0.1 for the connector's tests and benchmarks: tansu,
-//! started as a child process, its data either in memory (fast; gone when the broker stops) or in
-//! SQLite under a directory it owns (durable: it can be killed and started again with its topics
-//! intact, but takes about 30,000 records/s, and was seen to stall a partition for good after a
-//! producer died mid-request while a consumer was fetching it — tests that kill clients use
-//! memory).
+//! started as a child process, keeping its data in memory (`memory://`). Its topics are gone
+//! when it stops, so outage tests cut its connections instead (a relay in front of it). tansu's
+//! SQLite storage, which survives a restart, was tried and dropped: after the restart its fetches
+//! of the mirrored topic answered nothing in these tests.
+//!
+//! Known tansu 0.6 behaviours the connector copes with (a real Kafka broker has neither): a fetch
+//! from the middle of a batch skips the rest of that batch, and ListOffsets "latest" answers the
+//! newest batch's base offset plus one.
 //!
 //! The `tansu` binary is looked up as `$EDDY_TANSU`, then `~/.cache/eddy/tansu/bin/tansu`, then
 //! on `PATH`; when none exists it is installed into `~/.cache/eddy/tansu` with
-//! `cargo install --locked tansu@0.6.0 --features dynostore,libsql` (about 12 minutes on two
+//! `cargo install --locked tansu@0.6.0 --features dynostore` (about 12 minutes on two
 //! cores, once per machine; concurrent callers wait for one install).
 
 use std::io;
@@ -19,20 +22,10 @@ use std::time::{Duration, Instant};
 /// The tansu release the connector is tested against.
 pub const TANSU_VERSION: &str = "0.6.0";
 
-/// Where the broker keeps its data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Storage {
-    /// In memory: fast; lost when the broker stops.
-    Memory,
-    /// In SQLite under the broker's directory: kept across restarts.
-    Durable,
-}
-
 /// A running (or stopped) tansu broker. Killed when dropped.
 pub struct LocalBroker {
     binary: PathBuf,
     data: tempfile::TempDir,
-    storage: Storage,
     port: u16,
     /// The port clients are told to connect to (a relay's, for outage tests).
     advertised_port: u16,
@@ -40,29 +33,23 @@ pub struct LocalBroker {
 }
 
 impl LocalBroker {
-    /// Starts a broker on a free port of 127.0.0.1 keeping its data as `storage` says, in a new
-    /// temporary directory.
-    pub fn start(storage: Storage) -> io::Result<LocalBroker> {
+    /// Starts a broker on a free port of 127.0.0.1, its log in a new temporary directory.
+    pub fn start() -> io::Result<LocalBroker> {
         let port = free_port()?;
-        Self::start_advertising(storage, port, port)
+        Self::start_advertising(port, port)
     }
 
     /// Starts a broker listening on `port` that tells clients to connect to `advertised_port`
     /// (where a relay in front of it listens).
-    pub fn start_advertising(
-        storage: Storage,
-        port: u16,
-        advertised_port: u16,
-    ) -> io::Result<LocalBroker> {
+    pub fn start_advertising(port: u16, advertised_port: u16) -> io::Result<LocalBroker> {
         let mut broker = LocalBroker {
             binary: tansu_binary()?,
             data: tempfile::tempdir()?,
-            storage,
             port,
             advertised_port,
             child: None,
         };
-        broker.start_again()?;
+        broker.spawn()?;
         Ok(broker)
     }
 
@@ -71,8 +58,8 @@ impl LocalBroker {
         format!("127.0.0.1:{}", self.advertised_port)
     }
 
-    /// Kills the broker (SIGKILL) and waits for it to exit. Its data stays.
-    pub fn kill(&mut self) -> io::Result<()> {
+    /// Kills the broker (SIGKILL) and waits for it to exit.
+    fn kill(&mut self) -> io::Result<()> {
         if let Some(mut child) = self.child.take() {
             child.kill()?;
             child.wait()?;
@@ -80,18 +67,13 @@ impl LocalBroker {
         Ok(())
     }
 
-    /// Starts the broker again on the same port (after [`kill`](Self::kill)), with its data when
-    /// durable, and waits until it accepts connections.
-    pub fn start_again(&mut self) -> io::Result<()> {
+    /// Starts the process and waits until it accepts connections.
+    fn spawn(&mut self) -> io::Result<()> {
         if self.child.is_some() {
             return Ok(());
         }
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let advertised = format!("tcp://127.0.0.1:{}", self.advertised_port);
-        let storage = match self.storage {
-            Storage::Memory => "memory://tansu/",
-            Storage::Durable => "sqlite://tansu.db",
-        };
         let log = std::fs::File::options()
             .create(true)
             .append(true)
@@ -105,7 +87,7 @@ impl LocalBroker {
                 "--advertised-listener-url",
                 &advertised,
             ])
-            .args(["--storage-engine", storage])
+            .args(["--storage-engine", "memory://tansu/"])
             .env_remove("STORAGE_ENGINE")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -195,7 +177,7 @@ fn install(root: &Path) -> io::Result<()> {
     );
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
-        .args(["install", "--locked", "--features", "dynostore,libsql"])
+        .args(["install", "--locked", "--features", "dynostore"])
         .arg(format!("tansu@{TANSU_VERSION}"))
         .arg("--root")
         .arg(root)

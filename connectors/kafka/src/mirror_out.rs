@@ -25,7 +25,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::{ensure_topic, patiently, read_one, watermarks, KafkaRecord};
+use crate::cluster::{ensure_topic, patiently, read_one, watermarks_of, KafkaRecord};
 use crate::status::{MirrorStats, Status};
 use crate::{kafka, KafkaSettings, MirrorError, MirrorResult};
 
@@ -197,8 +197,10 @@ impl MirrorOut<'_> {
             }
             let in_flight = self.producer.in_flight_count() > 0;
             let wait = Duration::from_millis(if in_flight { 2 } else { 100 });
-            for batch in self.consumer.poll(wait)? {
-                self.send_batch(&batch, stop)?;
+            let batches = self.consumer.poll(wait)?;
+            self.resume_new(&batches, stop)?;
+            for batch in &batches {
+                self.send_batch(batch, stop)?;
             }
             self.service()?;
             if status.due() {
@@ -216,17 +218,7 @@ impl MirrorOut<'_> {
     fn send_batch(&mut self, batch: &PolledBatch, stop: &AtomicBool) -> MirrorResult<()> {
         let p = batch.partition;
         if !self.partitions.contains_key(&p) {
-            let Some(first) = batch.records.iter().next().map(|r| r.offset) else {
-                return Ok(());
-            };
-            let start = self.resume(p, first, stop)?;
-            let progress = Progress {
-                sent: start,
-                acked: start,
-                kafka_next: 0,
-                dirty: false,
-            };
-            self.partitions.insert(p, progress);
+            return Ok(()); // no records
         }
         for r in batch.records.iter() {
             if self.partitions.get(&p).is_some_and(|s| r.offset < s.sent) {
@@ -244,15 +236,17 @@ impl MirrorOut<'_> {
 
     /// Hands one record to the producer; false when `stop` came first.
     fn send(&mut self, p: u32, r: &RecordView<'_>, stop: &AtomicBool) -> MirrorResult<bool> {
-        let mut headers = OwnedHeaders::new();
-        for (key, value) in r.headers() {
-            headers = headers.insert(Header { key, value });
-        }
         let mut record: BaseRecord<'_, [u8], [u8], usize> =
             BaseRecord::with_opaque_to(&self.config.to, r.offset as usize)
                 .partition(p as i32)
-                .timestamp(r.timestamp)
-                .headers(headers);
+                .timestamp(r.timestamp);
+        let mut headers = r.headers().peekable();
+        if headers.peek().is_some() {
+            let owned = headers.fold(OwnedHeaders::new(), |h, (key, value)| {
+                h.insert(Header { key, value })
+            });
+            record = record.headers(owned);
+        }
         if let Some(k) = r.key {
             record = record.key(k);
         }
@@ -283,13 +277,50 @@ impl MirrorOut<'_> {
         }
     }
 
-    /// Where partition `p` starts in this run, after making sure its commit names a Kafka offset;
-    /// `first` is the offset of the first record polled from it.
-    fn resume(&mut self, p: u32, first: u64, stop: &AtomicBool) -> MirrorResult<u64> {
+    /// Resumes the partitions of `batches` met for the first time in this run.
+    fn resume_new(&mut self, batches: &[PolledBatch], stop: &AtomicBool) -> MirrorResult<()> {
+        let mut fresh = Vec::new();
+        for b in batches {
+            if !self.partitions.contains_key(&b.partition) {
+                if let Some(first) = b.records.iter().next().map(|r| r.offset) {
+                    fresh.push((b.partition, first, self.previous(b.partition)?));
+                }
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let from: Vec<(u32, Offset)> = fresh
+            .iter()
+            .map(|&(p, _, prev)| {
+                (
+                    p,
+                    prev.map_or(Offset::Beginning, |(_, k)| Offset::Offset(k)),
+                )
+            })
+            .collect();
+        let (kafka, to) = (&self.config.kafka, &self.config.to);
+        let ends = patiently(stop, || watermarks_of(kafka, to, &from))?;
+        for (p, first, previous) in fresh {
+            let kafka_end = ends.get(&p).map_or(0, |e| e.1);
+            let start = self.resume(p, first, previous, kafka_end, stop)?;
+            let progress = Progress {
+                sent: start,
+                acked: start,
+                kafka_next: 0,
+                dirty: false,
+            };
+            self.partitions.insert(p, progress);
+        }
+        Ok(())
+    }
+
+    /// The group's last commit for partition `p` as (local offset, Kafka offset), if it was
+    /// this mirror's (a reset or a plain commit is not).
+    fn previous(&mut self, p: u32) -> MirrorResult<Option<(u64, i64)>> {
         let (topic, to) = (&self.config.topic, &self.config.to);
-        let kafka = &self.config.kafka;
         let committed = self.consumer.committed_with_metadata(topic, p)?;
-        let previous = match &committed {
+        Ok(match &committed {
             Some((offset, meta)) => match serde_json::from_str::<OutMetadata>(meta) {
                 Ok(m) if m.to != *to => {
                     return Err(MirrorError::Mismatch(format!(
@@ -299,13 +330,23 @@ impl MirrorOut<'_> {
                     )))
                 }
                 Ok(m) => m.kafka_next.get(&p).map(|&k| (*offset, k)),
-                // A reset or a plain commit: mirror from the committed offset on.
                 Err(_) => None,
             },
             None => None,
-        };
-        let from = previous.map_or(Offset::Beginning, |(_, k)| Offset::Offset(k));
-        let (_, kafka_end) = patiently(stop, || watermarks(kafka, to, p, from))?;
+        })
+    }
+
+    /// Where partition `p` starts in this run, after making sure its commit names a Kafka offset:
+    /// `first` is the offset of the first record polled from it, `kafka_end` Kafka's end.
+    fn resume(
+        &mut self,
+        p: u32,
+        first: u64,
+        previous: Option<(u64, i64)>,
+        kafka_end: i64,
+        stop: &AtomicBool,
+    ) -> MirrorResult<u64> {
+        let (topic, to) = (&self.config.topic, &self.config.to);
         let Some((local_next, kafka_next)) = previous else {
             self.commit_partitions(&[(p, first, kafka_end)])?;
             return Ok(first);

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use eddy::{Groups, Log, Record, TopicConfig};
-use eddy_kafka::local_broker::{LocalBroker, Storage};
+use eddy_kafka::local_broker::LocalBroker;
 use eddy_kafka::{
     mirror_in, mirror_out, KafkaSettings, MirrorError, MirrorInConfig, MirrorOutConfig,
 };
@@ -60,7 +60,7 @@ fn roll_back(log: &Log, group: &str, back: u64) {
 
 #[test]
 fn a_stop_between_delivery_and_commit_repeats_nothing_either_way() {
-    let broker = LocalBroker::start(Storage::Memory).unwrap();
+    let broker = LocalBroker::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path()).unwrap();
     let stop = AtomicBool::new(false);
@@ -107,7 +107,7 @@ fn a_stop_between_delivery_and_commit_repeats_nothing_either_way() {
 
 #[test]
 fn foreign_records_wrong_partition_counts_and_truncation_are_refused() {
-    let broker = LocalBroker::start(Storage::Memory).unwrap();
+    let broker = LocalBroker::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path()).unwrap();
     let stop = AtomicBool::new(false);

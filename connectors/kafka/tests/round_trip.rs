@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use eddy::{Groups, Log, Record, RecordView, TopicConfig};
-use eddy_kafka::local_broker::{LocalBroker, Storage};
+use eddy_kafka::local_broker::LocalBroker;
 
 const RECORDS: u64 = 100_000;
 const PARTITIONS: u32 = 3;
@@ -342,7 +342,7 @@ fn assert_behind(done: u64, there: u64, what: &str) {
 
 #[test]
 fn a_round_trip_through_kafka_survives_sigkilled_mirrors() {
-    let mut run = RoundTrip::start(LocalBroker::start(Storage::Memory).unwrap(), false);
+    let mut run = RoundTrip::start(LocalBroker::start().unwrap(), false);
     let source = run.wait_out(20_000);
     run.out.sigkill_and_restart();
     assert_behind(run.out_committed(), source, "killing mirror out");
@@ -427,7 +427,7 @@ fn a_round_trip_through_kafka_waits_out_broker_outages() {
     let relay_listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let relay_port = relay_listener.local_addr().unwrap().port();
     let broker_port = eddy_kafka::local_broker::free_port().unwrap();
-    let broker = LocalBroker::start_advertising(Storage::Memory, broker_port, relay_port).unwrap();
+    let broker = LocalBroker::start_advertising(broker_port, relay_port).unwrap();
     let relay = Relay::start(relay_listener, broker_port);
     let mut run = RoundTrip::start(broker, true);
     for (at, what) in [(20_000, "first outage"), (50_000, "second outage")] {
