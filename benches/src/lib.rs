@@ -1,6 +1,8 @@
 //! Shared helpers for eddy's benchmark programs: fixed-size record generation, timing, peak
 //! memory, and the one-line output format `name=<figure> key=value ...`.
 
+pub mod stress;
+
 use std::time::{Duration, Instant};
 
 use eddy::Record;

@@ -380,6 +380,14 @@ impl Runner<'_> {
             if let Some(r) = &start.restore {
                 bump(&m.restored_entries, r.entries);
                 bump(&m.stores_rebuilt, u64::from(r.rebuilt));
+                tracing::info!(
+                    topic = tp.0,
+                    partition = tp.1,
+                    entries = r.entries,
+                    rebuilt = r.rebuilt,
+                    elapsed_ms = r.elapsed.as_millis() as u64,
+                    "state restored"
+                );
             }
             bump(&m.state_resets, u64::from(start.state_reset));
             self.tasks.insert(tp.clone(), start.task);
