@@ -1,0 +1,49 @@
+//! A CI-sized run of the `stress` harness per window kind: 20 SIGKILL cycles, state deleted or
+//! corrupted between cycles for two of them; every window must match the golden run's.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::process::Command;
+
+/// Runs `stress` with `args` and returns its summary fields.
+fn stress(args: &[&str]) -> std::collections::BTreeMap<String, String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_stress"))
+        .args(["--events", "30000", "--keys", "25", "--cycles", "20"])
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stress {args:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("name=stress"))
+        .unwrap();
+    line.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[test]
+fn every_window_kind_survives_twenty_kill_cycles() {
+    for (kind, damage) in [
+        ("tumbling", "none"),
+        ("hopping", "delete"),
+        ("sliding", "corrupt"),
+        ("session", "none"),
+    ] {
+        let s = stress(&["--window", kind, "--damage", damage]);
+        let n = |k: &str| s[k].parse::<u64>().unwrap();
+        assert_eq!((n("missing"), n("differing")), (0, 0), "{kind}: {s:?}");
+        assert_eq!(n("cycles"), 20);
+        assert!(
+            n("killed") >= 10,
+            "{kind}: only {} of 20 cycles killed",
+            n("killed")
+        );
+        assert!(n("windows_expected") > 1_000, "{kind}: {s:?}");
+    }
+}
