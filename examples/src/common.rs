@@ -37,10 +37,17 @@ pub fn init_logging(level: tracing::Level) {
         .init();
 }
 
-/// Runs `app` until idle or until Ctrl-C/SIGTERM, as `args` say.
-pub fn run(app: &mut Application, args: &RunArgs) -> StreamResult<()> {
+/// Runs `app` until idle or until Ctrl-C/SIGTERM, as `args` say, then prints how many records
+/// it read and wrote, named `read` and `wrote` (e.g. "track points", "distances").
+pub fn run(app: &mut Application, args: &RunArgs, read: &str, wrote: &str) -> StreamResult<()> {
     match args.until_idle {
         true => app.run_until_idle(),
         false => app.run(),
-    }
+    }?;
+    let m = app.metrics();
+    eprintln!(
+        "read {} {read}, wrote {} {wrote}",
+        m.records_in, m.records_out
+    );
+    Ok(())
 }

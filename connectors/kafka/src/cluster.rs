@@ -8,6 +8,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{Client, ClientContext, DefaultClientContext};
 use std::collections::HashMap;
 
+use eddy::{Header, Record};
 use parking_lot::Mutex;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
@@ -188,45 +189,25 @@ pub fn watermarks_of(
     )))
 }
 
-/// A record read from Kafka, owned.
-#[derive(Debug, PartialEq, Eq)]
-pub struct KafkaRecord {
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-    pub timestamp: Option<i64>,
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
-}
-
-impl KafkaRecord {
-    /// Copies the parts of `m`.
-    pub fn of<M: Message>(m: &M) -> Self {
-        let headers = m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        KafkaRecord {
-            key: m.key().map(<[u8]>::to_vec),
-            value: m.payload().map(<[u8]>::to_vec),
-            timestamp: m.timestamp().to_millis(),
-            headers,
-        }
-    }
-
-    /// The same record as held in the local log.
-    pub fn of_local(r: &eddy::RecordView<'_>) -> Self {
-        KafkaRecord {
-            key: r.key.map(<[u8]>::to_vec),
-            value: r.value.map(<[u8]>::to_vec),
-            timestamp: Some(r.timestamp),
-            headers: r
-                .headers()
-                .map(|(k, v)| (k.to_owned(), v.map(<[u8]>::to_vec)))
-                .collect(),
-        }
+/// The parts of a Kafka record as an eddy record (timestamp kept, offset dropped), to append
+/// or to compare with `RecordView::to_record` of a local one.
+pub fn record_of<M: Message>(m: &M) -> Record {
+    let headers = m
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| Header {
+                    key: h.key.to_owned(),
+                    value: h.value.map(<[u8]>::to_vec),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Record {
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().map(<[u8]>::to_vec),
+        timestamp: m.timestamp().to_millis(),
+        headers,
     }
 }
 
@@ -238,7 +219,7 @@ pub fn read_one(
     topic: &str,
     partition: u32,
     offset: i64,
-) -> MirrorResult<KafkaRecord> {
+) -> MirrorResult<Record> {
     let consumer: BaseConsumer = settings
         .client_config(&[
             ("group.id", "eddy-mirror-check"),
@@ -261,7 +242,7 @@ pub fn read_one(
         let mut under_way = false;
         while Instant::now() < attempt || under_way && Instant::now() < deadline {
             match consumer.poll(Duration::from_millis(50)) {
-                Some(Ok(m)) if m.offset() == offset => return Ok(KafkaRecord::of(&m)),
+                Some(Ok(m)) if m.offset() == offset => return Ok(record_of(&m)),
                 Some(Ok(m)) if m.offset() < offset => under_way = true,
                 Some(Ok(m)) if from <= low => {
                     return Err(MirrorError::Mismatch(format!(

@@ -17,14 +17,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eddy::{Groups, Header, Log, PartitionReader, PartitionWriter, Record, TopicConfig};
+use eddy::{Groups, Log, PartitionReader, PartitionWriter, Record, TopicConfig};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::{
-    is_transient, partition_count, patiently, watermarks, FetchedEnds, KafkaRecord,
+    is_transient, partition_count, patiently, record_of, watermarks, FetchedEnds,
 };
 use crate::status::{MirrorStats, Status};
 use crate::{kafka, KafkaSettings, MirrorError, MirrorResult};
@@ -407,14 +407,11 @@ impl Lanes<'_> {
         }
         lane.kafka_next = m.offset() + 1;
         lane.dirty = true;
-        let record = KafkaRecord::of(m);
+        let record = record_of(m);
         if lane.skip > 0 {
             let at = lane.check;
             let fetch = lane.reader.read(at, 1, 1 << 20)?;
-            let local = fetch
-                .iter()
-                .find(|r| r.offset == at)
-                .map(|r| KafkaRecord::of_local(&r));
+            let local = fetch.iter().find(|r| r.offset == at).map(|r| r.to_record());
             if local.as_ref() != Some(&record) {
                 return Err(MirrorError::Mismatch(format!(
                     "local topic {} partition {p} offset {at} is not Kafka topic {} offset {}, \
@@ -429,16 +426,6 @@ impl Lanes<'_> {
             self.stats.skipped += 1;
             return Ok(None);
         }
-        let record = Record {
-            key: record.key,
-            value: record.value,
-            timestamp: record.timestamp,
-            headers: record
-                .headers
-                .into_iter()
-                .map(|(key, value)| Header { key, value })
-                .collect(),
-        };
         self.pending_bytes += record.key.as_ref().map_or(0, Vec::len)
             + record.value.as_ref().map_or(0, Vec::len)
             + 32;

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use eddy::{Consumer, ConsumerConfig, Log, PolledBatch, RecordView};
+use eddy::{Consumer, ConsumerConfig, Log, PolledBatch, Record, RecordView};
 use parking_lot::Mutex;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -25,7 +25,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::{ensure_topic, patiently, read_one, watermarks_of, KafkaRecord};
+use crate::cluster::{ensure_topic, patiently, read_one, watermarks_of};
 use crate::status::{MirrorStats, Status};
 use crate::{kafka, KafkaSettings, MirrorError, MirrorResult};
 
@@ -181,6 +181,7 @@ pub fn mirror_out(
     let outcome = mirror.run(stop, &mut status);
     let ended = mirror.finish();
     mirror.stats.elapsed = status.elapsed();
+    mirror.stats.lag = mirror.lag().unwrap_or(0);
     outcome.and(ended).map(|()| mirror.stats)
 }
 
@@ -386,13 +387,13 @@ impl MirrorOut<'_> {
         Ok(start)
     }
 
-    fn local_record(&self, p: u32, offset: u64) -> MirrorResult<KafkaRecord> {
+    fn local_record(&self, p: u32, offset: u64) -> MirrorResult<Record> {
         let mut reader = self.log.topic(&self.config.topic)?.reader(p)?;
         let fetch = reader.read(offset, 1, 1 << 20)?;
         let found = fetch
             .iter()
             .find(|r| r.offset == offset)
-            .map(|r| KafkaRecord::of_local(&r));
+            .map(|r| r.to_record());
         match found {
             Some(r) => Ok(r),
             None => Err(MirrorError::Mismatch(format!(

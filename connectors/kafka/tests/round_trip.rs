@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use eddy::{Groups, Log, Record, RecordView, TopicConfig};
+use eddy::{Groups, Log, Record, TopicConfig};
 use eddy_kafka::local_broker::LocalBroker;
 
 const RECORDS: u64 = 100_000;
@@ -139,25 +139,7 @@ fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-type Owned = (
-    Option<Vec<u8>>,
-    Option<Vec<u8>>,
-    i64,
-    Vec<(String, Option<Vec<u8>>)>,
-);
-
-fn owned(r: &RecordView<'_>) -> Owned {
-    (
-        r.key.map(<[u8]>::to_vec),
-        r.value.map(<[u8]>::to_vec),
-        r.timestamp,
-        r.headers()
-            .map(|(k, v)| (k.to_owned(), v.map(<[u8]>::to_vec)))
-            .collect(),
-    )
-}
-
-fn partition_records(dir: &Path, topic: &str, p: u32) -> Vec<Owned> {
+fn partition_records(dir: &Path, topic: &str, p: u32) -> Vec<Record> {
     let log = Log::open(dir).unwrap();
     let mut reader = log.topic(topic).unwrap().reader(p).unwrap();
     let mut out = Vec::new();
@@ -167,7 +149,7 @@ fn partition_records(dir: &Path, topic: &str, p: u32) -> Vec<Owned> {
         if fetch.is_empty() {
             return out;
         }
-        out.extend(fetch.iter().map(|r| owned(&r)));
+        out.extend(fetch.iter().map(|r| r.to_record()));
         next = fetch.next_offset();
     }
 }
@@ -326,7 +308,7 @@ impl RoundTrip {
                     source[i], copy[i]
                 );
             }
-            keyless += source.iter().filter(|r| r.0.is_none()).count();
+            keyless += source.iter().filter(|r| r.key.is_none()).count();
         }
         assert_eq!(keyless, (RECORDS / 10) as usize, "keyless records kept");
         let in_progress = committed(self.path(), &format!("mirror-in.{KAFKA_TOPIC}"));

@@ -23,11 +23,6 @@ fn main() -> AnyResult<()> {
     let o = Options::parse();
     init_logging(o.run.log_level);
     let mut app = distance_calculator(&o.dir.data_dir, o.unit)?;
-    run(&mut app, &o.run)?;
-    let m = app.metrics();
-    eprintln!(
-        "read {} track points, wrote {} distances",
-        m.records_in, m.records_out
-    );
+    run(&mut app, &o.run, "track points", "distances")?;
     Ok(())
 }

@@ -25,11 +25,6 @@ fn main() -> AnyResult<()> {
     init_logging(o.run.log_level);
     tracing::info!("Starting application");
     let mut app = processor(&o.dir.data_dir, o.aggregation)?;
-    run(&mut app, &o.run)?;
-    let m = app.metrics();
-    eprintln!(
-        "read {} readings, wrote {} window results",
-        m.records_in, m.records_out
-    );
+    run(&mut app, &o.run, "readings", "window results")?;
     Ok(())
 }
