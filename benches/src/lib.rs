@@ -1,6 +1,7 @@
 //! Shared helpers for eddy's benchmark programs: fixed-size record generation, timing, peak
 //! memory, and the one-line output format `name=<figure> key=value ...`.
 
+pub mod sensor;
 pub mod stress;
 
 use std::time::{Duration, Instant};
@@ -77,8 +78,14 @@ impl Figure {
         self.records as f64 / self.elapsed.as_secs_f64()
     }
 
-    /// The line printed for this figure.
+    /// The line printed for this figure, with the peak RSS so far.
     pub fn line(&self) -> String {
+        self.line_with_rss(peak_rss_kib())
+    }
+
+    /// The line printed for this figure, with a peak RSS read earlier (before a check that
+    /// allocates, say).
+    pub fn line_with_rss(&self, peak_rss_kib: u64) -> String {
         let rps = self.records_per_s();
         let mbps = self.bytes as f64 / self.elapsed.as_secs_f64() / 1e6;
         let ratio = self
@@ -86,11 +93,7 @@ impl Figure {
             .map_or("n/a".to_string(), |b| format!("{:.2}", rps / b));
         format!(
             "name={} records_per_s={:.0} mb_per_s={:.1} baseline_ratio={} peak_rss_kib={}",
-            self.name,
-            rps,
-            mbps,
-            ratio,
-            peak_rss_kib()
+            self.name, rps, mbps, ratio, peak_rss_kib
         )
     }
 }

@@ -5,7 +5,8 @@
 //! - `stateful_count_100k_keys`: a running count per key over 100,000 keys, counts out;
 //! - `restore_1m_entries`: a store rebuilt from a changelog of 1,000,000 entries;
 //! - `tumbling_10s_json_{5,100k}_keys`: the sensor workload — JSON readings 1 ms apart, 10 s
-//!   tumbling windows with 1 s grace, count/min/max/mean per key, final results.
+//!   tumbling windows with 1 s grace, count/min/max/mean per key, final results, every window
+//!   checked afterwards (`eddy_benches::sensor::check`; the program exits 1 on a wrong window).
 //!
 //! `cargo run --release -p eddy-benches --bin stream-bench [-- --records N --only PREFIX --dir DIR]`
 
@@ -14,7 +15,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use eddy::{AppConfig, Application, Json, Log, Record, State, Str, TopicConfig};
-use eddy_benches::{peak_rss_kib, work_dir, Figure};
+use eddy_benches::{peak_rss_kib, sensor, work_dir, Figure};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -67,13 +68,13 @@ fn produce(dir: &Path, topic: &str, n: u64, record: impl Fn(u64) -> (String, Vec
 /// `n` readings over `keys` sensors to `topic`, 1 ms apart in record time.
 fn produce_readings(dir: &Path, topic: &str, n: u64, keys: u64) -> u64 {
     produce(dir, topic, n, |i| {
-        let sensor = format!("sensor-{}", i % keys);
+        let name = format!("sensor-{}", i % keys);
         let value = serde_json::to_vec(&Reading {
-            sensor: sensor.clone(),
+            sensor: name.clone(),
             value: (i % 1000) as i64,
         })
         .expect("json");
-        (sensor, value, 1_700_000_000_000 + i as i64)
+        (name, value, 1_700_000_000_000 + i as i64)
     })
 }
 
@@ -168,42 +169,30 @@ fn restore(dir: &Path, entries: u64) -> Figure {
     }
 }
 
-#[derive(Clone, Serialize, Deserialize)]
-struct TimedReading {
-    ts: i64,
-    value: i64,
-}
-
-/// `n` readings over `keys` keys to `sensors`, 1 ms apart in event time (in the payload).
+/// `n` sensor readings over `keys` keys to `sensors` (see `eddy_benches::sensor`).
 fn produce_timed(dir: &Path, n: u64, keys: u64) -> u64 {
-    produce(dir, "sensors", n, |i| {
-        let ts = 1_700_000_000_000 + i as i64;
-        let value = serde_json::to_vec(&TimedReading {
-            ts,
-            value: (i % 101) as i64,
-        })
-        .expect("json");
-        (format!("Sensor{}", i % keys), value, ts)
-    })
+    produce(dir, "sensors", n, |i| sensor::reading(i, keys))
 }
 
-fn windowed(dir: &Path, n: u64, keys: u64, name: &'static str) -> Figure {
+/// The sensor workload's figure over `keys` keys, and the peak RSS when the run ended (before
+/// the check).
+fn windowed(dir: &Path, n: u64, keys: u64, name: &'static str) -> (Figure, u64) {
     use eddy::aggregate::{Count, Max, Mean, Min};
     use eddy::WindowResult;
     let bytes = produce_timed(dir, n, keys);
     let mut app = Application::new(config(dir, "windows")).expect("app");
     let input = app
-        .topic::<Str, Json<TimedReading>>("sensors")
+        .topic::<Str, Json<sensor::TimedReading>>("sensors")
         .expect("topic")
         .with_timestamp(|r, _| r.ts);
     let output = app
         .topic::<Str, Json<WindowResult<(u64, f64, f64, f64)>>>("agg")
         .expect("topic");
-    let v = |r: &TimedReading| r.value as f64;
+    let v = |r: &sensor::TimedReading| r.value as f64;
     app.dataframe(&input)
         .tumbling_window(
-            std::time::Duration::from_secs(10),
-            std::time::Duration::from_secs(1),
+            std::time::Duration::from_millis(sensor::WINDOW_MS as u64),
+            std::time::Duration::from_millis(sensor::GRACE_MS as u64),
         )
         .aggregate((Count, Min(v), Max(v), Mean(v)))
         .emit_final()
@@ -212,14 +201,21 @@ fn windowed(dir: &Path, n: u64, keys: u64, name: &'static str) -> Figure {
     app.run_until_idle().expect("run");
     let elapsed = start.elapsed();
     assert_eq!(app.metrics().records_in, n);
-    assert!(app.metrics().records_out > 0);
-    Figure {
+    drop(app);
+    let rss = peak_rss_kib();
+    let (emitted, closed) = sensor::check(dir, "agg", n, keys).unwrap_or_else(|e| {
+        eprintln!("{name}: {e}");
+        std::process::exit(1);
+    });
+    eprintln!("{name}: windows_emitted={emitted} windows_closed={closed} checked=ok");
+    let figure = Figure {
         name,
         records: n,
         bytes,
         elapsed,
         baseline_records_per_s: None,
-    }
+    };
+    (figure, rss)
 }
 
 fn main() {
@@ -253,7 +249,8 @@ fn main() {
             continue;
         }
         let dir = root.join(name);
-        println!("{}", windowed(&dir, o.records, keys, name).line());
+        let (figure, rss) = windowed(&dir, o.records, keys, name);
+        println!("{}", figure.line_with_rss(rss));
         let _ = std::fs::remove_dir_all(&dir);
     }
     eprintln!("peak_rss_kib={}", peak_rss_kib());

@@ -1,0 +1,177 @@
+//! The sensor workload of the windowed figures and of the peer comparison (`benches/peers/`,
+//! whose `workload.py` defines the same input and check): reading `i` has key `Sensor{i % keys}`,
+//! JSON value `{"ts":T0+i,"value":i % 101}` and event time `T0 + i` ms; a 10 s tumbling window
+//! per key with 1 s grace yields count, min, max and mean of `value`.
+//!
+//! A run passes [`check`] when every window it emitted equals the window computed over all
+//! readings, none came out twice, and every window closed by the end of the input
+//! (end + grace < last event time) came out. Windows still open at the end may come out or not.
+
+use std::collections::HashSet;
+
+use eddy::{Log, WindowResult};
+use serde::{Deserialize, Serialize};
+
+/// Event time of the first reading (a multiple of the window size).
+pub const T0: i64 = 1_700_000_000_000;
+/// Window size in ms.
+pub const WINDOW_MS: i64 = 10_000;
+/// Grace period in ms.
+pub const GRACE_MS: i64 = 1_000;
+
+/// A reading's JSON value.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct TimedReading {
+    /// Event time in ms.
+    pub ts: i64,
+    /// The measured value.
+    pub value: i64,
+}
+
+/// A window's aggregate: count, min, max, mean.
+pub type Aggregate = (u64, f64, f64, f64);
+
+/// Key, JSON value and event time of reading `i`.
+pub fn reading(i: u64, keys: u64) -> (String, Vec<u8>, i64) {
+    let ts = T0 + i as i64;
+    let value = serde_json::to_vec(&TimedReading {
+        ts,
+        value: (i % 101) as i64,
+    })
+    .expect("a reading serializes");
+    (format!("Sensor{}", i % keys), value, ts)
+}
+
+/// The aggregate of `key`'s readings in the window starting at `start`, or `None` when the
+/// window holds none of them (or `key` is not a sensor of the workload).
+pub fn expected_window(key: &str, start: i64, events: u64, keys: u64) -> Option<Aggregate> {
+    let sensor: u64 = key.strip_prefix("Sensor")?.parse().ok()?;
+    if sensor >= keys || start < T0 {
+        return None;
+    }
+    let from = (start - T0) as u64;
+    let first = from + (sensor + keys - from % keys) % keys;
+    let to = ((start + WINDOW_MS - T0) as u64).min(events);
+    let mut agg: Option<(u64, u64, u64, u64)> = None;
+    for i in (first..to).step_by(keys as usize) {
+        let v = i % 101;
+        agg = Some(match agg {
+            None => (1, v, v, v),
+            Some((n, lo, hi, sum)) => (n + 1, lo.min(v), hi.max(v), sum + v),
+        });
+    }
+    agg.map(|(n, lo, hi, sum)| (n, lo as f64, hi as f64, sum as f64 / n as f64))
+}
+
+/// How many (key, window) pairs had closed by the end of the input.
+pub fn closed_windows(events: u64, keys: u64) -> u64 {
+    let last = T0 + events as i64 - 1;
+    let mut closed = 0;
+    let mut start = T0;
+    while start + WINDOW_MS + GRACE_MS < last {
+        let readings = ((start + WINDOW_MS - T0) as u64).min(events) - (start - T0) as u64;
+        closed += readings.min(keys);
+        start += WINDOW_MS;
+    }
+    closed
+}
+
+/// Reads every window in `topic` under `dir` and checks them; returns (windows emitted,
+/// windows closed), or what was wrong, naming the window or the record.
+pub fn check(
+    dir: &std::path::Path,
+    topic: &str,
+    events: u64,
+    keys: u64,
+) -> Result<(u64, u64), String> {
+    let log = Log::open(dir).map_err(|e| e.to_string())?;
+    let topic = log.topic(topic).map_err(|e| e.to_string())?;
+    let last = T0 + events as i64 - 1;
+    let (mut seen, mut emitted, mut closed_seen) = (HashSet::new(), 0, 0);
+    for p in 0..topic.partitions() {
+        let mut reader = topic.reader(p).map_err(|e| e.to_string())?;
+        let mut next = 0;
+        loop {
+            let fetch = reader
+                .read(next, 10_000, 8 << 20)
+                .map_err(|e| e.to_string())?;
+            if fetch.is_empty() {
+                break;
+            }
+            for r in fetch.iter() {
+                let at = format!("{} partition {p} offset {}", topic.name(), r.offset);
+                let key = std::str::from_utf8(r.key.unwrap_or_default())
+                    .map_err(|e| format!("{at}: key: {e}"))?;
+                let w: WindowResult<Aggregate> =
+                    serde_json::from_slice(r.value.unwrap_or_default())
+                        .map_err(|e| format!("{at}: {e}"))?;
+                let at = format!("{at}: window {key} [{}, {})", w.start, w.end);
+                if !seen.insert((key.to_owned(), w.start)) {
+                    return Err(format!("{at} came out twice"));
+                }
+                let want = expected_window(key, w.start, events, keys)
+                    .filter(|_| w.end - w.start == WINDOW_MS && (w.start - T0) % WINDOW_MS == 0)
+                    .ok_or_else(|| format!("{at} is not a window of the input"))?;
+                let (n, lo, hi, mean) = w.value;
+                if (n, lo, hi) != (want.0, want.1, want.2)
+                    || (mean - want.3).abs() > 1e-9 * want.3.abs().max(1.0)
+                {
+                    return Err(format!("{at} is {:?}, expected {want:?}", w.value));
+                }
+                emitted += 1;
+                if w.end + GRACE_MS < last {
+                    closed_seen += 1;
+                }
+            }
+            next = fetch.next_offset();
+        }
+    }
+    let closed = closed_windows(events, keys);
+    if closed_seen != closed {
+        return Err(format!(
+            "{} of {closed} closed windows missing",
+            closed - closed_seen
+        ));
+    }
+    Ok((emitted, closed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// The arithmetic of `expected_window` and `closed_windows` against a plain fold over every
+    /// reading.
+    #[test]
+    fn expected_windows_match_a_fold_over_all_readings() {
+        let (events, keys) = (50_000, 7);
+        let mut folded: HashMap<(String, i64), Vec<u64>> = HashMap::new();
+        for i in 0..events {
+            let (key, _, ts) = reading(i, keys);
+            folded
+                .entry((key, ts - ts % WINDOW_MS))
+                .or_default()
+                .push(i % 101);
+        }
+        for ((key, start), values) in &folded {
+            let n = values.len() as u64;
+            let sum: u64 = values.iter().sum();
+            let want = (
+                n,
+                *values.iter().min().unwrap() as f64,
+                *values.iter().max().unwrap() as f64,
+                sum as f64 / n as f64,
+            );
+            assert_eq!(expected_window(key, *start, events, keys), Some(want));
+        }
+        let last = T0 + events as i64 - 1;
+        let closed = folded
+            .keys()
+            .filter(|(_, s)| s + WINDOW_MS + GRACE_MS < last)
+            .count();
+        assert_eq!(closed_windows(events, keys), closed as u64);
+        assert_eq!(expected_window("Sensor7", T0, events, keys), None);
+        assert_eq!(expected_window("sensor1", T0, events, keys), None);
+    }
+}
