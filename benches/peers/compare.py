@@ -141,7 +141,7 @@ def main():
     print(f"{'keys':>7}  {'engine':<8} {'events/s':>10}  {'peak RSS MiB':>12}  {'eddy x':>7}")
     for keys, engine, rate, rss, ratio in rows:
         x = "" if ratio is None else f"{ratio:.1f}"
-        print(f"{keys:>7}  {engine:<8} {rate:>10,.0f}  {rss / 1024:>12.0f}  {x:>7}")
+        print(f"{keys:>7}  {engine:<8} {rate:>10,.0f}  {rss / 1024:>12,.0f}  {x:>7}")
     for m in missed:
         print(f"floor missed: {m}", file=sys.stderr)
     sys.exit(1 if missed else 0)
