@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::aggregate::Aggregator;
 use super::partition::{Open, PartitionWindows, ValueCodec};
-use super::shapes::TimeWindows;
+use super::shapes::{Assigned, TimeWindows};
 use super::state::{loaded_from, result_message, state_for};
 use super::{Emit, WindowResult};
 use crate::state::Store;
@@ -45,6 +45,10 @@ pub(crate) struct WindowOperator<K, V, G: Aggregator<V>> {
     late: Vec<LateHandler<K, V>>,
     partitions: HashMap<u32, PartitionWindows<K, G::Acc, V>>,
     downstream: Edges<K, WindowResult<G::Out>>,
+    /// Per-record scratch, kept so that the hot path does not allocate it again for each record.
+    assigned: Assigned,
+    closed: Vec<Open<K, G::Acc>>,
+    results: Vec<Message<K, WindowResult<G::Out>>>,
 }
 
 impl<K, V, G> WindowOperator<K, V, G>
@@ -68,6 +72,9 @@ where
             late,
             partitions: HashMap::new(),
             downstream,
+            assigned: Assigned::default(),
+            closed: Vec::new(),
+            results: Vec::new(),
         }
     }
 
@@ -83,9 +90,10 @@ where
         p.last_record = Instant::now();
         let order = p.order;
         p.order += 1;
-        let assigned = windows.assign(p, &mut self.aggregator, ctx.raw_key, &m, order);
+        let assigned = &mut self.assigned;
+        windows.assign(p, &mut self.aggregator, ctx.raw_key, &m, order, assigned);
         p.stream_time = p.stream_time.max(m.timestamp_ms);
-        let mut results = Vec::new();
+        let mut results = std::mem::take(&mut self.results);
         if self.plan.emit == Emit::Current {
             let open = p.key(ctx.raw_key).map(|kw| &kw.windows[..]);
             for w in open.unwrap_or_default() {
@@ -100,7 +108,7 @@ where
             |end| end.saturating_add(linger) <= limit,
             &mut results,
         );
-        if let Some((start, end)) = assigned.late {
+        if let Some((start, end)) = self.assigned.late {
             ctx.late_records += 1;
             tracing::warn!(
                 topic = ctx.topic,
@@ -114,8 +122,19 @@ where
                 handler(ctx, &m, start, end)?;
             }
         }
+        let outcome = self.emit_all(ctx, &mut results);
+        self.results = results;
+        outcome
+    }
+
+    /// Sends `results` downstream, leaving the vector empty.
+    fn emit_all(
+        &self,
+        ctx: &mut Ctx<'_>,
+        results: &mut Vec<Message<K, WindowResult<G::Out>>>,
+    ) -> Result<(), StepError> {
         let mut downstream = self.downstream.borrow_mut();
-        for r in results {
+        for r in results.drain(..) {
             emit(&mut downstream, ctx, r)?;
         }
         Ok(())
@@ -132,10 +151,17 @@ where
         let Some(p) = self.partitions.get_mut(&partition) else {
             return;
         };
-        let closed = p.close_due(&due, self.plan.windows.records_close_with_windows());
+        p.close_due(
+            &due,
+            self.plan.windows.records_close_with_windows(),
+            &mut self.closed,
+        );
         p.expire_records(&due);
+        let closed = self.closed.drain(..);
         if self.plan.emit == Emit::Final {
-            results.extend(closed.iter().map(|w| result(&self.aggregator, w)));
+            let agg = &self.aggregator;
+            results
+                .extend(closed.map(|w| result_message(w.key, w.start, w.end, agg.result(&w.acc))));
         }
     }
 }
@@ -183,10 +209,6 @@ where
             |end| end.saturating_add(linger) <= limit,
             &mut results,
         );
-        let mut downstream = self.downstream.borrow_mut();
-        for r in results {
-            emit(&mut downstream, ctx, r)?;
-        }
-        Ok(())
+        self.emit_all(ctx, &mut results)
     }
 }

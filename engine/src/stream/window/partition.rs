@@ -1,8 +1,11 @@
 //! One partition's open time windows and buffered records, and how they are saved in its store.
 //!
 //! Invariants:
-//! - Every open window is in `keys` (under its record key) and in `closing` as `(end, start,
-//!   record key)`, so the windows to close are a prefix of `closing`.
+//! - Every open window is in `keys` (under its record key) and its record key is in `closing`
+//!   under `(end, start)`, so the windows to close are the first buckets of `closing`; each
+//!   bucket closes in record-key order. `closing` may also hold keys of windows removed early
+//!   (a session that grew or merged) in buckets too large to search: closing skips them, and
+//!   `open_windows` counts only the windows really open.
 //! - Changes reach the store only through [`PartitionWindows::flush`]: changed windows and record
 //!   buffers as entries, removed ones as tombstones — and only for entries the store holds, so a
 //!   window opened and closed between two checkpoints costs the store nothing.
@@ -11,7 +14,7 @@
 //!   `(key, accumulator)`; `b'w', op u16, b'B', record key` → JSON `[(timestamp, order, value)]`;
 //!   `b'w', op u16, b'M'` → JSON `(stream time, arrival counter)`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -134,6 +137,10 @@ impl<K, A, V> KeyWindows<K, A, V> {
 /// A record key, shared by the map of keys and the closing and flush lists.
 type RawKey = Rc<[u8]>;
 
+/// Buckets of `closing` up to this size are searched when a window is removed early; larger
+/// ones keep the entry until they close (so a removal never costs a long scan).
+const SEARCHED_BUCKET: usize = 16;
+
 /// The window state of one partition.
 pub(crate) struct PartitionWindows<K, A, V> {
     op: u16,
@@ -143,7 +150,9 @@ pub(crate) struct PartitionWindows<K, A, V> {
     /// Arrival counter: the next record's order.
     pub order: u64,
     keys: HashMap<RawKey, KeyWindows<K, A, V>>,
-    closing: BTreeSet<(i64, i64, RawKey)>,
+    closing: BTreeMap<(i64, i64), Vec<RawKey>>,
+    /// How many windows are open.
+    open_windows: usize,
     /// `(expiry, record key)` of keys with buffered records that expire by time (sliding).
     expiring: BTreeSet<(i64, RawKey)>,
     /// Keys changed since the last flush.
@@ -168,7 +177,8 @@ impl<K, A, V> PartitionWindows<K, A, V> {
             stream_time: i64::MIN,
             order: 0,
             keys: HashMap::new(),
-            closing: BTreeSet::new(),
+            closing: BTreeMap::new(),
+            open_windows: 0,
             expiring: BTreeSet::new(),
             listed: Vec::new(),
             deleted: Vec::new(),
@@ -221,61 +231,94 @@ impl<K, A, V> PartitionWindows<K, A, V> {
             dirty: true,
             saved: false,
         });
-        self.closing.insert((end, start, shared));
+        self.closing.entry((end, start)).or_default().push(shared);
+        self.open_windows += 1;
     }
 
     /// Removes the open window of `raw` starting at `start`.
     pub fn remove(&mut self, raw: &[u8], start: i64) -> Option<Open<K, A>> {
-        let (shared, kw) = self.entry(raw);
+        let kw = self.key_mut(raw);
         let i = kw.windows.iter().position(|w| w.start == start)?;
         let w = kw.windows.swap_remove(i);
         if w.saved {
             self.deleted.push(window_key(self.op, w.end, w.start, raw));
         }
-        self.closing.remove(&(w.end, w.start, shared));
+        self.open_windows -= 1;
+        let bounds = (w.end, w.start);
+        if let Some(bucket) = self.closing.get_mut(&bounds) {
+            // A large bucket keeps the entry; closing skips it.
+            if bucket.len() <= SEARCHED_BUCKET {
+                if let Some(i) = bucket.iter().position(|k| **k == *raw) {
+                    bucket.swap_remove(i);
+                }
+                if bucket.is_empty() {
+                    self.closing.remove(&bounds);
+                }
+            }
+        }
         Some(w)
     }
 
-    /// Removes and returns the windows whose end satisfies `due`, smallest end first; with
-    /// `drop_records`, also the buffered records inside each closed window.
-    pub fn close_due(&mut self, due: impl Fn(i64) -> bool, drop_records: bool) -> Vec<Open<K, A>> {
-        let mut closed = Vec::new();
-        while self.closing.first().is_some_and(|first| due(first.0)) {
-            let Some((_, start, raw)) = self.closing.pop_first() else {
+    /// Removes the windows whose end satisfies `due` and appends them to `closed`, smallest end
+    /// first; with `drop_records`, also drops the buffered records inside each closed window.
+    pub fn close_due(
+        &mut self,
+        due: impl Fn(i64) -> bool,
+        drop_records: bool,
+        closed: &mut Vec<Open<K, A>>,
+    ) {
+        while let Some(first) = self.closing.first_entry() {
+            let (end, start) = *first.key();
+            if !due(end) {
                 break;
-            };
-            let Some(kw) = self.keys.get_mut(&raw) else {
-                continue;
-            };
-            let Some(i) = kw.windows.iter().position(|w| w.start == start) else {
-                continue;
-            };
-            let w = kw.windows.swap_remove(i);
-            if w.saved {
-                self.deleted.push(window_key(self.op, w.end, w.start, &raw));
             }
-            if drop_records {
-                let (start, end) = (w.start, w.end);
-                kw.drop_records(|r| start <= r.ts && r.ts < end);
-                if kw.records_dirty && !kw.listed {
-                    kw.listed = true;
-                    self.listed.push(raw.clone());
+            let mut bucket = first.remove();
+            bucket.sort_unstable();
+            for raw in bucket {
+                let Some(kw) = self.keys.get_mut(&raw) else {
+                    continue;
+                };
+                let at = kw
+                    .windows
+                    .iter()
+                    .position(|w| w.start == start && w.end == end);
+                let Some(i) = at else {
+                    continue; // removed early, or a duplicate entry of one reopened
+                };
+                let w = kw.windows.swap_remove(i);
+                self.open_windows -= 1;
+                if w.saved {
+                    self.deleted.push(window_key(self.op, w.end, w.start, &raw));
                 }
+                if drop_records {
+                    kw.drop_records(|r| start <= r.ts && r.ts < end);
+                    if kw.records_dirty && !kw.listed {
+                        kw.listed = true;
+                        self.listed.push(raw.clone());
+                    }
+                }
+                closed.push(w);
+                self.forget_if_empty(&raw);
             }
-            closed.push(w);
-            self.forget_if_empty(&raw);
         }
-        closed
     }
 
     /// The largest end of an open window.
     pub fn last_end(&self) -> Option<i64> {
-        self.closing.last().map(|c| c.0)
+        let is_open = |raw: &RawKey, start: i64, end: i64| {
+            let kw = self.keys.get(raw);
+            kw.is_some_and(|kw| kw.windows.iter().any(|w| (w.start, w.end) == (start, end)))
+        };
+        self.closing
+            .iter()
+            .rev()
+            .find(|(&(end, start), keys)| keys.iter().any(|raw| is_open(raw, start, end)))
+            .map(|(&(end, _), _)| end)
     }
 
     /// Whether any window is open.
     pub fn has_open(&self) -> bool {
-        !self.closing.is_empty()
+        self.open_windows > 0
     }
 
     /// Records of `raw` expire (all of them) once `expiry` is due; a later expiry replaces it.
@@ -414,7 +457,8 @@ where
 
 /// The store key of a window of operator `op`.
 fn window_key(op: u16, end: i64, start: i64, raw: &[u8]) -> Vec<u8> {
-    let mut k = state_prefix(op, b'W');
+    let mut k = Vec::with_capacity(20 + raw.len());
+    k.extend_from_slice(&state_prefix(op, b'W'));
     k.extend_from_slice(&time_bytes(end));
     k.extend_from_slice(&time_bytes(start));
     k.extend_from_slice(raw);

@@ -71,7 +71,8 @@ impl TimeWindows {
         matches!(self.shape, Shape::Session { .. })
     }
 
-    /// Adds message `m` (raw key `raw`, arrival `order`) to its windows in `p`.
+    /// Adds message `m` (raw key `raw`, arrival `order`) to its windows in `p`; says what it did
+    /// in `out` (cleared first, so that the caller can reuse it for every record).
     pub fn assign<K: Clone, V: Clone, G: Aggregator<V>>(
         &self,
         p: &mut PartitionWindows<K, G::Acc, V>,
@@ -79,10 +80,12 @@ impl TimeWindows {
         raw: &[u8],
         m: &Message<K, V>,
         order: u64,
-    ) -> Assigned {
+        out: &mut Assigned,
+    ) {
         let (linger, stream_time) = (self.linger(), p.stream_time);
         let closed = move |end: i64| end.saturating_add(linger) <= stream_time;
-        let mut out = Assigned::default();
+        out.updated.clear();
+        out.late = None;
         let ts = m.timestamp_ms;
         match self.shape {
             Shape::Fixed { size_ms, step_ms } => {
@@ -106,7 +109,7 @@ impl TimeWindows {
                 let (start, end) = (ts.saturating_sub(size_ms - 1), ts.saturating_add(1));
                 if closed(ts.saturating_add(size_ms)) {
                     out.late = Some((start, end)); // every window containing it has closed
-                    return out;
+                    return;
                 }
                 let kw = p.key_mut(raw);
                 kw.drop_records(|r| closed(r.ts.saturating_add(size_ms)));
@@ -143,7 +146,7 @@ impl TimeWindows {
                 }
                 if closed(end) {
                     out.late = Some((start, end));
-                    return out;
+                    return;
                 }
                 let kw = p.key_mut(raw);
                 kw.buffer(Buffered {
@@ -181,7 +184,6 @@ impl TimeWindows {
                 out.updated.push(start);
             }
         }
-        out
     }
 }
 
