@@ -340,7 +340,8 @@ pub(crate) fn encode_record<KF: Format, VF: Format>(
         }
         None => None,
     };
-    let mut value = Vec::with_capacity(64);
+    // Room for a typical JSON result (a window result is ~80 bytes), so it rarely grows.
+    let mut value = Vec::with_capacity(128);
     VF::encode(&m.value, &mut value).map_err(|e| StepError::Function(format!("value: {e}")))?;
     Ok(Record {
         key,

@@ -12,10 +12,8 @@ use crate::stream::StepError;
 
 /// Store key prefix of entries of kind `kind` of window operator `op`: `b'w', op u16 BE, kind`.
 pub(crate) fn state_prefix(op: u16, kind: u8) -> Vec<u8> {
-    let mut p = vec![b'w'];
-    p.extend_from_slice(&op.to_be_bytes());
-    p.push(kind);
-    p
+    let [hi, lo] = op.to_be_bytes();
+    vec![b'w', hi, lo, kind]
 }
 
 /// In-memory state of one partition, loaded from a store.
