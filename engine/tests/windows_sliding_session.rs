@@ -370,10 +370,18 @@ fn sessions_of_many_keys_with_the_same_bounds_match_a_brute_force() {
     let mut readings = Vec::new();
     let mut clock = 0i64;
     for tick in 0..120i64 {
-        clock += if tick % 30 == 29 { 6_000 } else { 100 * (1 + tick % 4) };
+        clock += if tick % 30 == 29 {
+            6_000
+        } else {
+            100 * (1 + tick % 4)
+        };
         for k in 0..keys {
             // Every fifth key also gets a record from the past that can bridge two sessions.
-            let ts = if k % 5 == 0 && tick % 9 == 4 { clock - 3_000 } else { clock };
+            let ts = if k % 5 == 0 && tick % 9 == 4 {
+                clock - 3_000
+            } else {
+                clock
+            };
             readings.push((format!("\"k{k}\""), ts, (tick * keys + k) as f64));
         }
     }
