@@ -93,9 +93,9 @@ def fields(line):
 
 
 def eddy(events, keys):
-    name = "tumbling_10s_json_5_keys" if keys == 5 else "tumbling_10s_json_100k_keys"
     if keys not in (5, 100_000):
         sys.exit("eddy's stream-bench runs the sensor workload with 5 or 100000 keys")
+    name = "tumbling_10s_json_5_keys" if keys == 5 else "tumbling_10s_json_100k_keys"
     out = run(["cargo", "run", "-q", "--release", "-p", "eddy-benches", "--bin", "stream-bench",
                "--", "--only", name, "--records", str(events)], cwd=ROOT)
     f = fields(next(l for l in out.splitlines() if l.startswith("name=")))

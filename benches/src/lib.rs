@@ -6,7 +6,8 @@ pub mod stress;
 
 use std::time::{Duration, Instant};
 
-use eddy::Record;
+use eddy::{Record, Topic, WindowResult};
+use serde::de::DeserializeOwned;
 
 /// `n` keyed records whose key plus value take exactly `size` bytes (key 16 bytes).
 pub fn records(n: usize, size: usize) -> Vec<Record> {
@@ -21,6 +22,41 @@ pub fn records(n: usize, size: usize) -> Vec<Record> {
             Record::keyed(key, value).at(1_700_000_000_000 + i as i64)
         })
         .collect()
+}
+
+/// Calls `f(key, window)` for every window result in `topic` (UTF-8 key, JSON
+/// [`WindowResult`]), partition by partition in offset order. A record that does not decode, or
+/// an error from `f`, stops the walk with a message naming topic, partition and offset.
+pub fn for_each_window<T: DeserializeOwned>(
+    topic: &Topic,
+    mut f: impl FnMut(&str, WindowResult<T>) -> Result<(), String>,
+) -> Result<(), String> {
+    for p in 0..topic.partitions() {
+        let mut reader = topic.reader(p).map_err(|e| e.to_string())?;
+        let mut next = 0;
+        loop {
+            let fetch = reader
+                .read(next, 10_000, 8 << 20)
+                .map_err(|e| e.to_string())?;
+            if fetch.is_empty() {
+                break;
+            }
+            for r in fetch.iter() {
+                let window = std::str::from_utf8(r.key.unwrap_or_default())
+                    .map_err(|e| format!("key: {e}"))
+                    .and_then(|key| {
+                        let w = serde_json::from_slice(r.value.unwrap_or_default())
+                            .map_err(|e| format!("value: {e}"))?;
+                        f(key, w)
+                    });
+                window.map_err(|e| {
+                    format!("{} partition {p} offset {}: {e}", topic.name(), r.offset)
+                })?;
+            }
+            next = fetch.next_offset();
+        }
+    }
+    Ok(())
 }
 
 /// Peak resident set size of this process in KiB (`VmHWM`), 0 where unknown.

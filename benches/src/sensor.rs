@@ -88,44 +88,26 @@ pub fn check(
     let topic = log.topic(topic).map_err(|e| e.to_string())?;
     let last = T0 + events as i64 - 1;
     let (mut seen, mut emitted, mut closed_seen) = (HashSet::new(), 0, 0);
-    for p in 0..topic.partitions() {
-        let mut reader = topic.reader(p).map_err(|e| e.to_string())?;
-        let mut next = 0;
-        loop {
-            let fetch = reader
-                .read(next, 10_000, 8 << 20)
-                .map_err(|e| e.to_string())?;
-            if fetch.is_empty() {
-                break;
-            }
-            for r in fetch.iter() {
-                let at = format!("{} partition {p} offset {}", topic.name(), r.offset);
-                let key = std::str::from_utf8(r.key.unwrap_or_default())
-                    .map_err(|e| format!("{at}: key: {e}"))?;
-                let w: WindowResult<Aggregate> =
-                    serde_json::from_slice(r.value.unwrap_or_default())
-                        .map_err(|e| format!("{at}: {e}"))?;
-                let at = format!("{at}: window {key} [{}, {})", w.start, w.end);
-                if !seen.insert((key.to_owned(), w.start)) {
-                    return Err(format!("{at} came out twice"));
-                }
-                let want = expected_window(key, w.start, events, keys)
-                    .filter(|_| w.end - w.start == WINDOW_MS && (w.start - T0) % WINDOW_MS == 0)
-                    .ok_or_else(|| format!("{at} is not a window of the input"))?;
-                let (n, lo, hi, mean) = w.value;
-                if (n, lo, hi) != (want.0, want.1, want.2)
-                    || (mean - want.3).abs() > 1e-9 * want.3.abs().max(1.0)
-                {
-                    return Err(format!("{at} is {:?}, expected {want:?}", w.value));
-                }
-                emitted += 1;
-                if w.end + GRACE_MS < last {
-                    closed_seen += 1;
-                }
-            }
-            next = fetch.next_offset();
+    crate::for_each_window(&topic, |key, w: WindowResult<Aggregate>| {
+        let at = || format!("window {key} [{}, {})", w.start, w.end);
+        if !seen.insert((key.to_owned(), w.start)) {
+            return Err(format!("{} came out twice", at()));
         }
-    }
+        let want = expected_window(key, w.start, events, keys)
+            .filter(|_| w.end - w.start == WINDOW_MS && (w.start - T0) % WINDOW_MS == 0)
+            .ok_or_else(|| format!("{} is not a window of the input", at()))?;
+        let (n, lo, hi, mean) = w.value;
+        if (n, lo, hi) != (want.0, want.1, want.2)
+            || (mean - want.3).abs() > 1e-9 * want.3.abs().max(1.0)
+        {
+            return Err(format!("{} is {:?}, expected {want:?}", at(), w.value));
+        }
+        emitted += 1;
+        if w.end + GRACE_MS < last {
+            closed_seen += 1;
+        }
+        Ok(())
+    })?;
     let closed = closed_windows(events, keys);
     if closed_seen != closed {
         return Err(format!(
@@ -173,5 +155,62 @@ mod tests {
         assert_eq!(closed_windows(events, keys), closed as u64);
         assert_eq!(expected_window("Sensor7", T0, events, keys), None);
         assert_eq!(expected_window("sensor1", T0, events, keys), None);
+    }
+
+    /// Writes `windows` as results to topic `agg` under a new directory.
+    fn written(windows: &[(String, i64)], events: u64, keys: u64) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = Log::open(dir.path()).expect("log");
+        let topic = log
+            .topic_or_create("agg", eddy::TopicConfig::default())
+            .expect("topic");
+        let records = windows.iter().map(|(key, start)| {
+            let value = expected_window(key, *start, events, keys).unwrap_or((1, 0.0, 0.0, 0.0));
+            let w = WindowResult {
+                start: *start,
+                end: start + WINDOW_MS,
+                value,
+            };
+            let json = serde_json::to_vec(&w).expect("json");
+            eddy::Record::keyed(key.clone(), json)
+        });
+        topic.append(records).expect("append");
+        dir
+    }
+
+    /// The check passes the windows of the input and names what is wrong otherwise.
+    #[test]
+    fn check_accepts_the_closed_windows_and_refuses_repeats_gaps_and_strangers() {
+        let (events, keys) = (45_000, 3);
+        let closed: Vec<(String, i64)> = (0..4)
+            .flat_map(|n| (0..keys).map(move |k| (format!("Sensor{k}"), T0 + n * WINDOW_MS)))
+            .collect();
+        assert_eq!(closed_windows(events, keys), closed.len() as u64);
+        let ok = written(&closed, events, keys);
+        assert_eq!(check(ok.path(), "agg", events, keys), Ok((12, 12)));
+
+        let mut repeated = closed.clone();
+        repeated.push(closed[5].clone());
+        let err = check(written(&repeated, events, keys).path(), "agg", events, keys);
+        assert!(
+            err.as_ref().is_err_and(|e| e.contains("came out twice")),
+            "{err:?}"
+        );
+
+        let missing = &closed[1..];
+        let err = check(written(missing, events, keys).path(), "agg", events, keys);
+        assert!(
+            err.as_ref().is_err_and(|e| e.contains("1 of 12 closed")),
+            "{err:?}"
+        );
+
+        let mut stranger = closed.clone();
+        stranger.push(("Sensor9".into(), T0));
+        let err = check(written(&stranger, events, keys).path(), "agg", events, keys);
+        assert!(
+            err.as_ref()
+                .is_err_and(|e| e.contains("agg partition 0 offset 12: window Sensor9")),
+            "{err:?}"
+        );
     }
 }

@@ -167,33 +167,17 @@ pub fn read_windows(dir: &Path) -> Result<(Windows, u64, u64), String> {
         Err(e) => return Err(e.to_string()),
     };
     let (mut windows, mut same, mut other) = (Windows::new(), 0, 0);
-    for p in 0..topic.partitions() {
-        let mut reader = topic.reader(p).map_err(|e| e.to_string())?;
-        let mut next = 0;
-        loop {
-            let fetch = reader
-                .read(next, 10_000, 8 << 20)
-                .map_err(|e| e.to_string())?;
-            if fetch.is_empty() {
-                break;
+    crate::for_each_window(&topic, |key, w: WindowResult<(u64, f64)>| {
+        let value = (w.value.0, w.value.1 as u64);
+        match windows.get(&(key.to_owned(), w.start, w.end)) {
+            None => {
+                windows.insert((key.to_owned(), w.start, w.end), value);
             }
-            for r in fetch.iter() {
-                let key = String::from_utf8_lossy(r.key.unwrap_or_default()).into_owned();
-                let w: WindowResult<(u64, f64)> =
-                    serde_json::from_slice(r.value.unwrap_or_default())
-                        .map_err(|e| format!("{OUTPUT} partition {p} offset {}: {e}", r.offset))?;
-                let value = (w.value.0, w.value.1 as u64);
-                match windows.get(&(key.clone(), w.start, w.end)) {
-                    None => {
-                        windows.insert((key, w.start, w.end), value);
-                    }
-                    Some(v) if *v == value => same += 1,
-                    Some(_) => other += 1,
-                }
-            }
-            next = fetch.next_offset();
+            Some(v) if *v == value => same += 1,
+            Some(_) => other += 1,
         }
-    }
+        Ok(())
+    })?;
     Ok((windows, same, other))
 }
 

@@ -157,6 +157,7 @@ where
             &mut self.closed,
         );
         p.expire_records(&due);
+        // Draining empties the scratch list whether or not the windows become results.
         let closed = self.closed.drain(..);
         if self.plan.emit == Emit::Final {
             let agg = &self.aggregator;
