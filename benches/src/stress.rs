@@ -163,7 +163,7 @@ pub fn read_windows(dir: &Path) -> Result<(Windows, u64, u64), String> {
     let log = Log::open(dir).map_err(|e| e.to_string())?;
     let topic = match log.topic(OUTPUT) {
         Ok(t) => t,
-        Err(eddy::LogError::TopicNotFound(_)) => return Ok((Windows::new(), 0, 0)),
+        Err(eddy::LogError::TopicNotFound { .. }) => return Ok((Windows::new(), 0, 0)),
         Err(e) => return Err(e.to_string()),
     };
     let (mut windows, mut same, mut other) = (Windows::new(), 0, 0);

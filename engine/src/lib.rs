@@ -87,7 +87,8 @@ pub use groups::{
 pub use log::{
     murmur2, partition_for_key, validate_name, Appended, CleanupPolicy, CompactionStats,
     Durability, Fetch, Header, Log, LogError, LogResult, PartitionInfo, PartitionReader,
-    PartitionWriter, Record, RecordView, RecoveryReport, Topic, TopicConfig,
+    PartitionWriter, Record, RecordView, RecoveryReport, Topic, TopicConfig, WriterCore,
+    SETTING_NAMES,
 };
 pub use runtime::{AppConfig, Application, MetricsSnapshot, ProcessingGuarantee, Producer};
 pub use state::{RestoreReport, State, StateError, StateResult, DEFAULT_MEMORY_BUDGET};

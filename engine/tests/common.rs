@@ -2,6 +2,39 @@
 #![allow(dead_code, missing_docs, clippy::unwrap_used)]
 
 use eddy::{Log, PartitionReader, Record, Topic, TopicConfig};
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+/// The `eddy` binary with `EDDY_DATA_DIR` set to `dir`.
+pub fn eddy(dir: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_eddy"));
+    c.env("EDDY_DATA_DIR", dir);
+    c
+}
+
+/// Runs the binary with `stdin` fed in and returns its output.
+pub fn run(dir: &std::path::Path, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    let mut child = eddy(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Runs the binary, asserts success and returns its stdout.
+pub fn run_ok(dir: &std::path::Path, args: &[&str], stdin: &str) -> String {
+    let out = run(dir, args, stdin.as_bytes());
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
 
 /// A config with small segments so that tests cross segment boundaries.
 pub fn small_segments(partitions: u32, segment_bytes: u64) -> TopicConfig {

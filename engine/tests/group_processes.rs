@@ -7,15 +7,9 @@ use common::*;
 use eddy::{Groups, Log, Record};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-fn eddy(dir: &std::path::Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_eddy"));
-    c.env("EDDY_DATA_DIR", dir);
-    c
-}
 
 /// Spawns `eddy consume` as a group member printing JSON; its records arrive on the channel as
 /// (partition, offset).

@@ -226,7 +226,10 @@ fn create_describe_delete_lifecycle() {
     ));
     drop(held);
     log.delete_topic("t").unwrap();
-    assert!(matches!(log.topic("t"), Err(LogError::TopicNotFound(_))));
+    assert!(matches!(
+        log.topic("t"),
+        Err(LogError::TopicNotFound { .. })
+    ));
     assert!(log.list_topics().unwrap().is_empty());
 }
 

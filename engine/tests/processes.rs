@@ -6,15 +6,9 @@ mod common;
 use common::*;
 use eddy::{Durability, Log, Record};
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-fn eddy(dir: &std::path::Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_eddy"));
-    c.env("EDDY_DATA_DIR", dir);
-    c
-}
 
 /// Lines of a child's stdout, delivered on a channel so that reads can time out.
 fn lines_of(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
@@ -162,29 +156,6 @@ fn another_process_cannot_append_while_the_lock_is_held() {
     assert_eq!(topic.reader(0).unwrap().end_offset(), 1);
 }
 
-/// Runs the binary with `stdin` fed in and returns its output.
-fn run(dir: &std::path::Path, args: &[&str], stdin: &[u8]) -> std::process::Output {
-    let mut child = eddy(dir)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn run_ok(dir: &std::path::Path, args: &[&str], stdin: &str) -> String {
-    let out = run(dir, args, stdin.as_bytes());
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn cli_topics_produce_and_consume_round_trip() {
     let dir = tempfile::tempdir().unwrap();
@@ -234,7 +205,12 @@ fn cli_topics_produce_and_consume_round_trip() {
         .collect();
     assert_eq!(docs.len(), 4);
     let c = docs.iter().find(|d| d["key"] == "c").unwrap();
-    assert_eq!(c["value"], "{\"x\":1}");
+    assert_eq!(
+        c["value"],
+        serde_json::json!({"x": 1}),
+        "JSON values stay JSON"
+    );
+    assert_eq!(c["topic"], "events");
     assert_eq!(c["timestamp"], 5);
     assert_eq!(c["headers"]["h"], "v");
     run_ok(d, &["topics", "create", "times"], "");
@@ -270,7 +246,8 @@ fn cli_topics_produce_and_consume_round_trip() {
         .map(|p| p["end_offset"].as_u64().unwrap())
         .sum();
     assert_eq!(ends, 4);
-    assert_eq!(v["config"]["retention_bytes"], 100000);
+    assert_eq!(v["config"]["retention.bytes"], "100000");
+    assert_eq!(v["partition_count"], 3);
     run_ok(d, &["topics", "delete", "events"], "");
     assert_eq!(run_ok(d, &["topics", "list"], ""), "times\n");
 }

@@ -2,7 +2,9 @@
 //! application until stopped or until idle.
 
 use std::error::Error;
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use eddy::{Application, StreamResult};
 
@@ -13,7 +15,7 @@ pub type AnyResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 #[derive(clap::Args, Clone, Debug)]
 pub struct DataDirArg {
     /// The eddy data directory (topics, groups, state); shared by the programs of a tutorial.
-    #[arg(long, default_value = "eddy-data")]
+    #[arg(long, env = "EDDY_DATA_DIR", default_value = eddy::DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
 }
 
@@ -28,13 +30,34 @@ pub struct RunArgs {
     pub log_level: tracing::Level,
 }
 
-/// Sends log lines at `level` and above to stderr.
+/// Sends log lines at `level` and above to stderr, coloured only on a terminal.
 pub fn init_logging(level: tracing::Level) {
     tracing_subscriber::fmt()
         .with_max_level(level)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// The exit of a program whose work returned `result`: on an error, prints it for people
+/// (`program: message: cause: ...`) on stderr and fails.
+pub fn report(result: AnyResult<()>) -> ExitCode {
+    let Err(error) = result else {
+        return ExitCode::SUCCESS;
+    };
+    let program = std::env::args()
+        .next()
+        .and_then(|p| Some(Path::new(&p).file_name()?.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "error".into());
+    let mut message = format!("{program}: {error}");
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        message.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    eprintln!("{message}");
+    ExitCode::FAILURE
 }
 
 /// Runs `app` until idle or until Ctrl-C/SIGTERM, as `args` say, then prints how many records

@@ -53,7 +53,7 @@ pub fn ensure_topic<C: ClientContext>(
     replication: i32,
 ) -> MirrorResult<()> {
     let timeout = settings.request_timeout;
-    match partition_count(client, topic, timeout)? {
+    match partition_count(client, topic, settings.probe_timeout())? {
         Some(n) if n == partitions => return Ok(()),
         Some(n) => return Err(partition_mismatch(topic, n, partitions)),
         None => {}

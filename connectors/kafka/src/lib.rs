@@ -98,6 +98,12 @@ impl KafkaSettings {
         }
     }
 
+    /// How long a metadata request waits before the mirror says Kafka is unreachable and asks
+    /// again: the request timeout, at most 2 s, so that an unreachable broker is named at once.
+    pub(crate) fn probe_timeout(&self) -> Duration {
+        self.request_timeout.min(Duration::from_secs(2))
+    }
+
     /// A librdkafka client configuration: `defaults`, then the user's settings.
     pub(crate) fn client_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut c = ClientConfig::new();

@@ -13,7 +13,7 @@
 //! `cargo install --locked tansu@0.6.0 --features dynostore` (about 12 minutes on two
 //! cores, once per machine; concurrent callers wait for one install).
 
-use std::io;
+use std::io::{self, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -171,8 +171,12 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 }
 
 fn install(root: &Path) -> io::Result<()> {
-    eprintln!(
-        "installing tansu {TANSU_VERSION} into {} (once per machine)",
+    // Straight to the process's stderr, past the test harness's capture: a ten-minute install
+    // must not look like a hung test.
+    let _ = writeln!(
+        io::stderr(),
+        "installing tansu {TANSU_VERSION}, the Kafka-protocol broker of the connector's tests, into \
+         {} (about 10 minutes on 2 cores, once per machine; `./dev setup` does it ahead)",
         root.display()
     );
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

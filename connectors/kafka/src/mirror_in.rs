@@ -179,7 +179,7 @@ pub fn mirror_in(
         .set("group.id", &config.group)
         .create_with_context(FetchedEnds::default())
         .map_err(kafka("consumer"))?;
-    let timeout = config.kafka.request_timeout;
+    let timeout = config.kafka.probe_timeout();
     let topic = &config.topic;
     let partitions = patiently(stop, || partition_count(consumer.client(), topic, timeout))?
         .ok_or_else(|| MirrorError::Mismatch(format!("Kafka topic {topic} does not exist")))?;

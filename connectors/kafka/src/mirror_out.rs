@@ -96,20 +96,39 @@ struct OutMetadata {
 /// A delivery report: partition, local offset, and the Kafka offset or the error.
 type Delivery = (u32, u64, Result<i64, KafkaError>);
 
-/// Collects delivery reports; librdkafka calls it from `poll` on the mirror's thread.
-struct Deliveries(Mutex<Vec<Delivery>>);
+/// Collects delivery reports (librdkafka calls it from `poll` on the mirror's thread) and
+/// notes when the brokers became unreachable, for the status line.
+#[derive(Default)]
+struct Deliveries {
+    reports: Mutex<Vec<Delivery>>,
+    unreachable_since: Mutex<Option<Instant>>,
+}
 
-impl ClientContext for Deliveries {}
+impl ClientContext for Deliveries {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if crate::cluster::is_transient(&error) {
+            self.unreachable_since
+                .lock()
+                .get_or_insert_with(Instant::now);
+            tracing::debug!(error = %error, reason, "Kafka unreachable; the producer retries");
+        } else {
+            tracing::warn!(error = %error, reason, "librdkafka error");
+        }
+    }
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, local_offset: usize) {
         let report = match result {
-            Ok(m) => (m.partition() as u32, local_offset as u64, Ok(m.offset())),
+            Ok(m) => {
+                *self.unreachable_since.lock() = None;
+                (m.partition() as u32, local_offset as u64, Ok(m.offset()))
+            }
             Err((e, m)) => (m.partition() as u32, local_offset as u64, Err(e.clone())),
         };
-        self.0.lock().push(report);
+        self.reports.lock().push(report);
     }
 }
 
@@ -147,7 +166,7 @@ pub fn mirror_out(
     let producer: BaseProducer<Deliveries> = config
         .kafka
         .client_config(PRODUCER_DEFAULTS)
-        .create_with_context(Deliveries(Mutex::new(Vec::new())))
+        .create_with_context(Deliveries::default())
         .map_err(kafka("producer"))?;
     patiently(stop, || {
         ensure_topic(
@@ -206,7 +225,17 @@ impl MirrorOut<'_> {
             self.service()?;
             if status.due() {
                 let lag = self.lag()?;
-                status.print(self.stats.records, Some(lag));
+                let waiting = self.producer.in_flight_count();
+                let away = *self.producer.context().unreachable_since.lock();
+                match away {
+                    // Records wait for a broker that went away: say so, not only the lag.
+                    Some(since) if waiting > 0 => status.print_unreachable(
+                        self.stats.records,
+                        since.elapsed(),
+                        &format!("{waiting} records waiting to be sent, lag {lag}"),
+                    ),
+                    _ => status.print(self.stats.records, Some(lag)),
+                }
             }
             if self.config.until_idle && self.idle()? {
                 break;
@@ -408,7 +437,7 @@ impl MirrorOut<'_> {
     /// Applies delivery reports, and commits when due.
     fn service(&mut self) -> MirrorResult<()> {
         self.producer.poll(Duration::ZERO);
-        let reports = std::mem::take(&mut *self.producer.context().0.lock());
+        let reports = std::mem::take(&mut *self.producer.context().reports.lock());
         for (p, offset, result) in reports {
             let kafka_offset = result.map_err(|e| MirrorError::Delivery {
                 topic: self.config.to.clone(),

@@ -57,6 +57,18 @@ impl Status {
         self.last_records = records;
     }
 
+    /// Prints the status line of a mirror whose brokers have been unreachable for `away`,
+    /// with `detail` (what waits for them).
+    pub fn print_unreachable(&mut self, records: u64, away: Duration, detail: &str) {
+        tracing::warn!(
+            "{}: {records} records mirrored; Kafka unreachable for {:.0} s, {detail}",
+            self.what,
+            away.as_secs_f64()
+        );
+        self.last = Instant::now();
+        self.last_records = records;
+    }
+
     /// Time since the mirror started.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()

@@ -4,37 +4,33 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
+use super::output::{write_record, Output};
 use super::time::parse_timestamp_ms;
 use super::CliError;
-use crate::{AutoOffsetReset, Consumer, ConsumerConfig, Log, PartitionReader, RecordView};
-
-/// How records are printed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Output {
-    /// The value as text (with --print-key: key, tab, value).
-    Plain,
-    /// One JSON object per record: partition, offset, timestamp, key, value, headers.
-    Json,
-}
+use crate::{AutoOffsetReset, Consumer, ConsumerConfig, Log, LogError, PartitionReader, Topic};
 
 #[derive(Args)]
 pub(crate) struct ConsumeArgs {
+    /// Topic to read (or --topic).
+    #[arg(required_unless_present = "topic_flag")]
+    topic: Option<String>,
     /// Topic to read.
-    topic: String,
+    #[arg(long = "topic", conflicts_with = "topic")]
+    topic_flag: Option<String>,
     /// Read only this partition (default: all).
-    #[arg(long, conflicts_with = "group")]
+    #[arg(long, short = 'p', conflicts_with = "group")]
     partition: Option<u32>,
     /// Consume as a member of this consumer group: share the partitions with its other members,
     /// start at the group's committed offsets, and commit after printing each batch.
-    #[arg(long, conflicts_with_all = ["offset", "from_timestamp"])]
+    #[arg(long, short = 'g', conflicts_with_all = ["offset", "from_timestamp"])]
     group: Option<String>,
     /// Start at the log start of each partition (the default).
     #[arg(long, conflicts_with_all = ["offset", "from_timestamp", "from_end"])]
     from_beginning: bool,
     /// Start at this offset (in each selected partition).
-    #[arg(long, conflicts_with_all = ["from_timestamp", "from_end"])]
+    #[arg(long, short = 'o', conflicts_with_all = ["from_timestamp", "from_end"])]
     offset: Option<u64>,
     /// Start at the first record at or after this time: ms since the epoch, RFC 3339, or a local
     /// date-time like 2014-09-13T07:24:00.
@@ -43,14 +39,18 @@ pub(crate) struct ConsumeArgs {
     /// Start at the end: print only records appended from now on (with --follow).
     #[arg(long)]
     from_end: bool,
-    /// Keep waiting for new records instead of stopping at the end of the log.
-    #[arg(long, short = 'f')]
+    /// Keep waiting for new records (and for the topic, if it does not exist yet) instead of
+    /// stopping at the end of the log.
+    #[arg(long)]
     follow: bool,
     /// Stop after this many records.
-    #[arg(long)]
+    #[arg(long, visible_alias = "max-messages", short = 'n')]
     max_records: Option<u64>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Output::Plain)]
+    /// Output: plain (the value; with --print-key, key TAB value), json (one object per
+    /// record), or a format string such as '%k %v %T\n' (%t topic, %p partition, %o offset,
+    /// %T timestamp, %k key, %K key length, %v value, %V value length, %h headers, %% percent;
+    /// escapes \n \t \r \\).
+    #[arg(long, short = 'f', default_value = "plain")]
     format: Output,
     /// With plain output, print the key and a tab before the value.
     #[arg(long)]
@@ -58,6 +58,21 @@ pub(crate) struct ConsumeArgs {
     /// Most records read per poll (with --group, one commit per poll).
     #[arg(long, default_value_t = 10_000)]
     poll_records: usize,
+}
+
+impl ConsumeArgs {
+    /// The topic, given as an argument or with --topic.
+    fn topic(&self) -> &str {
+        self.topic
+            .as_deref()
+            .or(self.topic_flag.as_deref())
+            .unwrap_or_default()
+    }
+
+    /// Whether this command only reads (a group member commits offsets).
+    pub(crate) fn read_only(&self) -> bool {
+        self.group.is_none()
+    }
 }
 
 struct Source {
@@ -69,7 +84,7 @@ pub(crate) fn run(log: &Log, args: ConsumeArgs) -> Result<(), CliError> {
     if let Some(group) = &args.group {
         return run_group(log, &args, group);
     }
-    let topic = log.topic(&args.topic)?;
+    let topic = open_topic(log, &args)?;
     let partitions: Vec<u32> = match args.partition {
         Some(p) => vec![p],
         None => (0..topic.partitions()).collect(),
@@ -112,7 +127,14 @@ pub(crate) fn run(log: &Log, args: ConsumeArgs) -> Result<(), CliError> {
                 .min(args.poll_records.max(1));
             let fetch = src.reader.read(src.next, room, 1 << 20)?;
             for r in fetch.iter() {
-                print_record(&mut out, &args, src.reader.partition(), &r)?;
+                write_record(
+                    &mut out,
+                    &args.format,
+                    args.print_key,
+                    topic.name(),
+                    src.reader.partition(),
+                    &r,
+                )?;
             }
             printed += fetch.len() as u64;
             any |= !fetch.is_empty();
@@ -141,47 +163,23 @@ pub(crate) fn run(log: &Log, args: ConsumeArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn text_or_hex(bytes: Option<&[u8]>) -> serde_json::Value {
-    match bytes {
-        None => serde_json::Value::Null,
-        Some(b) => match std::str::from_utf8(b) {
-            Ok(s) => serde_json::Value::String(s.to_owned()),
-            Err(_) => {
-                serde_json::json!({ "hex": b.iter().map(|x| format!("{x:02x}")).collect::<String>() })
+/// The topic to read; with --follow, waits for a topic that does not exist yet.
+fn open_topic(log: &Log, args: &ConsumeArgs) -> Result<Topic, CliError> {
+    let mut announced = false;
+    loop {
+        match log.topic(args.topic()) {
+            Err(LogError::TopicNotFound { .. }) if args.follow => {
+                if !announced {
+                    eprintln!(
+                        "eddy: topic {:?} does not exist yet in {}; waiting for it",
+                        args.topic(),
+                        log.dir().display()
+                    );
+                    announced = true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
             }
-        },
-    }
-}
-
-fn print_record(
-    out: &mut impl Write,
-    args: &ConsumeArgs,
-    partition: u32,
-    r: &RecordView<'_>,
-) -> std::io::Result<()> {
-    match args.format {
-        Output::Plain => {
-            if args.print_key {
-                out.write_all(r.key.unwrap_or_default())?;
-                out.write_all(b"\t")?;
-            }
-            out.write_all(r.value.unwrap_or(b"null"))?;
-            out.write_all(b"\n")
-        }
-        Output::Json => {
-            let headers: serde_json::Map<String, serde_json::Value> = r
-                .headers()
-                .map(|(k, v)| (k.to_owned(), text_or_hex(v)))
-                .collect();
-            let doc = serde_json::json!({
-                "partition": partition,
-                "offset": r.offset,
-                "timestamp": r.timestamp,
-                "key": text_or_hex(r.key),
-                "value": text_or_hex(r.value),
-                "headers": headers,
-            });
-            writeln!(out, "{doc}")
+            other => return Ok(other?),
         }
     }
 }
@@ -198,8 +196,9 @@ fn run_group(log: &Log, args: &ConsumeArgs, group: &str) -> Result<(), CliError>
     // Everything printed is committed right away; what was polled but not printed (past
     // --max-records) must not be committed when the member leaves.
     config.commit_on_revoke = false;
+    let topic = open_topic(log, args)?;
     let mut consumer = Consumer::new(log, config)?;
-    consumer.subscribe(&[args.topic.as_str()])?;
+    consumer.subscribe(&[topic.name()])?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let limit = args.max_records.unwrap_or(u64::MAX);
     let mut printed = 0u64;
@@ -218,7 +217,14 @@ fn run_group(log: &Log, args: &ConsumeArgs, group: &str) -> Result<(), CliError>
                 if printed >= limit {
                     break;
                 }
-                print_record(&mut out, args, b.partition, &r)?;
+                write_record(
+                    &mut out,
+                    &args.format,
+                    args.print_key,
+                    &b.topic,
+                    b.partition,
+                    &r,
+                )?;
                 printed += 1;
                 next = Some(r.offset + 1);
             }

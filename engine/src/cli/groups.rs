@@ -7,7 +7,9 @@ use clap::{Args, Subcommand};
 use super::time::parse_timestamp_ms;
 use super::topics::{write_table, Format};
 use super::CliError;
-use crate::{parse_iso_duration, GroupDescription, Groups, Log, ResetScope, ResetTarget};
+use crate::{
+    parse_iso_duration, GroupDescription, Groups, Log, PartitionLag, ResetScope, ResetTarget,
+};
 
 #[derive(Subcommand)]
 pub(crate) enum GroupsCommand {
@@ -23,6 +25,13 @@ pub(crate) enum GroupsCommand {
         /// Describe every group.
         #[arg(long, conflicts_with_all = ["group", "group_flag"])]
         all_groups: bool,
+        /// Show the live members and the partitions each owns instead of the offsets.
+        #[arg(long, conflicts_with = "state")]
+        members: bool,
+        /// Show the group's state (Stable, Empty or Dead) and member count instead of the
+        /// offsets.
+        #[arg(long)]
+        state: bool,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
@@ -52,6 +61,13 @@ pub(crate) struct ResetArgs {
     /// A topic, optionally with partitions: `TOPIC` or `TOPIC:0,2` (repeatable).
     #[arg(long)]
     topic: Vec<String>,
+    /// To the offsets in this CSV file of `topic,partition,offset` lines (as --export writes).
+    #[arg(long, group = "target", conflicts_with_all = ["topic", "all_topics"])]
+    from_file: Option<std::path::PathBuf>,
+    /// To the committed offsets as they are (the log end where none is committed): with
+    /// --export, saves a group's offsets to restore later with --from-file.
+    #[arg(long, group = "target")]
+    to_current: bool,
     /// To the log-start offset.
     #[arg(long, group = "target")]
     to_earliest: bool,
@@ -80,6 +96,20 @@ pub(crate) struct ResetArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Print the plan as CSV `topic,partition,offset` lines (for --from-file) instead.
+    #[arg(long)]
+    export: bool,
+}
+
+impl GroupsCommand {
+    /// Whether the command only reads (a reset without --execute is a dry run).
+    pub(crate) fn read_only(&self) -> bool {
+        match self {
+            GroupsCommand::List | GroupsCommand::Describe { .. } => true,
+            GroupsCommand::ResetOffsets(args) => !args.execute,
+            GroupsCommand::Delete { .. } => false,
+        }
+    }
 }
 
 fn group_name(positional: Option<String>, flag: Option<String>) -> Result<String, CliError> {
@@ -130,6 +160,88 @@ fn print_description(out: &mut impl Write, d: &GroupDescription) -> std::io::Res
     )
 }
 
+/// Kafka's group states as far as eddy has them: `Stable` with live members, `Empty` without.
+fn state_of(d: &GroupDescription) -> &'static str {
+    if d.members.is_empty() {
+        "Empty"
+    } else {
+        "Stable"
+    }
+}
+
+fn print_states(out: &mut impl Write, descs: &[GroupDescription]) -> std::io::Result<()> {
+    let rows: Vec<[String; 4]> = descs
+        .iter()
+        .map(|d| {
+            [
+                d.group.clone(),
+                "roundrobin".into(),
+                state_of(d).into(),
+                d.members.len().to_string(),
+            ]
+        })
+        .collect();
+    write_table(
+        out,
+        &["GROUP", "ASSIGNMENT-STRATEGY", "STATE", "#MEMBERS"],
+        &rows,
+    )
+}
+
+fn print_members(out: &mut impl Write, d: &GroupDescription) -> std::io::Result<()> {
+    if d.members.is_empty() {
+        return writeln!(
+            out,
+            "\nConsumer group '{}' has no active members.\n",
+            d.group
+        );
+    }
+    let rows: Vec<[String; 5]> = d
+        .members
+        .iter()
+        .map(|m| {
+            let owned: Vec<&PartitionLag> = d
+                .partitions
+                .iter()
+                .filter(|p| p.consumer_id.as_deref() == Some(m.id.as_str()))
+                .collect();
+            let mut assignment: Vec<String> = Vec::new();
+            for topic in m.topics.iter() {
+                let parts: Vec<String> = owned
+                    .iter()
+                    .filter(|p| &p.topic == topic)
+                    .map(|p| p.partition.to_string())
+                    .collect();
+                if !parts.is_empty() {
+                    assignment.push(format!("{topic}({})", parts.join(",")));
+                }
+            }
+            [
+                d.group.clone(),
+                m.id.clone(),
+                m.topics.join(","),
+                owned.len().to_string(),
+                if assignment.is_empty() {
+                    "-".into()
+                } else {
+                    assignment.join(" ")
+                },
+            ]
+        })
+        .collect();
+    write_table(
+        out,
+        &[
+            "GROUP",
+            "CONSUMER-ID",
+            "TOPICS",
+            "#PARTITIONS",
+            "ASSIGNMENT",
+        ],
+        &rows,
+    )
+}
+
 pub(crate) fn run(log: &Log, cmd: GroupsCommand) -> Result<(), CliError> {
     let groups = Groups::new(log);
     let mut out = std::io::stdout().lock();
@@ -143,6 +255,8 @@ pub(crate) fn run(log: &Log, cmd: GroupsCommand) -> Result<(), CliError> {
             group,
             group_flag,
             all_groups,
+            members,
+            state,
             format,
         } => {
             let names = if all_groups {
@@ -160,9 +274,14 @@ pub(crate) fn run(log: &Log, cmd: GroupsCommand) -> Result<(), CliError> {
                     "{}",
                     serde_json::to_string(&descs).map_err(|e| CliError::Input(e.to_string()))?
                 )?,
+                Format::Table if state => print_states(&mut out, &descs)?,
                 Format::Table => {
                     for d in &descs {
-                        print_description(&mut out, d)?;
+                        if members {
+                            print_members(&mut out, d)?;
+                        } else {
+                            print_description(&mut out, d)?;
+                        }
                         if descs.len() > 1 {
                             writeln!(out)?;
                         }
@@ -198,26 +317,43 @@ fn parse_topic(spec: &str) -> Result<(String, Option<Vec<u32>>), CliError> {
     }
 }
 
-fn reset(groups: &Groups, args: ResetArgs, out: &mut impl Write) -> Result<(), CliError> {
-    let name = group_name(args.group, args.group_flag)?;
-    let scope = if args.all_topics {
-        ResetScope::AllTopics
-    } else if args.topic.is_empty() {
-        return Err(CliError::Input(
-            "say which topics to reset: --all-topics or --topic TOPIC[:PARTITIONS]".into(),
+/// Reads `topic,partition,offset` lines (blank lines and `#` comments skipped).
+fn read_offsets_file(path: &std::path::Path) -> Result<Vec<(String, u32, u64)>, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Input(format!("cannot read {}: {e}", path.display())))?;
+    let mut offsets = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = || {
+            CliError::Input(format!(
+                "{} line {}: expected topic,partition,offset, got {line:?}",
+                path.display(),
+                i + 1
+            ))
+        };
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let [topic, partition, offset] = fields.as_slice() else {
+            return Err(bad());
+        };
+        offsets.push((
+            (*topic).to_owned(),
+            partition.parse().map_err(|_| bad())?,
+            offset.parse().map_err(|_| bad())?,
         ));
-    } else {
-        ResetScope::Topics(
-            args.topic
-                .iter()
-                .map(|t| parse_topic(t))
-                .collect::<Result<_, _>>()?,
-        )
-    };
-    let target = if args.to_earliest {
+    }
+    Ok(offsets)
+}
+
+fn reset_target(args: &ResetArgs) -> Result<ResetTarget, CliError> {
+    Ok(if args.to_earliest {
         ResetTarget::Earliest
     } else if args.to_latest {
         ResetTarget::Latest
+    } else if args.to_current {
+        ResetTarget::Current
     } else if let Some(o) = args.to_offset {
         ResetTarget::Offset(o)
     } else if let Some(t) = &args.to_datetime {
@@ -228,10 +364,34 @@ fn reset(groups: &Groups, args: ResetArgs, out: &mut impl Write) -> Result<(), C
         ResetTarget::ShiftBy(n)
     } else {
         return Err(CliError::Input(
-            "say where to: --to-earliest, --to-latest, --to-offset N, --to-datetime T, --by-duration D or --shift-by N".into(),
+            "say where to: --to-earliest, --to-latest, --to-current, --to-offset N, \
+             --to-datetime T, --by-duration D, --shift-by N or --from-file F"
+                .into(),
         ));
+    })
+}
+
+fn reset(groups: &Groups, args: ResetArgs, out: &mut impl Write) -> Result<(), CliError> {
+    let name = group_name(args.group.clone(), args.group_flag.clone())?;
+    let rows = if let Some(path) = &args.from_file {
+        groups.plan_reset_to(&name, &read_offsets_file(path)?)?
+    } else {
+        let scope = if args.all_topics {
+            ResetScope::AllTopics
+        } else if args.topic.is_empty() {
+            return Err(CliError::Input(
+                "say which topics to reset: --all-topics or --topic TOPIC[:PARTITIONS]".into(),
+            ));
+        } else {
+            ResetScope::Topics(
+                args.topic
+                    .iter()
+                    .map(|t| parse_topic(t))
+                    .collect::<Result<_, _>>()?,
+            )
+        };
+        groups.plan_reset(&name, &scope, reset_target(&args)?)?
     };
-    let rows = groups.plan_reset(&name, &scope, target)?;
     for r in &rows {
         if let Some(why) = &r.clamped {
             eprintln!(
@@ -240,8 +400,19 @@ fn reset(groups: &Groups, args: ResetArgs, out: &mut impl Write) -> Result<(), C
             );
         }
     }
+    if rows.is_empty() {
+        eprintln!(
+            "warning: group '{name}' has no committed offsets to reset; name topics with --topic"
+        );
+    }
     if args.execute {
         groups.execute_reset(&name, &rows)?;
+    }
+    if args.export {
+        for r in &rows {
+            writeln!(out, "{},{},{}", r.topic, r.partition, r.new_offset)?;
+        }
+        return Ok(());
     }
     match args.format {
         Format::Json => writeln!(

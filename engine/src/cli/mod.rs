@@ -1,9 +1,11 @@
 //! The `eddy` command: topics, produce and consume over a data directory. It uses only the
 //! crate's public API. Errors print one line naming what failed and exit with a stable code
-//! (see [`exit_code`]).
+//! (see [`exit_code`]). Commands that only look (list, describe, consume without a group, a
+//! reset's dry run) never create the data directory.
 
 mod consume;
 mod groups;
+mod output;
 mod produce;
 mod time;
 mod topics;
@@ -63,7 +65,7 @@ enum Command {
 pub fn exit_code(e: &LogError) -> i32 {
     match e {
         LogError::InvalidName { .. } | LogError::InvalidConfig(_) => 2,
-        LogError::TopicNotFound(_) | LogError::PartitionNotFound { .. } => 3,
+        LogError::TopicNotFound { .. } | LogError::PartitionNotFound { .. } => 3,
         LogError::TopicExists(_) => 4,
         LogError::Locked { .. } => 5,
         LogError::Corrupt { .. } => 6,
@@ -91,7 +93,18 @@ pub fn run() -> i32 {
     if let Command::Mirror { args } = &cli.command {
         return mirror(&cli.data_dir, args);
     }
-    let result = Log::open(&cli.data_dir)
+    let read_only = match &cli.command {
+        Command::Topics { action } => action.read_only(),
+        Command::Consume(args) => args.read_only(),
+        Command::Groups { action } => action.read_only(),
+        Command::Produce(_) | Command::Mirror { .. } => false,
+    };
+    let log = if read_only {
+        Ok(Log::open_read_only(&cli.data_dir))
+    } else {
+        Log::open(&cli.data_dir)
+    };
+    let result = log
         .map_err(CliError::from)
         .and_then(|log| match cli.command {
             Command::Topics { action } => topics::run(&log, action),

@@ -1,4 +1,4 @@
-//! `eddy topics create|list|describe|delete`.
+//! `eddy topics create|list|describe|alter-config|delete`.
 
 use std::io::Write;
 
@@ -44,11 +44,27 @@ pub(crate) enum TopicsCommand {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Change settings of a topic (`-c key=value`, repeatable; the partition count is fixed).
+    /// Appenders already open keep the old settings until they reopen.
+    AlterConfig {
+        /// Topic name.
+        name: String,
+        /// Setting as key=value (repeatable), as for `topics create`.
+        #[arg(long = "config", short = 'c', required = true)]
+        configs: Vec<String>,
+    },
     /// Delete a topic and all its data (refused while a partition has an appender).
     Delete {
         /// Topic name.
         name: String,
     },
+}
+
+impl TopicsCommand {
+    /// Whether the command only reads.
+    pub(crate) fn read_only(&self) -> bool {
+        matches!(self, TopicsCommand::List | TopicsCommand::Describe { .. })
+    }
 }
 
 pub(crate) fn run(log: &Log, cmd: TopicsCommand) -> Result<(), CliError> {
@@ -69,11 +85,16 @@ pub(crate) fn run(log: &Log, cmd: TopicsCommand) -> Result<(), CliError> {
                 Err(e) => return Err(e.into()),
                 Ok(t) => writeln!(
                     out,
-                    "Created topic {} with {} partitions.",
+                    "Created topic {} with {}.",
                     t.name(),
-                    t.partitions()
+                    plural(u64::from(t.partitions()), "partition")
                 )?,
             }
+        }
+        TopicsCommand::AlterConfig { name, configs } => {
+            let settings: Vec<&str> = configs.iter().map(String::as_str).collect();
+            let config = log.alter_topic_config(&name, &settings)?;
+            writeln!(out, "Altered topic {name}: {}", settings_line(&config))?;
         }
         TopicsCommand::List => {
             for name in log.list_topics()? {
@@ -85,26 +106,27 @@ pub(crate) fn run(log: &Log, cmd: TopicsCommand) -> Result<(), CliError> {
             let parts = topic.describe()?;
             match format {
                 Format::Json => {
+                    let settings: serde_json::Map<String, serde_json::Value> = topic
+                        .config()
+                        .settings()
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v.into()))
+                        .collect();
                     let doc = serde_json::json!({
                         "topic": topic.name(),
-                        "config": topic.config(),
+                        "partition_count": topic.partitions(),
+                        "config": settings,
                         "partitions": parts,
                     });
                     writeln!(out, "{doc}")?;
                 }
                 Format::Table => {
-                    let c = topic.config();
                     writeln!(
                         out,
-                        "Topic: {}\tPartitionCount: {}\tDurability: {:?}\tCleanupPolicy: {:?}\t\
-                         SegmentBytes: {}\tRetentionMs: {}\tRetentionBytes: {}",
+                        "Topic: {}\tPartitionCount: {}\tConfigs: {}",
                         topic.name(),
-                        c.partitions,
-                        c.durability,
-                        c.cleanup_policy,
-                        c.segment_bytes,
-                        c.retention_ms.map_or("-1".into(), |v| v.to_string()),
-                        c.retention_bytes.map_or("-1".into(), |v| v.to_string()),
+                        topic.partitions(),
+                        settings_line(topic.config()),
                     )?;
                     let rows: Vec<[String; 5]> = parts
                         .iter()
@@ -138,6 +160,25 @@ pub(crate) fn run(log: &Log, cmd: TopicsCommand) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// `key=value,key=value` of every setting, as Kafka's `--describe` prints `Configs:`.
+fn settings_line(config: &TopicConfig) -> String {
+    config
+        .settings()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `1 partition`, `3 partitions`.
+pub(crate) fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// Writes rows under headers in left-aligned columns separated by two spaces.

@@ -58,6 +58,9 @@ pub enum ResetTarget {
     Duration(Duration),
     /// The committed offset moved by this many records (clamped).
     ShiftBy(i64),
+    /// The committed offset, as it is (Kafka's `--to-current`); the log-end offset for a
+    /// partition with none committed.
+    Current,
 }
 
 /// Which partitions a reset touches.
@@ -144,7 +147,7 @@ impl Groups {
         for (topic, partition) in keys {
             let end = match self.log.topic(&topic) {
                 Ok(t) => t.reader(partition)?.end_offset(),
-                Err(LogError::TopicNotFound(_)) => 0,
+                Err(LogError::TopicNotFound { .. }) => 0,
                 Err(e) => return Err(e.into()),
             };
             let current = offsets.offsets.get(&(topic.clone(), partition)).copied();
@@ -180,19 +183,16 @@ impl Groups {
         })
     }
 
-    /// Computes where a reset would move each partition, without changing anything.
+    /// Computes where a reset would move each partition, without changing anything. A group
+    /// that does not exist yet has no offsets and no members: its plan covers the named topics
+    /// and executing it creates the group, as Kafka does.
     pub fn plan_reset(
         &self,
         name: &str,
         scope: &ResetScope,
         target: ResetTarget,
     ) -> GroupResult<Vec<ResetRow>> {
-        let desc = self.describe(name)?;
-        let committed: BTreeMap<(String, u32), Option<u64>> = desc
-            .partitions
-            .iter()
-            .map(|p| ((p.topic.clone(), p.partition), p.current_offset))
-            .collect();
+        let committed = self.committed_or_subscribed(name)?;
         let keys: Vec<(String, u32)> = match scope {
             ResetScope::AllTopics => committed.keys().cloned().collect(),
             ResetScope::Topics(list) => {
@@ -203,14 +203,7 @@ impl Groups {
                         None => keys.extend((0..topic.partitions()).map(|p| (t.clone(), p))),
                         Some(ps) => {
                             for &p in ps {
-                                if p >= topic.partitions() {
-                                    return Err(LogError::PartitionNotFound {
-                                        topic: t.clone(),
-                                        partition: p,
-                                        partitions: topic.partitions(),
-                                    }
-                                    .into());
-                                }
+                                check_partition(&topic, p)?;
                                 keys.push((t.clone(), p));
                             }
                         }
@@ -221,51 +214,111 @@ impl Groups {
         };
         let mut rows = Vec::with_capacity(keys.len());
         for (topic_name, partition) in keys {
-            let topic = self.log.topic(&topic_name)?;
-            let mut reader = topic.reader(partition)?;
-            let start = reader.log_start_offset()?;
-            let end = reader.end_offset();
             let current = committed
                 .get(&(topic_name.clone(), partition))
                 .copied()
                 .flatten();
-            let wanted: i128 = match target {
-                ResetTarget::Earliest => i128::from(start),
-                ResetTarget::Latest => i128::from(end),
-                ResetTarget::Offset(o) => i128::from(o),
-                ResetTarget::Datetime(ts) => {
-                    i128::from(reader.offset_for_timestamp(ts)?.unwrap_or(end))
-                }
-                ResetTarget::Duration(d) => {
-                    let ts = now_ms().saturating_sub(d.as_millis() as i64);
-                    i128::from(reader.offset_for_timestamp(ts)?.unwrap_or(end))
-                }
-                ResetTarget::ShiftBy(n) => i128::from(current.unwrap_or(start)) + i128::from(n),
-            };
-            let (new_offset, clamped) = if wanted < i128::from(start) {
-                (
-                    start,
-                    Some(format!(
-                        "{wanted} is before the log start {start}; using {start}"
-                    )),
-                )
-            } else if wanted > i128::from(end) {
-                (
-                    end,
-                    Some(format!("{wanted} is past the log end {end}; using {end}")),
-                )
-            } else {
-                (wanted as u64, None)
-            };
-            rows.push(ResetRow {
-                topic: topic_name,
-                partition,
-                current_offset: current,
-                new_offset,
-                clamped,
-            });
+            rows.push(
+                self.plan_row(topic_name, partition, current, |reader, start, end| {
+                    Ok(match target {
+                        ResetTarget::Earliest => i128::from(start),
+                        ResetTarget::Latest => i128::from(end),
+                        ResetTarget::Offset(o) => i128::from(o),
+                        ResetTarget::Datetime(ts) => {
+                            i128::from(reader.offset_for_timestamp(ts)?.unwrap_or(end))
+                        }
+                        ResetTarget::Duration(d) => {
+                            let ts = now_ms().saturating_sub(d.as_millis() as i64);
+                            i128::from(reader.offset_for_timestamp(ts)?.unwrap_or(end))
+                        }
+                        ResetTarget::ShiftBy(n) => {
+                            i128::from(current.unwrap_or(start)) + i128::from(n)
+                        }
+                        ResetTarget::Current => i128::from(current.unwrap_or(end)),
+                    })
+                })?,
+            );
         }
         Ok(rows)
+    }
+
+    /// A reset plan to given offsets (topic, partition, offset), as Kafka's `--from-file`
+    /// reads them; offsets outside a partition's log are clamped, as for [`plan_reset`](Self::plan_reset).
+    pub fn plan_reset_to(
+        &self,
+        name: &str,
+        offsets: &[(String, u32, u64)],
+    ) -> GroupResult<Vec<ResetRow>> {
+        let committed = self.committed_or_subscribed(name)?;
+        let mut rows = Vec::with_capacity(offsets.len());
+        for (topic, partition, offset) in offsets {
+            check_partition(&self.log.topic(topic)?, *partition)?;
+            let current = committed
+                .get(&(topic.clone(), *partition))
+                .copied()
+                .flatten();
+            rows.push(
+                self.plan_row(topic.clone(), *partition, current, |_, _, _| {
+                    Ok(i128::from(*offset))
+                })?,
+            );
+        }
+        Ok(rows)
+    }
+
+    /// Committed offsets (or `None` for subscribed partitions without one) of group `name`;
+    /// empty for a group that does not exist.
+    fn committed_or_subscribed(
+        &self,
+        name: &str,
+    ) -> GroupResult<BTreeMap<(String, u32), Option<u64>>> {
+        let desc = match self.describe(name) {
+            Ok(d) => d,
+            Err(GroupError::GroupNotFound(_)) => return Ok(BTreeMap::new()),
+            Err(e) => return Err(e),
+        };
+        Ok(desc
+            .partitions
+            .iter()
+            .map(|p| ((p.topic.clone(), p.partition), p.current_offset))
+            .collect())
+    }
+
+    /// One plan row: where `wanted(reader, log start, log end)` says, clamped to the log.
+    fn plan_row(
+        &self,
+        topic_name: String,
+        partition: u32,
+        current: Option<u64>,
+        wanted: impl FnOnce(&mut crate::log::PartitionReader, u64, u64) -> GroupResult<i128>,
+    ) -> GroupResult<ResetRow> {
+        let topic = self.log.topic(&topic_name)?;
+        let mut reader = topic.reader(partition)?;
+        let start = reader.log_start_offset()?;
+        let end = reader.end_offset();
+        let wanted = wanted(&mut reader, start, end)?;
+        let (new_offset, clamped) = if wanted < i128::from(start) {
+            (
+                start,
+                Some(format!(
+                    "{wanted} is before the log start {start}; using {start}"
+                )),
+            )
+        } else if wanted > i128::from(end) {
+            (
+                end,
+                Some(format!("{wanted} is past the log end {end}; using {end}")),
+            )
+        } else {
+            (wanted as u64, None)
+        };
+        Ok(ResetRow {
+            topic: topic_name,
+            partition,
+            current_offset: current,
+            new_offset,
+            clamped,
+        })
     }
 
     /// Commits a reset plan. Refused while the group has live members. The commits carry
@@ -275,7 +328,11 @@ impl Groups {
             .iter()
             .map(|r| (r.topic.as_str(), r.partition, r.new_offset))
             .collect();
-        self.commit(self.group(name)?, &offsets, RESET_METADATA)
+        self.commit(
+            GroupDir::new(self.log.dir(), name, true)?,
+            &offsets,
+            RESET_METADATA,
+        )
     }
 
     /// Commits `offsets` (topic, partition, next offset) for group `name` without joining it,
@@ -357,6 +414,18 @@ impl Groups {
             })
         })
     }
+}
+
+fn check_partition(topic: &crate::log::Topic, partition: u32) -> GroupResult<()> {
+    if partition >= topic.partitions() {
+        return Err(LogError::PartitionNotFound {
+            topic: topic.name().to_owned(),
+            partition,
+            partitions: topic.partitions(),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// Parses an ISO-8601 duration as Kafka's `--by-duration` takes it: `PnDTnHnMnS` (fractional

@@ -11,13 +11,14 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use super::batch::{decode_records, encode_subset, BatchHeader};
 use super::error::{IoContext, LogResult};
 use super::record::{RecordSlot, RecordView};
 use super::segment::{corrupt, segment_path, sync_dir, BatchCursor, IndexBuilder, SealedSegment};
-use super::writer::PartitionWriter;
+use super::writer::WriterCore;
 
 /// A batch being filtered: its header, raw bytes, the records kept, and its record count.
 type Pending = (BatchHeader, Vec<u8>, Vec<(u64, crate::log::Record)>, u32);
@@ -66,7 +67,7 @@ fn for_each_record(
     }
 }
 
-impl PartitionWriter {
+impl WriterCore {
     /// Runs one compaction pass over the sealed segments. Appends continue meanwhile.
     pub fn compact(&self) -> LogResult<CompactionStats> {
         let _one_at_a_time = self.maintenance.lock();
@@ -100,6 +101,9 @@ impl PartitionWriter {
         )?;
         let retention = Duration::from_millis(self.config.delete_retention_ms);
         for seg in &sealed {
+            if self.stopping.load(Ordering::Acquire) {
+                break; // the writer is closing; the rest waits for the next pass
+            }
             if let Some(done) = self.rewrite_segment(seg, &newest, retention)? {
                 stats.segments_rewritten += 1;
                 stats.records_removed += done.0;

@@ -32,6 +32,19 @@ pub enum CleanupPolicy {
     Compact,
 }
 
+/// The `key=value` names of the settings a topic can change after creation (all but
+/// `partitions`).
+pub const SETTING_NAMES: [&str; 8] = [
+    "durability",
+    "segment.bytes",
+    "segment.ms",
+    "retention.ms",
+    "retention.bytes",
+    "cleanup.policy",
+    "delete.retention.ms",
+    "index.interval.bytes",
+];
+
 /// Settings of one topic. All partitions share them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -117,7 +130,14 @@ impl TopicConfig {
                 self.durability = match value.trim() {
                     "none" => Durability::None,
                     "always" => Durability::Always,
-                    ms => Durability::IntervalMs(positive(ms)?),
+                    ms => Durability::IntervalMs(ms.parse().ok().filter(|n| *n > 0).ok_or_else(
+                        || {
+                            bad(
+                                "allowed: none, always, or a flush interval in milliseconds > 0"
+                                    .into(),
+                            )
+                        },
+                    )?),
                 }
             }
             "segment.bytes" => self.segment_bytes = positive(value)?,
@@ -128,16 +148,50 @@ impl TopicConfig {
                 self.cleanup_policy = match value.trim() {
                     "delete" => CleanupPolicy::Delete,
                     "compact" => CleanupPolicy::Compact,
-                    other => return Err(bad(format!("unknown policy {other:?}"))),
+                    other => {
+                        return Err(bad(format!(
+                            "unknown policy {other:?}; allowed: delete, compact"
+                        )))
+                    }
                 }
             }
             "delete.retention.ms" => {
                 self.delete_retention_ms = u64::try_from(num(value)?).unwrap_or(0)
             }
             "index.interval.bytes" => self.index_interval_bytes = positive(value)?,
-            other => return Err(bad(format!("unknown setting {other:?}"))),
+            other => {
+                return Err(bad(format!(
+                    "unknown setting {other:?}; known: partitions, {}",
+                    SETTING_NAMES.join(", ")
+                )))
+            }
         }
         self.validate()
+    }
+
+    /// Every setting but `partitions` as `(name, value)` under its `key=value` name, in the
+    /// order of [`SETTING_NAMES`]; each value parses back with [`set`](Self::set) (`-1` is
+    /// unlimited).
+    pub fn settings(&self) -> Vec<(&'static str, String)> {
+        let limit = |v: Option<u64>| v.map_or("-1".to_owned(), |v| v.to_string());
+        let values = [
+            match self.durability {
+                Durability::None => "none".to_owned(),
+                Durability::Always => "always".to_owned(),
+                Durability::IntervalMs(ms) => ms.to_string(),
+            },
+            self.segment_bytes.to_string(),
+            limit(self.segment_ms),
+            limit(self.retention_ms),
+            limit(self.retention_bytes),
+            match self.cleanup_policy {
+                CleanupPolicy::Delete => "delete".to_owned(),
+                CleanupPolicy::Compact => "compact".to_owned(),
+            },
+            self.delete_retention_ms.to_string(),
+            self.index_interval_bytes.to_string(),
+        ];
+        SETTING_NAMES.into_iter().zip(values).collect()
     }
 
     /// Checks that the settings can work together.
@@ -191,7 +245,30 @@ mod tests {
     }
 
     #[test]
+    fn settings_print_under_their_names_and_parse_back() {
+        let mut c = TopicConfig::default();
+        c.set("retention.bytes=5000").unwrap();
+        c.set("cleanup.policy=compact").unwrap();
+        let settings = c.settings();
+        let names: Vec<&str> = settings.iter().map(|(k, _)| *k).collect();
+        assert_eq!(names, SETTING_NAMES);
+        assert!(settings.contains(&("durability", "1000".into())));
+        assert!(settings.contains(&("retention.ms", "-1".into())));
+        assert!(settings.contains(&("cleanup.policy", "compact".into())));
+        let mut back = TopicConfig::default();
+        for (k, v) in &settings {
+            back.set(&format!("{k}={v}")).unwrap();
+        }
+        assert_eq!(back, c);
+    }
+
+    #[test]
     fn rejects_nonsense_with_the_setting_named() {
+        let mut c = TopicConfig::default();
+        let e = c.set("durability=sometimes").unwrap_err().to_string();
+        assert!(e.contains("none, always"), "{e}");
+        let e = c.set("cleanup.policy=keep").unwrap_err().to_string();
+        assert!(e.contains("delete, compact"), "{e}");
         let mut c = TopicConfig::default();
         let e = c.set("segment.bytes=abc").unwrap_err().to_string();
         assert!(e.contains("segment.bytes=abc"), "{e}");

@@ -43,8 +43,13 @@ pub enum LogError {
     #[error("topic {0:?} already exists")]
     TopicExists(String),
     /// The topic does not exist in this data directory.
-    #[error("topic {0:?} does not exist")]
-    TopicNotFound(String),
+    #[error("topic {topic:?} does not exist in {}", dir.display())]
+    TopicNotFound {
+        /// Topic name.
+        topic: String,
+        /// The data directory searched.
+        dir: PathBuf,
+    },
     /// The partition number is outside the topic's partitions.
     #[error("topic {topic:?} has {partitions} partitions; partition {partition} does not exist")]
     PartitionNotFound {

@@ -17,7 +17,7 @@ mod varint;
 mod writer;
 
 pub use compaction::CompactionStats;
-pub use config::{CleanupPolicy, Durability, TopicConfig};
+pub use config::{CleanupPolicy, Durability, TopicConfig, SETTING_NAMES};
 pub use error::{LogError, LogResult};
 pub use partitioner::{murmur2, partition_for_key};
 pub use reader::{Fetch, PartitionReader};
@@ -25,4 +25,4 @@ pub use record::{Header, Record, RecordView};
 pub use segment::RecoveryReport;
 pub use topic::{validate_name, Log, PartitionInfo, Topic};
 pub(crate) use writer::now_ms;
-pub use writer::{Appended, PartitionWriter};
+pub use writer::{Appended, PartitionWriter, WriterCore};

@@ -82,6 +82,17 @@ impl Log {
         })
     }
 
+    /// Opens the data directory `dir` for reading without creating or tidying anything: a
+    /// missing directory reads as one without topics. For tools that only look.
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Log {
+        Log {
+            inner: Arc::new(LogInner {
+                dir: dir.as_ref().to_owned(),
+                writers: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
@@ -107,17 +118,13 @@ impl Log {
             self.topics_dir()
                 .join(format!("~creating-{}-{}", std::process::id(), unique()));
         std::fs::create_dir(&staging).ctx("create topic directory", &staging)?;
-        let meta = TopicMeta {
-            name: name.to_owned(),
-            config: config.clone(),
-        };
-        let json =
-            serde_json::to_vec_pretty(&meta).map_err(|e| LogError::InvalidConfig(e.to_string()))?;
-        let meta_path = staging.join("topic.json");
-        std::fs::write(&meta_path, json).ctx("write", &meta_path)?;
-        std::fs::File::open(&meta_path)
-            .and_then(|f| f.sync_all())
-            .ctx("fsync", &meta_path)?;
+        write_meta(
+            &staging,
+            &TopicMeta {
+                name: name.to_owned(),
+                config: config.clone(),
+            },
+        )?;
         let zero = Tail {
             active_base: 0,
             position: 0,
@@ -149,7 +156,10 @@ impl Log {
         let bytes = match std::fs::read(&meta_path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(LogError::TopicNotFound(name.to_owned()))
+                return Err(LogError::TopicNotFound {
+                    topic: name.to_owned(),
+                    dir: self.inner.dir.clone(),
+                })
             }
             Err(e) => return Err(e).ctx("read", &meta_path),
         };
@@ -168,10 +178,36 @@ impl Log {
         })
     }
 
+    /// Changes settings of an existing topic (`key=value`, as [`TopicConfig::set`] takes them;
+    /// `partitions` is fixed) and returns the new settings. `topic.json` is replaced in one
+    /// rename, so a crash leaves the old or the new settings. Partition appenders read the
+    /// settings when they open: those already open (in any process) keep the old ones until
+    /// they are reopened.
+    pub fn alter_topic_config(&self, name: &str, settings: &[&str]) -> LogResult<TopicConfig> {
+        let topic = self.topic(name)?;
+        let mut config = topic.config.clone();
+        for setting in settings {
+            if setting.split('=').next().map(str::trim) == Some("partitions") {
+                return Err(LogError::InvalidConfig(format!(
+                    "{setting:?}: the partition count of topic {name:?} is fixed at creation"
+                )));
+            }
+            config.set(setting)?;
+        }
+        write_meta(
+            &topic.dir,
+            &TopicMeta {
+                name: name.to_owned(),
+                config: config.clone(),
+            },
+        )?;
+        Ok(config)
+    }
+
     /// Opens a topic, creating it with `config` if it does not exist.
     pub fn topic_or_create(&self, name: &str, config: TopicConfig) -> LogResult<Topic> {
         match self.topic(name) {
-            Err(LogError::TopicNotFound(_)) => match self.create_topic(name, config) {
+            Err(LogError::TopicNotFound { .. }) => match self.create_topic(name, config) {
                 Err(LogError::TopicExists(_)) => self.topic(name),
                 other => other,
             },
@@ -183,7 +219,11 @@ impl Log {
     pub fn list_topics(&self) -> LogResult<Vec<String>> {
         let dir = self.topics_dir();
         let mut names = Vec::new();
-        for entry in std::fs::read_dir(&dir).ctx("list", &dir)? {
+        let entries = match std::fs::read_dir(&dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(names),
+            other => other.ctx("list", &dir)?,
+        };
+        for entry in entries {
             let entry = entry.ctx("list", &dir)?;
             if let Some(name) = entry.file_name().to_str() {
                 if validate_name(name).is_ok() && entry.path().join("topic.json").exists() {
@@ -224,6 +264,20 @@ impl Log {
         drop(locks);
         std::fs::remove_dir_all(&doomed).ctx("remove", &doomed)
     }
+}
+
+/// Writes `dir/topic.json` crash-atomically: a temporary file, fsynced, renamed over it.
+fn write_meta(dir: &Path, meta: &TopicMeta) -> LogResult<()> {
+    let json =
+        serde_json::to_vec_pretty(meta).map_err(|e| LogError::InvalidConfig(e.to_string()))?;
+    let temporary = dir.join("topic.json.tmp");
+    std::fs::write(&temporary, json).ctx("write", &temporary)?;
+    std::fs::File::open(&temporary)
+        .and_then(|f| f.sync_all())
+        .ctx("fsync", &temporary)?;
+    let meta_path = dir.join("topic.json");
+    std::fs::rename(&temporary, &meta_path).ctx("rename", &meta_path)?;
+    sync_dir(dir)
 }
 
 /// Removes `~creating-PID-*` and `~deleting-PID-*` directories left by processes that died
@@ -315,7 +369,12 @@ impl Topic {
         if let Some(w) = writers.get(&key).and_then(Weak::upgrade) {
             return Ok(w);
         }
-        let w = PartitionWriter::open(&self.name, partition, &dir, self.config.clone())?;
+        let w = Arc::new(PartitionWriter::open(
+            &self.name,
+            partition,
+            &dir,
+            self.config.clone(),
+        )?);
         writers.insert(key, Arc::downgrade(&w));
         Ok(w)
     }

@@ -2,14 +2,20 @@
 //! segments, publishes the tail for readers, enforces retention and makes appends durable.
 //!
 //! Invariants: at most one `PartitionWriter` per partition exists across all processes (an
-//! exclusive lock on the partition's `lock` file, held for the writer's life); the tail is published
+//! exclusive lock on the partition's `lock` file, held for the writer's life); the writer's
+//! background threads (interval flusher, compactor) share only its [`WriterCore`] and are stopped
+//! and joined before the drop of the `PartitionWriter` releases the lock, so that a writer opened
+//! right after the drop returns never finds the partition locked; the tail is published
 //! only after the bytes it covers are written; every segment before the active one is fsynced
 //! before the roll that sealed it returns, so syncing the active segment makes everything before it
 //! durable.
 
 use std::fs::{File, OpenOptions};
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -57,8 +63,18 @@ struct SyncState {
     fsyncs: u64,
 }
 
-/// The exclusive appender of one partition. Share it between threads with `Arc`.
+/// The exclusive appender of one partition. Share it between threads with `Arc`; its methods
+/// are those of [`WriterCore`]. Dropping the last handle stops and joins its background threads
+/// and then releases the partition's lock, before the drop returns.
 pub struct PartitionWriter {
+    core: Arc<WriterCore>,
+    flusher: Option<JoinHandle<()>>,
+    /// Released after `core` (fields drop in order), once no thread can touch the partition.
+    _lock: File,
+}
+
+/// The state of a [`PartitionWriter`] that its background threads share with it.
+pub struct WriterCore {
     pub(crate) topic: String,
     pub(crate) partition: u32,
     pub(crate) dir: PathBuf,
@@ -70,8 +86,21 @@ pub struct PartitionWriter {
     last_sync: Mutex<Instant>,
     pub(crate) maintenance: Mutex<()>,
     recovery: RecoveryReport,
-    this: Weak<PartitionWriter>,
-    _lock: File,
+    this: Weak<WriterCore>,
+    /// Set when the owning `PartitionWriter` drops: background work stops at its next check.
+    pub(crate) stopping: AtomicBool,
+    /// Wakes the flusher early (to stop).
+    stop_signal: (Mutex<()>, Condvar),
+    /// The running or finished background compaction, joined on drop.
+    compactor: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Deref for PartitionWriter {
+    type Target = WriterCore;
+
+    fn deref(&self) -> &WriterCore {
+        &self.core
+    }
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -87,7 +116,7 @@ impl PartitionWriter {
         partition: u32,
         dir: &Path,
         config: TopicConfig,
-    ) -> LogResult<Arc<Self>> {
+    ) -> LogResult<Self> {
         std::fs::create_dir_all(dir).ctx("create partition directory", dir)?;
         let lock_path = dir.join("lock");
         let lock = OpenOptions::new()
@@ -137,7 +166,7 @@ impl PartitionWriter {
         };
         let tail = TailFile::open(&dir.join("tail"), tail_value, true)?;
         tail.publish(tail_value);
-        let writer = Arc::new_cyclic(|this| PartitionWriter {
+        let core = Arc::new_cyclic(|this| WriterCore {
             this: this.clone(),
             topic: topic.to_owned(),
             partition,
@@ -159,15 +188,25 @@ impl PartitionWriter {
             last_sync: Mutex::new(Instant::now()),
             maintenance: Mutex::new(()),
             recovery,
-            _lock: lock,
+            stopping: AtomicBool::new(false),
+            stop_signal: (Mutex::new(()), Condvar::new()),
+            compactor: Mutex::new(None),
         });
-        if let Some(every) = writer.config.flush_interval() {
-            spawn_flusher(Arc::downgrade(&writer), every);
-        }
+        let flusher = match core.config.flush_interval() {
+            Some(every) => Some(spawn_flusher(Arc::clone(&core), every)?),
+            None => None,
+        };
+        let writer = PartitionWriter {
+            core,
+            flusher,
+            _lock: lock,
+        };
         writer.enforce_retention()?;
         Ok(writer)
     }
+}
 
+impl WriterCore {
     /// Topic name.
     pub fn topic(&self) -> &str {
         &self.topic
@@ -347,9 +386,14 @@ impl PartitionWriter {
     }
 
     /// Starts a compaction on its own thread unless one is running; appends go on meanwhile.
+    /// The thread is joined by the next background compaction or by the owner's drop.
     fn compact_in_background(&self) {
-        if self.maintenance.is_locked() {
+        let mut slot = self.compactor.lock();
+        if slot.as_ref().is_some_and(|running| !running.is_finished()) {
             return; // a pass is running; the next roll starts another
+        }
+        if let Some(finished) = slot.take() {
+            let _ = finished.join();
         }
         let Some(me) = self.this.upgrade() else {
             return;
@@ -359,9 +403,16 @@ impl PartitionWriter {
             .spawn(move || {
                 // A failed background compaction leaves the log as it was; the next roll retries
                 // and an explicit `compact` call reports the error.
-                let _ = me.compact();
+                if let Err(e) = me.compact() {
+                    tracing::warn!(topic = %me.topic, partition = me.partition, error = %e,
+                        "background compaction failed; the log is unchanged");
+                }
             });
-        drop(spawned);
+        match spawned {
+            Ok(handle) => *slot = Some(handle),
+            Err(e) => tracing::warn!(topic = %self.topic, partition = self.partition,
+                error = %e, "cannot start a compaction thread; the next roll tries again"),
+        }
     }
 
     /// Forces a roll of a non-empty active segment (used by compaction tests and tooling).
@@ -477,27 +528,50 @@ pub(crate) fn delete_segment_files(dir: &Path, base: u64) -> LogResult<()> {
     Ok(())
 }
 
-fn spawn_flusher(writer: Weak<PartitionWriter>, every: Duration) {
-    let spawned = std::thread::Builder::new()
+/// Flushes `core` every `every` until its owner stops it.
+fn spawn_flusher(core: Arc<WriterCore>, every: Duration) -> LogResult<JoinHandle<()>> {
+    let dir = core.dir.clone();
+    std::thread::Builder::new()
         .name("eddy-flusher".into())
         .spawn(move || loop {
-            std::thread::sleep(every);
-            let Some(w) = writer.upgrade() else { return };
-            if w.flush().is_err() {
-                // The next append's own flush reports the error to its caller.
-                continue;
+            {
+                let (lock, signal) = &core.stop_signal;
+                let mut guard = lock.lock();
+                if core.stopping.load(Ordering::Acquire) {
+                    return;
+                }
+                signal.wait_for(&mut guard, every);
+                if core.stopping.load(Ordering::Acquire) {
+                    return;
+                }
             }
-        });
-    // Without the thread, appends still flush when the interval has passed.
-    drop(spawned);
+            if let Err(e) = core.flush() {
+                // The next append's own flush reports the error to its caller.
+                tracing::warn!(topic = %core.topic, partition = core.partition, error = %e,
+                    "interval flush failed");
+            }
+        })
+        .ctx("start flusher thread", &dir)
 }
 
 impl Drop for PartitionWriter {
     fn drop(&mut self) {
-        if self.config.durability != Durability::None {
-            let st = self.state.get_mut();
+        self.core.stopping.store(true, Ordering::Release);
+        {
+            let (lock, signal) = &self.core.stop_signal;
+            let _guard = lock.lock();
+            signal.notify_all();
+        }
+        if let Some(flusher) = self.flusher.take() {
+            let _ = flusher.join();
+        }
+        let compactor = self.core.compactor.lock().take();
+        if let Some(compactor) = compactor {
+            let _ = compactor.join();
+        }
+        if self.core.config.durability != Durability::None {
             // Errors cannot be returned from drop; callers who need them call `flush` first.
-            let _ = st.active.log.sync_data();
+            let _ = self.core.state.lock().active.log.sync_data();
         }
     }
 }

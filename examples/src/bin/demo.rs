@@ -18,11 +18,14 @@ use eddy_examples::common::{init_logging, AnyResult};
 use eddy_examples::gps::{self, Unit};
 use eddy_examples::sensor::{self, Aggregated, Aggregation, ProducerOptions};
 
-/// Options of `demo`.
+/// Runs both tutorials end to end with no broker: temperature readings aggregated in 10 s
+/// tumbling windows, then GPS tracks to per-track distances in SQLite, rewound and
+/// reprocessed in kilometres.
 #[derive(Parser)]
+#[command(version)]
 struct Options {
     /// Data directory (default: a temporary one, removed at the end).
-    #[arg(long)]
+    #[arg(long, env = "EDDY_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Temperature readings to produce (a random 0–1 s apart in event time).
     #[arg(long, default_value_t = 150)]
@@ -32,7 +35,11 @@ struct Options {
     csv: PathBuf,
 }
 
-fn main() -> AnyResult<()> {
+fn main() -> std::process::ExitCode {
+    eddy_examples::common::report(try_main())
+}
+
+fn try_main() -> AnyResult<()> {
     let o = Options::parse();
     init_logging(tracing::Level::WARN);
     let tmp = tempfile::tempdir()?;

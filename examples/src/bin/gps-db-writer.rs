@@ -11,8 +11,10 @@ use clap::Parser;
 use eddy_examples::common::{init_logging, AnyResult, DataDirArg, RunArgs};
 use eddy_examples::gps::{db_path, write_db};
 
-/// Options of `gps-db-writer`.
+/// The reprocessing tutorial's database writer: upserts each track's latest distance from
+/// `distance-calcs` into the SQLite table `dist_calc`.
 #[derive(Parser)]
+#[command(version)]
 struct Options {
     #[command(flatten)]
     dir: DataDirArg,
@@ -23,7 +25,11 @@ struct Options {
     db: Option<PathBuf>,
 }
 
-fn main() -> AnyResult<()> {
+fn main() -> std::process::ExitCode {
+    eddy_examples::common::report(try_main())
+}
+
+fn try_main() -> AnyResult<()> {
     let o = Options::parse();
     init_logging(o.run.log_level);
     let stop = Arc::new(AtomicBool::new(false));

@@ -7,8 +7,10 @@ use clap::Parser;
 use eddy_examples::common::{init_logging, run, AnyResult, DataDirArg, RunArgs};
 use eddy_examples::gps::{distance_calculator, Unit};
 
-/// Options of `gps-distance`.
+/// The reprocessing tutorial's distance calculator: per track, the cumulative geodesic
+/// distance between consecutive points of `raw-trackpoints`, to `distance-calcs`.
 #[derive(Parser)]
+#[command(version)]
 struct Options {
     #[command(flatten)]
     dir: DataDirArg,
@@ -19,7 +21,11 @@ struct Options {
     unit: Unit,
 }
 
-fn main() -> AnyResult<()> {
+fn main() -> std::process::ExitCode {
+    eddy_examples::common::report(try_main())
+}
+
+fn try_main() -> AnyResult<()> {
     let o = Options::parse();
     init_logging(o.run.log_level);
     let mut app = distance_calculator(&o.dir.data_dir, o.unit)?;

@@ -9,8 +9,9 @@ use clap::Parser;
 use eddy_examples::common::{AnyResult, DataDirArg};
 use eddy_examples::gps::{produce, read_csv};
 
-/// Options of `gps-produce`.
+/// Produces the rows of a GPS track-point CSV to `raw-trackpoints`, keyed by `track_id`.
 #[derive(Parser)]
+#[command(version)]
 struct Options {
     #[command(flatten)]
     dir: DataDirArg,
@@ -19,7 +20,11 @@ struct Options {
     csv: PathBuf,
 }
 
-fn main() -> AnyResult<()> {
+fn main() -> std::process::ExitCode {
+    eddy_examples::common::report(try_main())
+}
+
+fn try_main() -> AnyResult<()> {
     let o = Options::parse();
     let points = read_csv(&o.csv)?;
     let bar = indicatif::ProgressBar::new(points.len() as u64);

@@ -8,8 +8,9 @@ use clap::Parser;
 use eddy_examples::common::{AnyResult, DataDirArg};
 use eddy_examples::gps::{db_path, query, table};
 
-/// Options of `gps-query`.
+/// Prints the table `dist_calc` of the reprocessing tutorial's database.
 #[derive(Parser)]
+#[command(version)]
 struct Options {
     #[command(flatten)]
     dir: DataDirArg,
@@ -18,7 +19,11 @@ struct Options {
     db: Option<PathBuf>,
 }
 
-fn main() -> AnyResult<()> {
+fn main() -> std::process::ExitCode {
+    eddy_examples::common::report(try_main())
+}
+
+fn try_main() -> AnyResult<()> {
     let o = Options::parse();
     let rows = query(&db_path(&o.dir.data_dir, o.db.as_deref()))?;
     print!("{}", table(&rows));

@@ -6,24 +6,34 @@
 //! `cargo run --release -p eddy-examples --bin log-demo [-- --data-dir DIR] [--readings N]`
 
 use std::collections::BTreeMap;
-use std::error::Error;
+use std::path::PathBuf;
 use std::time::Instant;
 
+use clap::Parser;
 use eddy::{Durability, Log, Record, TopicConfig};
+use eddy_examples::common::AnyResult;
 
-fn main() -> Result<(), Box<dyn Error>> {
-    let mut args = std::env::args().skip(1);
-    let mut data_dir = None;
-    let mut readings = 300_000u64;
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--data-dir" => data_dir = args.next(),
-            "--readings" => readings = args.next().ok_or("--readings N")?.parse()?,
-            other => return Err(format!("unknown option {other}").into()),
-        }
-    }
+/// Durable topics with no broker: appends sensor readings to a topic of three partitions,
+/// replays them, finds a reading by time, and appends again after reopening the directory.
+#[derive(Parser)]
+#[command(version)]
+struct Options {
+    /// Data directory (default: a temporary one, removed at the end).
+    #[arg(long, env = "EDDY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Readings to append.
+    #[arg(long, default_value_t = 300_000)]
+    readings: u64,
+}
+
+fn main() -> std::process::ExitCode {
+    eddy_examples::common::report(try_main())
+}
+
+fn try_main() -> AnyResult<()> {
+    let Options { data_dir, readings } = Options::parse();
     let tmp = tempfile::tempdir()?;
-    let dir = data_dir.map_or_else(|| tmp.path().to_owned(), Into::into);
+    let dir = data_dir.unwrap_or_else(|| tmp.path().to_owned());
     println!("data directory: {}", dir.display());
 
     let log = Log::open(&dir)?;

@@ -8,8 +8,10 @@ use clap::Parser;
 use eddy_examples::common::{init_logging, run, AnyResult, DataDirArg, RunArgs};
 use eddy_examples::sensor::{processor, Aggregation};
 
-/// Options of `temperature-processor`.
+/// The sensor tutorial's processor: readings of `raw-temp-data` in 10 s tumbling windows
+/// with 1 s grace per sensor; count/min/max/mean of each closed window to `agg-temperature`.
 #[derive(Parser)]
+#[command(version)]
 struct Options {
     #[command(flatten)]
     dir: DataDirArg,
@@ -20,7 +22,11 @@ struct Options {
     aggregation: Aggregation,
 }
 
-fn main() -> AnyResult<()> {
+fn main() -> std::process::ExitCode {
+    eddy_examples::common::report(try_main())
+}
+
+fn try_main() -> AnyResult<()> {
     let o = Options::parse();
     init_logging(o.run.log_level);
     tracing::info!("Starting application");

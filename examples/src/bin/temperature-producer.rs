@@ -8,8 +8,10 @@ use clap::Parser;
 use eddy_examples::common::{AnyResult, DataDirArg};
 use eddy_examples::sensor::{produce, ProducerOptions};
 
-/// Options of `temperature-producer`.
+/// Produces synthetic temperature readings to `raw-temp-data`, as the sensor tutorial's
+/// producer does.
 #[derive(Parser)]
+#[command(version)]
 struct Options {
     #[command(flatten)]
     dir: DataDirArg,
@@ -24,7 +26,11 @@ struct Options {
     quiet: bool,
 }
 
-fn main() -> AnyResult<()> {
+fn main() -> std::process::ExitCode {
+    eddy_examples::common::report(try_main())
+}
+
+fn try_main() -> AnyResult<()> {
     let o = Options::parse();
     let options = ProducerOptions {
         count: o.count,

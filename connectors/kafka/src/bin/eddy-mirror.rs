@@ -104,6 +104,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_max_level(common.log_level)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let stop = Arc::new(AtomicBool::new(false));

@@ -1,0 +1,89 @@
+//! What every example program owes its user: it honours `EDDY_DATA_DIR`, its `--help` says what
+//! it does, its errors read as sentences (not Rust's Debug form), and its log lines carry no
+//! colour codes when stderr is not a terminal.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::process::{Command, Output};
+
+fn run(program: &str, data_dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .env("EDDY_DATA_DIR", data_dir)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn programs_use_eddy_data_dir_and_log_without_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let producer = env!("CARGO_BIN_EXE_temperature-producer");
+    let out = run(
+        producer,
+        dir.path(),
+        &["--count", "20", "--fast", "--quiet"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = eddy::Log::open(dir.path()).unwrap();
+    let topic = log.topic("raw-temp-data").unwrap();
+    let produced: u64 = (0..topic.partitions())
+        .map(|p| topic.reader(p).unwrap().end_offset())
+        .sum();
+    assert_eq!(produced, 20);
+    let processor = env!("CARGO_BIN_EXE_temperature-processor");
+    let out = run(processor, dir.path(), &["--until-idle"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("read 20 readings"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes in a pipe: {stderr:?}"
+    );
+}
+
+#[test]
+fn help_says_what_each_program_does_and_errors_read_as_sentences() {
+    let dir = tempfile::tempdir().unwrap();
+    for (program, says) in [
+        (env!("CARGO_BIN_EXE_demo"), "both tutorials"),
+        (env!("CARGO_BIN_EXE_log-demo"), "topic of three partitions"),
+        (
+            env!("CARGO_BIN_EXE_temperature-producer"),
+            "temperature readings",
+        ),
+        (
+            env!("CARGO_BIN_EXE_temperature-processor"),
+            "tumbling windows",
+        ),
+        (env!("CARGO_BIN_EXE_gps-produce"), "GPS track-point CSV"),
+        (env!("CARGO_BIN_EXE_gps-distance"), "geodesic"),
+        (env!("CARGO_BIN_EXE_gps-db-writer"), "SQLite"),
+        (env!("CARGO_BIN_EXE_gps-query"), "dist_calc"),
+    ] {
+        let out = run(program, dir.path(), &["--help"]);
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && help.contains(says),
+            "{program}: {help}"
+        );
+        assert!(!help.contains("Options of"), "{program}: {help}");
+    }
+    // A CSV that does not exist: one line naming the program and the file.
+    let out = run(
+        env!("CARGO_BIN_EXE_gps-produce"),
+        dir.path(),
+        &["--csv", "/nonexistent/points.csv"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.starts_with("gps-produce: "), "{stderr}");
+    assert!(stderr.contains("/nonexistent/points.csv"), "{stderr}");
+    assert!(
+        !stderr.contains("Error: ") && !stderr.contains(" { "),
+        "{stderr}"
+    );
+}
