@@ -24,7 +24,11 @@ fn every_readme_snippet_is_compiled_and_runs() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let readme = std::fs::read_to_string(root.join("../README.md")).unwrap();
     let program = std::fs::read_to_string(root.join("src/bin/readme-snippets.rs")).unwrap();
-    let program: Vec<&str> = program.lines().map(str::trim_start).collect();
+    let program: Vec<&str> = program
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| !l.is_empty())
+        .collect();
     let blocks = rust_blocks(&readme);
     assert!(
         blocks.len() >= 2,
