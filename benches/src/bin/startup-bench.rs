@@ -51,17 +51,19 @@ fn program(name: &str) -> Result<PathBuf, String> {
 }
 
 fn produce(producer: &Path, dir: &Path, readings: u64) -> Result<(), String> {
-    let status = Command::new(producer)
+    let out = Command::new(producer)
         .args(["--count", &readings.to_string(), "--fast", "--quiet"])
         .arg("--data-dir")
         .arg(dir)
-        .stdout(Stdio::null())
-        .status()
+        .output()
         .map_err(|e| e.to_string())?;
-    status
-        .success()
-        .then_some(())
-        .ok_or_else(|| format!("temperature-producer failed: {status}"))
+    out.status.success().then_some(()).ok_or_else(|| {
+        format!(
+            "temperature-producer failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
 
 fn peak_rss_kib(pid: u32) -> Option<u64> {
@@ -87,17 +89,28 @@ fn one_run(processor: &Path, dir: &Path, readings: u64) -> Result<(Duration, u64
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| e.to_string())?;
+    // Stderr is read to its end on a thread (the processor's last lines come after SIGTERM);
+    // the channel says when the first and the last reading were processed.
     let stderr = child.stderr.take().ok_or("no stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut seen = 0;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("Input value received") {
+                seen += 1;
+                if seen == 1 || seen == readings {
+                    let _ = tx.send((seen, started.elapsed()));
+                }
+            }
+        }
+    });
     let mut first = None;
     let mut seen = 0;
-    for line in BufReader::new(stderr).lines() {
-        let line = line.map_err(|e| e.to_string())?;
-        if line.contains("Input value received") {
-            first.get_or_insert_with(|| started.elapsed());
-            seen += 1;
-            if seen == readings {
-                break;
-            }
+    while let Ok((n, at)) = rx.recv_timeout(Duration::from_secs(60)) {
+        first.get_or_insert(at);
+        seen = n;
+        if n == readings {
+            break;
         }
     }
     let rss = peak_rss_kib(child.id());
@@ -105,6 +118,7 @@ fn one_run(processor: &Path, dir: &Path, readings: u64) -> Result<(Duration, u64
         .args(["-TERM", &child.id().to_string()])
         .status();
     let status = child.wait().map_err(|e| e.to_string())?;
+    let _ = reader.join();
     if !status.success() {
         return Err(format!("temperature-processor exited with {status}"));
     }
