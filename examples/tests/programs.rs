@@ -87,3 +87,20 @@ fn help_says_what_each_program_does_and_errors_read_as_sentences() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_demo_keeps_its_data_in_eddy_data_dir_and_refuses_to_mix_two_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = env!("CARGO_BIN_EXE_demo");
+    let out = run(demo, dir.path(), &["--readings", "30"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let topics = eddy::Log::open(dir.path()).unwrap().list_topics().unwrap();
+    assert!(topics.iter().any(|t| t == "raw-temp-data"), "{topics:?}");
+    let again = run(demo, dir.path(), &["--readings", "30"]);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success());
+    assert!(
+        stderr.starts_with("demo: ") && stderr.contains(&*dir.path().to_string_lossy()),
+        "{stderr}"
+    );
+}

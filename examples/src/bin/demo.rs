@@ -44,6 +44,17 @@ fn try_main() -> AnyResult<()> {
     init_logging(tracing::Level::WARN);
     let tmp = tempfile::tempdir()?;
     let dir = o.data_dir.clone().unwrap_or_else(|| tmp.path().to_owned());
+    // The tutorials append to their topics: a second demo in one directory would mix two runs.
+    let existing = Log::open_read_only(&dir).list_topics()?;
+    if !existing.is_empty() {
+        return Err(format!(
+            "data directory {} already holds topics ({}); the demo needs a new or empty one \
+             (--data-dir DIR, or unset EDDY_DATA_DIR for a temporary one)",
+            dir.display(),
+            existing.join(", ")
+        )
+        .into());
+    }
     println!("data directory: {}\n", dir.display());
     sensor_tutorial(&dir, o.readings)?;
     reprocessing_tutorial(&dir, &o.csv)?;
