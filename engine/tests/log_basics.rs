@@ -340,3 +340,38 @@ fn interval_durability_syncs_in_the_background_and_none_never_syncs() {
     wn.flush().unwrap();
     assert_eq!(wn.durable_offset(), 1, "an explicit flush syncs");
 }
+
+#[test]
+fn a_read_only_log_creates_nothing_and_refuses_changes() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("absent");
+    let log = Log::open_read_only(&dir);
+    assert!(log.list_topics().unwrap().is_empty());
+    match log.topic("t") {
+        Err(LogError::TopicNotFound {
+            topic,
+            dir: searched,
+        }) => {
+            assert_eq!((topic.as_str(), searched.as_path()), ("t", dir.as_path()))
+        }
+        other => panic!("{:?}", other.err()),
+    }
+    let refused = log.create_topic("t", TopicConfig::with_partitions(1));
+    assert!(matches!(refused, Err(LogError::ReadOnly { .. })));
+    assert!(!dir.exists());
+    // On an existing directory it reads, and still refuses appends and deletes.
+    let writable = Log::open(&dir).unwrap();
+    writable
+        .create_topic("t", TopicConfig::with_partitions(1))
+        .unwrap()
+        .append([Record::keyed("k", "v")])
+        .unwrap();
+    let topic = log.topic("t").unwrap();
+    assert_eq!(topic.reader(0).unwrap().end_offset(), 1);
+    assert!(matches!(topic.writer(0), Err(LogError::ReadOnly { .. })));
+    assert!(matches!(
+        log.delete_topic("t"),
+        Err(LogError::ReadOnly { .. })
+    ));
+    assert_eq!(writable.list_topics().unwrap(), ["t"]);
+}

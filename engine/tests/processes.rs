@@ -157,6 +157,38 @@ fn another_process_cannot_append_while_the_lock_is_held() {
 }
 
 #[test]
+fn a_producer_keeps_its_partition_for_the_whole_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    topic_with(d, "t", small_segments(1, 4096));
+    let mut first = eddy(d)
+        .args(["produce", "t", "--print-offsets", "--batch", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = first.stdin.take().unwrap();
+    let acks = lines_of(first.stdout.take().unwrap());
+    writeln!(stdin, "one").unwrap();
+    assert_eq!(acks.recv_timeout(Duration::from_secs(30)).unwrap(), "0 0");
+    // Between the first producer's appends, a second cannot slip in.
+    let second = run(d, &["produce", "t"], b"intruder\n");
+    assert_eq!(second.status.code(), Some(5), "{second:?}");
+    writeln!(stdin, "two").unwrap();
+    assert_eq!(acks.recv_timeout(Duration::from_secs(30)).unwrap(), "0 1");
+    drop(stdin);
+    assert!(first.wait().unwrap().success());
+    let values: Vec<Vec<u8>> = read_all(
+        &mut Log::open(d).unwrap().topic("t").unwrap().reader(0).unwrap(),
+        0,
+    )
+    .into_iter()
+    .map(|(_, r)| r.value.unwrap())
+    .collect();
+    assert_eq!(values, [b"one".to_vec(), b"two".to_vec()]);
+}
+
+#[test]
 fn cli_topics_produce_and_consume_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

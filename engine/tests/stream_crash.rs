@@ -228,13 +228,21 @@ fn numbers_topic(app: &Application) -> eddy::StreamTopic<Str, Json<u64>> {
         .unwrap()
 }
 
-fn produce(dir: &Path, from: u64, to: u64) {
-    let log = Log::open(dir).unwrap();
-    let t = log
+fn numbers_input(dir: &Path) -> eddy::Topic {
+    Log::open(dir)
+        .unwrap()
         .topic_or_create("numbers", TopicConfig::with_partitions(PARTITIONS))
+        .unwrap()
+}
+
+fn append_numbers(topic: &eddy::Topic, from: u64, to: u64) {
+    topic
+        .append((from..to).map(|i| Record::keyed(format!("k{}", i % KEYS), i.to_string())))
         .unwrap();
-    t.append((from..to).map(|i| Record::keyed(format!("k{}", i % KEYS), i.to_string())))
-        .unwrap();
+}
+
+fn produce(dir: &Path, from: u64, to: u64) {
+    append_numbers(&numbers_input(dir), from, to);
 }
 
 /// Input offsets committed by the counting application, over all partitions.
@@ -312,8 +320,12 @@ fn kill_at_random_while_input_arrives(name: &str, env: &str, dir: &Path, group: 
     let feeder = {
         let (dir, produced) = (dir.to_owned(), produced.clone());
         std::thread::spawn(move || {
+            // One appender for the whole feed, as a producer process holds it: the children
+            // this test forks meanwhile would hold a copy of a lock reopened here until they
+            // exec (see `Topic::writer`).
+            let topic = numbers_input(&dir);
             for from in (0..RECORDS).step_by(200) {
-                produce(&dir, from, from + 200);
+                append_numbers(&topic, from, from + 200);
                 produced.store(from + 200, std::sync::atomic::Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(4));
             }

@@ -93,7 +93,11 @@ fn the_demo_keeps_its_data_in_eddy_data_dir_and_refuses_to_mix_two_runs() {
     let dir = tempfile::tempdir().unwrap();
     let demo = env!("CARGO_BIN_EXE_demo");
     let out = run(demo, dir.path(), &["--readings", "30"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let topics = eddy::Log::open(dir.path()).unwrap().list_topics().unwrap();
     assert!(topics.iter().any(|t| t == "raw-temp-data"), "{topics:?}");
     let again = run(demo, dir.path(), &["--readings", "30"]);

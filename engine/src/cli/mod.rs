@@ -70,7 +70,7 @@ pub fn exit_code(e: &LogError) -> i32 {
         LogError::Locked { .. } => 5,
         LogError::Corrupt { .. } => 6,
         LogError::OffsetOutOfRange { .. } => 7,
-        LogError::Io { .. } | LogError::AppendRefused { .. } => 1,
+        LogError::Io { .. } | LogError::AppendRefused { .. } | LogError::ReadOnly { .. } => 1,
     }
 }
 

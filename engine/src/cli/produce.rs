@@ -2,13 +2,14 @@
 //! whatever has arrived (up to `--batch`), so a pipe is fast and an interactive line is appended
 //! at once.
 
+use std::collections::HashMap;
 use std::io::{BufRead, Write};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
 use clap::Args;
 
 use super::CliError;
-use crate::{Header, Log, Record};
+use crate::{Header, Log, PartitionWriter, Record, Topic};
 
 #[derive(Args)]
 pub(crate) struct ProduceArgs {
@@ -101,6 +102,18 @@ fn parse_json(line: &str) -> Result<Parsed, String> {
     Ok(Parsed { record, partition })
 }
 
+/// The run's appender of partition `p`, opened on first use.
+fn appender<'a>(
+    writers: &'a mut HashMap<u32, Arc<PartitionWriter>>,
+    topic: &Topic,
+    p: u32,
+) -> Result<&'a PartitionWriter, CliError> {
+    Ok(match writers.entry(p) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => e.insert(topic.writer(p)?),
+    })
+}
+
 pub(crate) fn run(log: &Log, args: ProduceArgs) -> Result<(), CliError> {
     let topic = log.topic(&args.topic)?;
     let (tx, rx) = mpsc::sync_channel::<std::io::Result<String>>(args.batch.max(1) * 2);
@@ -112,6 +125,8 @@ pub(crate) fn run(log: &Log, args: ProduceArgs) -> Result<(), CliError> {
         }
     });
     let mut out = std::io::stdout().lock();
+    // One appender per partition for the whole run: the lock is taken and recovery runs once.
+    let mut writers: HashMap<u32, Arc<PartitionWriter>> = HashMap::new();
     let mut number = 0usize;
     let mut pending: Vec<Parsed> = Vec::new();
     while let Ok(first) = rx.recv() {
@@ -132,7 +147,7 @@ pub(crate) fn run(log: &Log, args: ProduceArgs) -> Result<(), CliError> {
         let placed: Vec<(u32, u64)> = match explicit {
             Some(p) if uniform => {
                 let records: Vec<Record> = pending.drain(..).map(|p| p.record).collect();
-                let a = topic.writer(p)?.append(&records)?;
+                let a = appender(&mut writers, &topic, p)?.append(&records)?;
                 (0..a.count).map(|i| (p, a.base_offset + i)).collect()
             }
             _ if pending.iter().all(|p| p.partition.is_none()) && args.partition.is_none() => {
@@ -145,8 +160,7 @@ pub(crate) fn run(log: &Log, args: ProduceArgs) -> Result<(), CliError> {
                         .partition
                         .or(args.partition)
                         .unwrap_or_else(|| topic.partition_for(p.record.key.as_deref()));
-                    let a = topic
-                        .writer(part)?
+                    let a = appender(&mut writers, &topic, part)?
                         .append(std::slice::from_ref(&p.record))?;
                     placed.push((part, a.base_offset));
                 }

@@ -90,6 +90,14 @@ pub enum LogError {
     /// A topic setting is not acceptable.
     #[error("invalid topic config: {0}")]
     InvalidConfig(String),
+    /// A change was asked of a data directory opened with `Log::open_read_only`.
+    #[error("data directory {} is open read-only: cannot {op}", dir.display())]
+    ReadOnly {
+        /// The data directory.
+        dir: PathBuf,
+        /// What was refused.
+        op: &'static str,
+    },
     /// An append was refused before anything was written.
     #[error("append to topic {topic:?} partition {partition} refused: {reason}")]
     AppendRefused {

@@ -58,6 +58,8 @@ struct TopicMeta {
 
 struct LogInner {
     dir: PathBuf,
+    /// Opened with [`Log::open_read_only`]: every change is refused.
+    read_only: bool,
     writers: Mutex<HashMap<(String, u32), Weak<PartitionWriter>>>,
 }
 
@@ -77,17 +79,20 @@ impl Log {
         Ok(Log {
             inner: Arc::new(LogInner {
                 dir,
+                read_only: false,
                 writers: Mutex::new(HashMap::new()),
             }),
         })
     }
 
     /// Opens the data directory `dir` for reading without creating or tidying anything: a
-    /// missing directory reads as one without topics. For tools that only look.
+    /// missing directory reads as one without topics. For tools that only look: creating,
+    /// altering or deleting a topic and opening an appender are refused with `ReadOnly`.
     pub fn open_read_only(dir: impl AsRef<Path>) -> Log {
         Log {
             inner: Arc::new(LogInner {
                 dir: dir.as_ref().to_owned(),
+                read_only: true,
                 writers: Mutex::new(HashMap::new()),
             }),
         }
@@ -96,6 +101,16 @@ impl Log {
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    fn refuse_if_read_only(&self, op: &'static str) -> LogResult<()> {
+        match self.inner.read_only {
+            true => Err(LogError::ReadOnly {
+                dir: self.inner.dir.clone(),
+                op,
+            }),
+            false => Ok(()),
+        }
     }
 
     fn topics_dir(&self) -> PathBuf {
@@ -109,6 +124,7 @@ impl Log {
 
     /// Creates a topic. Fails with `TopicExists` if it is already there.
     pub fn create_topic(&self, name: &str, config: TopicConfig) -> LogResult<Topic> {
+        self.refuse_if_read_only("create a topic")?;
         config.validate()?;
         let dir = self.topic_dir(name)?;
         if dir.exists() {
@@ -175,6 +191,7 @@ impl Log {
             config: meta.config,
             dir,
             next_sticky: Arc::new(AtomicU32::new(0)),
+            appenders: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -184,6 +201,7 @@ impl Log {
     /// settings when they open: those already open (in any process) keep the old ones until
     /// they are reopened.
     pub fn alter_topic_config(&self, name: &str, settings: &[&str]) -> LogResult<TopicConfig> {
+        self.refuse_if_read_only("alter a topic")?;
         let topic = self.topic(name)?;
         let mut config = topic.config.clone();
         for setting in settings {
@@ -237,6 +255,7 @@ impl Log {
 
     /// Deletes a topic and all its data. Refused while any of its partitions has an appender.
     pub fn delete_topic(&self, name: &str) -> LogResult<()> {
+        self.refuse_if_read_only("delete a topic")?;
         let topic = self.topic(name)?;
         let mut locks = Vec::new();
         for p in 0..topic.partitions() {
@@ -331,6 +350,9 @@ pub struct Topic {
     config: TopicConfig,
     dir: PathBuf,
     next_sticky: Arc<AtomicU32>,
+    /// The appenders `append` opened through this handle and its clones, kept until the last of
+    /// them drops, so that appends take the partition's lock and run recovery once.
+    appenders: Arc<Mutex<HashMap<u32, Arc<PartitionWriter>>>>,
 }
 
 impl Topic {
@@ -361,8 +383,15 @@ impl Topic {
     }
 
     /// The partition's appender, shared by every caller in this process; opening it takes the
-    /// partition's lock (`Locked` if another process holds it) and runs recovery.
+    /// partition's lock (`Locked` if another process holds it) and runs recovery. The lock is
+    /// released when the last handle to the appender is dropped.
+    ///
+    /// A child process forked while an appender is open holds a copy of its lock until the
+    /// child calls `exec` (file locks belong to open files, which `fork` shares): a program that
+    /// spawns processes while reopening appenders in another thread can see a passing `Locked`.
+    /// Keep appenders open (as `append` does) rather than reopening them.
     pub fn writer(&self, partition: u32) -> LogResult<Arc<PartitionWriter>> {
+        self.log.refuse_if_read_only("append")?;
         let dir = self.partition_dir(partition)?;
         let mut writers = self.log.inner.writers.lock();
         let key = (self.name.clone(), partition);
@@ -393,9 +422,22 @@ impl Topic {
         }
     }
 
+    /// The appender of `partition` kept by this handle for `append`.
+    fn appender(&self, partition: u32) -> LogResult<Arc<PartitionWriter>> {
+        let mut appenders = self.appenders.lock();
+        if let Some(w) = appenders.get(&partition) {
+            return Ok(w.clone());
+        }
+        let w = self.writer(partition)?;
+        appenders.insert(partition, w.clone());
+        Ok(w)
+    }
+
     /// Appends records, each to the partition of its key. Returns `(partition, offset)` per record,
     /// in input order. Partitions are appended one after another: an error (say, a partition locked
-    /// by another process) can leave the records of earlier partitions appended.
+    /// by another process) can leave the records of earlier partitions appended. The appenders it
+    /// opens stay open (holding their partitions' locks) until this handle and its clones are
+    /// dropped, as a producer holds its connections.
     pub fn append(&self, records: impl IntoIterator<Item = Record>) -> LogResult<Vec<(u32, u64)>> {
         let n = self.config.partitions as usize;
         let mut buckets: Vec<Vec<Record>> = (0..n).map(|_| Vec::new()).collect();
@@ -412,7 +454,7 @@ impl Topic {
         for (p, bucket) in buckets.iter().enumerate() {
             if !bucket.is_empty() {
                 if let Some(base) = bases.get_mut(p) {
-                    *base = self.writer(p as u32)?.append(bucket)?.base_offset;
+                    *base = self.appender(p as u32)?.append(bucket)?.base_offset;
                 }
             }
         }

@@ -389,7 +389,7 @@ impl WriterCore {
     /// The thread is joined by the next background compaction or by the owner's drop.
     fn compact_in_background(&self) {
         let mut slot = self.compactor.lock();
-        if slot.as_ref().is_some_and(|running| !running.is_finished()) {
+        if self.maintenance.is_locked() || slot.as_ref().is_some_and(|t| !t.is_finished()) {
             return; // a pass is running; the next roll starts another
         }
         if let Some(finished) = slot.take() {
