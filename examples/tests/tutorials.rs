@@ -94,12 +94,13 @@ fn expected_windows(dir: &Path) -> (Windows, usize) {
     (closed, fetch.len())
 }
 
-fn produced_windows(dir: &Path) -> (Windows, usize) {
+/// The window results in `agg-temperature` from offset `from` on, and how many there are.
+fn produced_windows(dir: &Path, from: u64) -> (Windows, usize) {
     let topic = Log::open(dir).unwrap().topic("agg-temperature").unwrap();
     let fetch = topic
         .reader(0)
         .unwrap()
-        .read(0, usize::MAX, usize::MAX)
+        .read(from, usize::MAX, usize::MAX)
         .unwrap();
     let mut windows = BTreeMap::new();
     for r in fetch.iter() {
@@ -133,28 +134,49 @@ fn sensor_pipeline_survives_a_killed_producer_and_a_restarted_processor() {
         d,
         &["--count", "3000", quiet[0], quiet[1]],
     );
-    // The processor restarted; then once more with the built-in aggregations, to catch up.
+    // The processor restarted, stopped wherever it is, and once more to catch up.
     let mut processor = spawn("temperature-processor", d, &["--log-level", "warn"]);
     std::thread::sleep(Duration::from_millis(300));
     sigterm(&mut processor);
-    run(
-        "temperature-processor",
-        d,
-        &[
-            "--until-idle",
-            "--aggregation",
-            "builtin",
-            "--log-level",
-            "warn",
-        ],
-    );
+    let until_idle = ["--until-idle", "--log-level", "warn"];
+    run("temperature-processor", d, &until_idle);
     let (want, readings) = expected_windows(d);
-    let (got, results) = produced_windows(d);
+    let (got, results) = produced_windows(d, 0);
     assert!(readings > 3_000, "{readings} readings");
     assert!(want.len() > 500, "{} windows", want.len());
     assert_eq!(results, got.len(), "no window emitted twice");
+    assert_windows_equal(&got, &want);
+    // The tutorial's comparison of the two aggregations (docs/tutorials.md): the group rewound
+    // (which clears its window state), the built-in aggregations append the same windows.
+    run(
+        "eddy",
+        d,
+        &[
+            "groups",
+            "reset-offsets",
+            "temperature_processor",
+            "--topic",
+            "raw-temp-data",
+            "--to-earliest",
+            "--execute",
+        ],
+    );
+    let builtin = [&until_idle[..], &["--aggregation", "builtin"]].concat();
+    run("temperature-processor", d, &builtin);
+    let (again, appended) = produced_windows(d, results as u64);
+    assert_eq!(appended, again.len(), "no window emitted twice");
+    assert_windows_equal(&again, &want);
+    // The console view of the results.
+    let shown = run("eddy", d, &["consume", "agg-temperature"]);
+    assert_eq!(
+        shown.lines().filter(|l| l.contains("temperature")).count(),
+        results + appended
+    );
+}
+
+fn assert_windows_equal(got: &Windows, want: &Windows) {
     assert_eq!(got.len(), want.len(), "no window missing");
-    for (key, (n, min, max, mean)) in &want {
+    for (key, (n, min, max, mean)) in want {
         let g = got.get(key).unwrap_or_else(|| panic!("{key:?} missing"));
         assert_eq!((g.0, g.1, g.2), (*n, *min, *max), "{key:?}");
         assert!(
@@ -162,12 +184,6 @@ fn sensor_pipeline_survives_a_killed_producer_and_a_restarted_processor() {
             "{key:?} mean"
         );
     }
-    // The console view of the results.
-    let shown = run("eddy", d, &["consume", "agg-temperature"]);
-    assert_eq!(
-        shown.lines().filter(|l| l.contains("temperature")).count(),
-        results
-    );
 }
 
 /// Per track, the geodesic total in metres over the CSV's rows in file order, read here with a
