@@ -181,6 +181,41 @@ fn running_counts_continue_across_restarts_and_rebuild_from_the_changelog() {
     app.run_until_idle().unwrap();
     assert_eq!(last_counts(dir.path()), expected_counts(6000));
     assert_eq!(app.metrics().stores_rebuilt, 1);
+    // The damaged store was moved aside, not deleted.
+    let aside: Vec<std::path::PathBuf> = std::fs::read_dir(dir.path().join("state/g/readings"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("/0.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    let kept = std::fs::read_dir(&aside[0]).unwrap().count();
+    assert!(kept > 0, "the damaged files are kept");
+}
+
+#[test]
+fn a_store_that_cannot_be_opened_is_an_error_and_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    produce_readings(dir.path(), "readings", 1, 0, 1000);
+    counting_app(dir.path(), "g").run_until_idle().unwrap();
+    let store = dir.path().join("state/g/readings/0");
+    let files = |p: &Path| std::fs::read_dir(p).unwrap().count();
+    let before = files(&store);
+    // Another holder of the store (RocksDB's own lock), as a second process would be.
+    let holder = rocksdb::DB::open_default(&store).unwrap();
+    produce_readings(dir.path(), "readings", 1, 1000, 1100);
+    let err = counting_app(dir.path(), "g")
+        .run_until_idle()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&*store.to_string_lossy()), "{err}");
+    assert!(files(&store) >= before, "nothing of the store was removed");
+    drop(holder);
+    // Released, it opens as it was: no rebuild, only the new input processed.
+    let mut app = counting_app(dir.path(), "g");
+    app.run_until_idle().unwrap();
+    assert_eq!(app.metrics().stores_rebuilt, 0);
+    assert_eq!(app.metrics().records_in, 100);
+    assert_eq!(last_counts(dir.path()), expected_counts(1100));
 }
 
 #[test]

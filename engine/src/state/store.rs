@@ -88,8 +88,11 @@ fn decode_u64(bytes: &[u8]) -> Option<u64> {
 }
 
 impl Store {
-    /// Opens the store at `path` (rebuilding it when RocksDB cannot open it or its metadata is
-    /// unreadable) and brings it up to the end of its changelog partition.
+    /// Opens the store at `path` and brings it up to the end of its changelog partition. A
+    /// missing store is created and restored from the start of the changelog; a store proven
+    /// corrupt (RocksDB reports corruption, or its metadata does not decode) is moved aside to
+    /// `<path>.corrupt-<ms since epoch>`, never deleted, and rebuilt the same way. Any other
+    /// failure to open (a store held by another process, no file handles left) is an error.
     pub fn open(
         env: &StateEnv,
         path: PathBuf,
@@ -101,12 +104,15 @@ impl Store {
         let mut report = RestoreReport::default();
         let (db, meta) = match open_db(&path, env.options()) {
             Ok(opened) => opened,
-            Err(_) => {
-                // Missing pieces or damaged files: the changelog has everything.
+            Err(e) if proven_corrupt(&e) => {
+                // The changelog has everything; the damaged files are kept for inspection.
+                let aside = move_aside(&path)?;
+                tracing::warn!(store = %path.display(), moved_to = %aside.display(), error = %e,
+                    "state store is corrupt: moved aside, rebuilding it from its changelog");
                 report.rebuilt = true;
-                remove_dir(&path)?;
                 open_db(&path, env.options())?
             }
+            Err(e) => return Err(e),
         };
         let mut replay = Replay {
             path: &path,
@@ -471,14 +477,26 @@ fn open_db(path: &std::path::Path, options: rocksdb::Options) -> StateResult<(DB
     Ok((db, (changelog, input)))
 }
 
-fn remove_dir(path: &std::path::Path) -> StateResult<()> {
-    match std::fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(StateError::Io {
-            op: "remove",
-            path: path.to_owned(),
-            source,
-        }),
+/// Whether `e` proves the store's files damaged (as opposed to the store being unavailable).
+fn proven_corrupt(e: &StateError) -> bool {
+    match e {
+        StateError::Rocks { source, .. } => source.kind() == rocksdb::ErrorKind::Corruption,
+        StateError::Io { op, source, .. } => {
+            *op == "read metadata" && source.kind() == std::io::ErrorKind::InvalidData
+        }
+        _ => false,
     }
+}
+
+/// Renames the store directory to `<path>.corrupt-<ms>` beside it and returns the new path.
+fn move_aside(path: &std::path::Path) -> StateResult<PathBuf> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".corrupt-{}", crate::log::now_ms()));
+    let aside = PathBuf::from(name);
+    std::fs::rename(path, &aside).map_err(|source| StateError::Io {
+        op: "move corrupt store aside",
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(aside)
 }
