@@ -317,4 +317,6 @@ fn cli_errors_name_the_problem_and_use_stable_exit_codes() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"));
+    // The good line before the bad one of the same batch is kept.
+    assert_eq!(run_ok(d, &["consume", "x"], ""), "ok\n");
 }

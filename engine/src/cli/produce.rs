@@ -129,13 +129,25 @@ pub(crate) fn run(log: &Log, args: ProduceArgs) -> Result<(), CliError> {
     let mut writers: HashMap<u32, Arc<PartitionWriter>> = HashMap::new();
     let mut number = 0usize;
     let mut pending: Vec<Parsed> = Vec::new();
-    while let Ok(first) = rx.recv() {
+    // A bad line stops the run after the good lines before it are appended.
+    let mut failed: Option<CliError> = None;
+    while let Some(first) = failed.is_none().then(|| rx.recv().ok()).flatten() {
         pending.clear();
         let mut next = Some(first);
         while let Some(line) = next.take() {
-            let line = line.map_err(|e| CliError::Input(format!("reading standard input: {e}")))?;
-            number += 1;
-            pending.push(parse_line(&args, &line, number)?);
+            let parsed = line
+                .map_err(|e| CliError::Input(format!("reading standard input: {e}")))
+                .and_then(|line| {
+                    number += 1;
+                    parse_line(&args, &line, number)
+                });
+            match parsed {
+                Ok(p) => pending.push(p),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
             if pending.len() < args.batch {
                 next = rx.try_recv().ok();
             }
@@ -174,5 +186,5 @@ pub(crate) fn run(log: &Log, args: ProduceArgs) -> Result<(), CliError> {
             out.flush()?;
         }
     }
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }
