@@ -8,6 +8,17 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+/// `eddy ARGS` running, with stdout and stderr piped.
+fn spawn_piped(dir: &std::path::Path, args: &[&str]) -> std::process::Child {
+    eddy(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn fails(dir: &std::path::Path, args: &[&str]) -> (i32, String) {
     let out = run(dir, args, b"");
     assert!(!out.status.success(), "{args:?} succeeded");
@@ -114,13 +125,7 @@ fn consume_takes_the_topic_either_way_with_kafka_and_rpk_options() {
 fn follow_waits_for_a_topic_that_does_not_exist_yet() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mut child = eddy(d)
-        .args(["consume", "later", "--follow", "--max-messages", "1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(d, &["consume", "later", "--follow", "--max-messages", "1"]);
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut said = String::new();
     stderr.read_line(&mut said).unwrap();
@@ -334,13 +339,7 @@ fn groups_describe_shows_members_and_state() {
     );
     let members = run_ok(d, &["groups", "describe", "g", "--members"], "");
     assert!(members.contains("no active members"), "{members}");
-    let mut member = eddy(d)
-        .args(["consume", "t", "--group", "g", "--follow"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut member = spawn_piped(d, &["consume", "t", "--group", "g", "--follow"]);
     let mut lines = BufReader::new(member.stdout.take().unwrap()).lines();
     for _ in 0..3 {
         lines.next().unwrap().unwrap(); // the member owns both partitions once it printed all
