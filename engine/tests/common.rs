@@ -88,3 +88,69 @@ pub fn segment_files(
     v.sort();
     v
 }
+
+/// A tmpfs of a fixed size mounted on a fresh directory, unmounted on drop: a disk that fills up.
+pub struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// Mounts a `bytes`-sized tmpfs. Fails the test where it cannot (the tests run as root, in
+    /// CI too); a machine without root skips by setting `EDDY_SKIP_MOUNT_TESTS=1`.
+    pub fn mount(bytes: u64) -> Option<SmallDisk> {
+        if std::env::var_os("EDDY_SKIP_MOUNT_TESTS").is_some() {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={bytes}"))
+            .arg("tmpfs")
+            .arg(dir.path())
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "cannot mount a tmpfs (run the tests as root, or set EDDY_SKIP_MOUNT_TESTS=1): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(SmallDisk { dir })
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Fills the disk with a file, leaving about `leave` bytes free; returns the file's path.
+    pub fn fill_leaving(&self, leave: u64) -> std::path::PathBuf {
+        let path = self.path().join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let chunk = vec![7u8; 4096];
+        while self.free_bytes() > leave + 4096 {
+            if f.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        f.sync_all().unwrap();
+        path
+    }
+
+    pub fn free_bytes(&self) -> u64 {
+        let out = Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(self.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.lines().nth(1).unwrap().trim().parse().unwrap()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}

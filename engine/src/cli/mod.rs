@@ -70,7 +70,10 @@ pub fn exit_code(e: &LogError) -> i32 {
         LogError::Locked { .. } => 5,
         LogError::Corrupt { .. } => 6,
         LogError::OffsetOutOfRange { .. } => 7,
-        LogError::Io { .. } | LogError::AppendRefused { .. } | LogError::ReadOnly { .. } => 1,
+        LogError::Io { .. }
+        | LogError::AppendRefused { .. }
+        | LogError::ReadOnly { .. }
+        | LogError::Poisoned { .. } => 1,
     }
 }
 

@@ -11,8 +11,9 @@ use super::error::{LogError, LogResult};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Durability {
-    /// Never fsync on append. Survives a process crash (the page cache keeps the data), not a
-    /// power loss; the operating system writes it back on its own schedule.
+    /// Never fsync on append; only when a segment is sealed and when the appender closes. Survives
+    /// a process crash (the page cache keeps the data); a power loss loses what the operating
+    /// system had not written back of the active segment, and recovery keeps a prefix.
     None,
     /// Fsync at most this many milliseconds after an append, from a background flusher. A power
     /// loss can lose the appends of the last interval.

@@ -98,6 +98,24 @@ pub enum LogError {
         /// What was refused.
         op: &'static str,
     },
+    /// A write or fsync of this partition failed earlier; the writer accepts nothing more, because
+    /// the operating system may have dropped bytes it had reported written. Reopening the partition
+    /// (best: restarting the process) recovers what is really on disk.
+    #[error(
+        "topic {topic:?} partition {partition} accepts no more appends: an earlier write or fsync \
+         failed ({cause}); records from offset {durable_offset} on may not be on disk. Reopen the \
+         partition (restart the process) to recover what is on disk"
+    )]
+    Poisoned {
+        /// Topic name.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// Offsets below this were fsynced before the failure.
+        durable_offset: u64,
+        /// The original failure.
+        cause: String,
+    },
     /// An append was refused before anything was written.
     #[error("append to topic {topic:?} partition {partition} refused: {reason}")]
     AppendRefused {
@@ -108,6 +126,30 @@ pub enum LogError {
         /// Why.
         reason: String,
     },
+}
+
+impl LogError {
+    /// Whether this is the disk (or a quota) running out of space on a write, which leaves the
+    /// log as it was and can be retried once space is freed. A failed fsync never is.
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            LogError::Io { op, source, .. } => !is_sync(op) && is_space_error(source),
+            _ => false,
+        }
+    }
+}
+
+/// Whether `op` names an fsync (or msync) of data or a directory.
+pub(crate) fn is_sync(op: &str) -> bool {
+    op.starts_with("fsync") || op.starts_with("flush")
+}
+
+/// ENOSPC or EDQUOT.
+pub(crate) fn is_space_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    ) || matches!(e.raw_os_error(), Some(28 | 122))
 }
 
 /// Attaches a path and an operation name to an `io::Result`.

@@ -6,13 +6,15 @@
 //! including this offset has a timestamp <= max_timestamp"; timestamps strictly increase.
 //!
 //! The appender keeps the active segment's indexes in preallocated, zero-filled files mapped
-//! read-write; an entry is never at position 0 and never at relative offset 0, so the first all-zero
+//! read-write (the zeros are written, not left sparse, so that a full disk is an error at creation
+//! rather than a SIGBUS on a later store); an entry is never at position 0 and never at relative offset 0, so the first all-zero
 //! entry ends the list. Sealing truncates the files to their entries. Sealed indexes are immutable
 //! (compaction replaces them by rename) and readers map them read-only; readers copy the active
 //! segment's indexes with `pread`, because the appender truncates those in place when it seals.
 //! Indexes are hints: every position taken from one is checked against the log before it is trusted.
 
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use memmap2::{Mmap, MmapMut};
@@ -151,8 +153,14 @@ impl IndexWriter {
             .truncate(false)
             .open(path)
             .ctx("open index", path)?;
-        let bytes = (capacity.max(keep) * entry) as u64;
-        file.set_len(bytes).ctx("size index", path)?;
+        let bytes = capacity.max(keep) * entry;
+        // The space is written (not just sized) before it is mapped: a store to a mapped page the
+        // filesystem cannot allocate is a SIGBUS, while a write returns ENOSPC.
+        file.set_len((keep * entry) as u64)
+            .ctx("size index", path)?;
+        let zeros = vec![0u8; bytes - keep * entry];
+        file.write_all_at(&zeros, (keep * entry) as u64)
+            .ctx("preallocate index", path)?;
         let map = map_mut(&file, path)?;
         let mut w = IndexWriter {
             path: path.to_owned(),

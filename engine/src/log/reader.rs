@@ -5,6 +5,12 @@
 //! sequential reads need no index lookup; seeks use the offset index as a hint that is checked
 //! against the batch it points at. Segments deleted by retention or replaced by compaction are
 //! found again by listing the directory.
+//!
+//! The published tail is trusted while an appender holds the partition (a reader checks its lock
+//! with a momentary shared lock) and after the last appender closed cleanly. Otherwise — an
+//! appender crashed, or the machine lost power, and none has reopened the partition yet — the
+//! tail may be stale either way, and the reader finds the end of the intact batches itself,
+//! changing nothing.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -15,7 +21,7 @@ use super::batch::{crc_ok, decode_records, parse_header, HEADER_LEN, MAX_BATCH_B
 use super::error::{IoContext, LogError, LogResult};
 use super::index::{IndexBytes, OffsetEntries, TimeEntries, OFFSET_ENTRY};
 use super::record::{RecordSlot, RecordView};
-use super::segment::{corrupt, list_segments, segment_path};
+use super::segment::{corrupt, intact_end, list_segments, segment_path};
 use super::tail::{Tail, TailFile};
 
 /// Records returned by one read. Iterate with [`Fetch::iter`].
@@ -97,6 +103,10 @@ pub struct PartitionReader {
     partition: u32,
     dir: PathBuf,
     tail: TailFile,
+    /// The partition's lock file, to tell whether an appender is open (`None`: never written).
+    lock: Option<File>,
+    /// The end of the log found by scanning while no appender is open and the tail is not exact.
+    found_tail: std::cell::Cell<Option<Tail>>,
     segments: Vec<u64>,
     open: Option<OpenSegment>,
     /// (segment base, byte position, offset) where the last read stopped.
@@ -164,17 +174,20 @@ fn read_up_to(file: &File, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
 
 impl PartitionReader {
     pub(crate) fn open(topic: &str, partition: u32, dir: &Path) -> LogResult<Self> {
-        let zero = Tail {
-            active_base: 0,
-            position: 0,
-            next_offset: 0,
+        let tail = TailFile::open_read_only(&dir.join("tail"))?;
+        let lock_path = dir.join("lock");
+        let lock = match File::open(&lock_path) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).ctx("open lock", &lock_path),
         };
-        let tail = TailFile::open(&dir.join("tail"), zero, false)?;
         Ok(PartitionReader {
             topic: topic.to_owned(),
             partition,
             dir: dir.to_owned(),
             tail,
+            lock,
+            found_tail: std::cell::Cell::new(None),
             segments: list_segments(dir)?,
             open: None,
             cursor: None,
@@ -193,14 +206,55 @@ impl PartitionReader {
         self.partition
     }
 
-    /// The next offset to be written (log-end offset), as last published by the appender.
+    /// The next offset to be written (log-end offset), as last published by the appender (or,
+    /// with none open after a crash, as found in the log; if that fails, the published one).
     pub fn end_offset(&self) -> u64 {
-        self.tail.read().next_offset
+        self.current_tail()
+            .unwrap_or_else(|_| self.tail.read())
+            .next_offset
+    }
+
+    /// Whether an appender holds the partition now.
+    fn appender_open(&self) -> LogResult<bool> {
+        let Some(lock) = &self.lock else {
+            // No appender ever opened the partition: the creator's tail is exact.
+            return Ok(false);
+        };
+        match lock.try_lock_shared() {
+            Ok(()) => {
+                lock.unlock().ctx("unlock", self.dir.join("lock"))?;
+                Ok(false)
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Ok(true),
+            Err(std::fs::TryLockError::Error(e)) => Err(e).ctx("lock", self.dir.join("lock")),
+        }
+    }
+
+    /// The tail to read up to: the published one when it is exact, else the end of the intact
+    /// batches, found once and kept while no appender opens.
+    fn current_tail(&self) -> LogResult<Tail> {
+        let published = self.tail.read();
+        if self.tail.closed_cleanly() || self.lock.is_none() || self.appender_open()? {
+            self.found_tail.set(None);
+            return Ok(published);
+        }
+        if let Some(found) = self.found_tail.get() {
+            return Ok(found);
+        }
+        let active_base = list_segments(&self.dir)?.last().copied().unwrap_or(0);
+        let (position, next_offset) = intact_end(&self.dir, active_base)?;
+        let found = Tail {
+            active_base,
+            position,
+            next_offset,
+        };
+        self.found_tail.set(Some(found));
+        Ok(found)
     }
 
     /// The first offset still stored (log-start offset).
     pub fn log_start_offset(&mut self) -> LogResult<u64> {
-        let tail = self.tail.read();
+        let tail = self.current_tail()?;
         self.segments = list_segments(&self.dir)?;
         Ok(self
             .segments
@@ -224,7 +278,7 @@ impl PartitionReader {
     /// batches (at least one batch, whatever its size). An empty fetch means `from` is the end of
     /// the log. Offsets below the log start or past the end are an `OffsetOutOfRange` error.
     pub fn read(&mut self, from: u64, max_records: usize, max_bytes: usize) -> LogResult<Fetch> {
-        let tail = self.tail.read();
+        let tail = self.current_tail()?;
         if from >= tail.next_offset {
             if from > tail.next_offset {
                 return Err(self.out_of_range(from, tail));
@@ -331,7 +385,7 @@ impl PartitionReader {
         let Some(rel) = u32::try_from(from - base).ok() else {
             return Ok(0);
         };
-        let sealed = self.tail.read().active_base != base;
+        let sealed = self.current_tail()?.active_base != base;
         let found = if sealed {
             let index = IndexBytes::load(&segment_path(&self.dir, base, "index"), true)?;
             index.and_then(|i| {
@@ -479,7 +533,7 @@ impl PartitionReader {
     /// The first offset whose record has a timestamp `>= timestamp_ms`, in offset order; `None`
     /// if every stored record is older.
     pub fn offset_for_timestamp(&mut self, timestamp_ms: i64) -> LogResult<Option<u64>> {
-        let tail = self.tail.read();
+        let tail = self.current_tail()?;
         self.segments = list_segments(&self.dir)?;
         let mut start = None;
         for &base in &self.segments {

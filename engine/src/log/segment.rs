@@ -49,6 +49,19 @@ pub(crate) fn sync_dir(dir: &Path) -> LogResult<()> {
         .ctx("fsync directory", dir)
 }
 
+/// Creates `dir` and any missing parents, and fsyncs the parent of each one created, so that the
+/// new directories survive a power loss.
+pub(crate) fn create_dirs_durably(dir: &Path) -> LogResult<()> {
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+    std::fs::create_dir_all(dir).ctx("create directory", dir)?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
 /// Why a scan stopped before the end of its range.
 pub(crate) struct ScanStop {
     pub position: u64,
@@ -308,20 +321,7 @@ impl ActiveSegment {
                 .map(IndexBytes::bytes)
                 .unwrap_or_default(),
         );
-        let mut keep = entries.valid_prefix(len);
-        // Walk back to an entry that points at an intact batch with the offset it claims.
-        let (start_pos, start_rel) = loop {
-            let Some(i) = keep.checked_sub(1) else {
-                break (0, 0);
-            };
-            let (rel, pos) = entries.get(i);
-            if batch_at(&log, &log_path, u64::from(pos), len)?
-                .is_some_and(|h| h.base_offset == base + u64::from(rel))
-            {
-                break (u64::from(pos), rel);
-            }
-            keep = i;
-        };
+        let (keep, start_pos, start_rel) = last_trusted_entry(&log, &log_path, base, len, entries)?;
         let times = TimeEntries(old_time.as_ref().map(IndexBytes::bytes).unwrap_or_default());
         let mut keep_time = times.valid_prefix(u32::MAX, false);
         if start_pos == 0 {
@@ -434,6 +434,14 @@ impl ActiveSegment {
         Ok(())
     }
 
+    /// Cuts off what a failed write left past the last whole batch, so that the file ends where
+    /// the log does and the space is free again.
+    pub fn cut_partial_write(&mut self) -> LogResult<()> {
+        self.log
+            .set_len(self.size)
+            .ctx("cut partial write", &self.log_path)
+    }
+
     /// Closes the segment for writing: final time-index entry, indexes trimmed and synced, and the
     /// log synced when `sync_log`.
     pub fn seal(mut self, sync_log: bool) -> LogResult<SealedSegment> {
@@ -455,6 +463,75 @@ impl ActiveSegment {
             size: self.size,
             max_timestamp: self.builder.max_timestamp,
         })
+    }
+}
+
+/// Walks back from the last well-formed index entry to one that points at an intact batch with
+/// the offset it claims: `(entries kept, position, relative offset)`, `(0, 0, 0)` if none does.
+fn last_trusted_entry(
+    log: &File,
+    log_path: &Path,
+    base: u64,
+    len: u64,
+    entries: OffsetEntries<'_>,
+) -> LogResult<(usize, u64, u32)> {
+    let mut keep = entries.valid_prefix(len);
+    loop {
+        let Some(i) = keep.checked_sub(1) else {
+            return Ok((0, 0, 0));
+        };
+        let (rel, pos) = entries.get(i);
+        if batch_at(log, log_path, u64::from(pos), len)?
+            .is_some_and(|h| h.base_offset == base + u64::from(rel))
+        {
+            return Ok((keep, u64::from(pos), rel));
+        }
+        keep = i;
+    }
+}
+
+/// Where the intact batches of the active segment at `base` end, found without changing anything:
+/// `(position, next_offset)`. What a reader uses when no appender is open to publish the tail and
+/// the last one did not close cleanly. A torn tail is left out; damage followed by intact batches
+/// is an error, as in recovery.
+pub(crate) fn intact_end(dir: &Path, base: u64) -> LogResult<(u64, u64)> {
+    let log_path = segment_path(dir, base, "log");
+    let log = match File::open(&log_path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, base)),
+        Err(e) => return Err(e).ctx("open segment", &log_path),
+    };
+    let len = log.metadata().ctx("stat segment", &log_path)?.len();
+    let index = IndexBytes::load(&segment_path(dir, base, "index"), false)?;
+    let entries = OffsetEntries(index.as_ref().map(IndexBytes::bytes).unwrap_or_default());
+    let (_, start_pos, start_rel) = last_trusted_entry(&log, &log_path, base, len, entries)?;
+    let mut next_offset = base + u64::from(start_rel);
+    let mut cursor = BatchCursor::new(&log, &log_path, start_pos, len);
+    loop {
+        let position = cursor.position;
+        let reason = match cursor.next_batch() {
+            Ok(Some((h, _))) if h.base_offset == next_offset => {
+                next_offset = h.last_offset() + 1;
+                continue;
+            }
+            Ok(Some((h, _))) => format!(
+                "batch offset {} where {next_offset} was expected",
+                h.base_offset
+            ),
+            Ok(None) => return Ok((len, next_offset)),
+            Err(Err(io)) => return Err(io),
+            Err(Ok(stop)) => stop.reason,
+        };
+        if let Some(next) = valid_batch_after(&log, &log_path, position, len)? {
+            return Err(corrupt(
+                &log_path,
+                position,
+                format!(
+                    "{reason}; an intact batch follows at byte {next}, so this is not a torn tail"
+                ),
+            ));
+        }
+        return Ok((position, next_offset));
     }
 }
 

@@ -3,20 +3,28 @@
 //! read only up to it, so they never see a batch that is still being written.
 //!
 //! File `tail` (64 bytes, native-endian `u64` words, mapped shared by every process):
-//! `magic, sequence, active_base, position, next_offset`. It is a sequence lock: the appender makes
-//! `sequence` odd, writes the three fields, then makes it even; a reader retries until it reads the
-//! same even sequence before and after the fields.
+//! `magic, sequence, active_base, position, next_offset, closed`. It is a sequence lock: the
+//! appender makes `sequence` odd, writes the three fields, then makes it even; a reader retries
+//! until it reads the same even sequence before and after the fields.
+//!
+//! The file is shared memory, not a record of what is on disk: after a crash or a power loss it may
+//! say less or more than the segments hold. It is exact while an appender holds the partition, and
+//! after an appender closed cleanly: `closed` is then [`CLOSED`], written and fsynced only once
+//! every byte the tail covers is fsynced, and durably cleared when the next appender opens. In any
+//! other state a reader finds the end of the log itself (see `PartitionReader`).
 
 use std::fs::OpenOptions;
 use std::path::Path;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
-use memmap2::MmapMut;
+use memmap2::{Mmap, MmapMut};
 
 use super::error::{IoContext, LogError, LogResult};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"EDDYTAIL");
 const WORDS: usize = 8;
+/// Word 5 after a clean close: the tail matches the fsynced segments exactly.
+const CLOSED: u64 = u64::from_le_bytes(*b"CLOSED\0\0");
 const FILE_LEN: u64 = (WORDS * 8) as u64;
 
 /// A consistent snapshot of the published tail.
@@ -30,19 +38,24 @@ pub(crate) struct Tail {
     pub next_offset: u64,
 }
 
-/// A mapping of one partition's `tail` file.
+/// A mapping of one partition's `tail` file: read-write for the appender, read-only for readers.
 pub(crate) struct TailFile {
-    map: MmapMut,
+    map: Map,
+}
+
+enum Map {
+    ReadWrite(MmapMut),
+    ReadOnly(Mmap),
 }
 
 impl TailFile {
-    /// Maps `path`. With `create`, a missing file is created holding `initial`; only the topic's
-    /// creator and the partition's appender (both exclusive) pass `create`.
-    pub fn open(path: &Path, initial: Tail, create: bool) -> LogResult<Self> {
+    /// Maps `path` for writing; a missing file is created holding `initial`. Only the topic's
+    /// creator and the partition's appender (both exclusive) call this.
+    pub fn open(path: &Path, initial: Tail) -> LogResult<Self> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create(create)
+            .create(true)
             .truncate(false)
             .open(path)
             .ctx("open tail", path)?;
@@ -60,7 +73,9 @@ impl TailFile {
         // only unlinked with its topic), so the mapping never covers bytes past the end of file.
         #[allow(unsafe_code)]
         let map = unsafe { MmapMut::map_mut(&file) }.ctx("map tail", path)?;
-        let tail = TailFile { map };
+        let tail = TailFile {
+            map: Map::ReadWrite(map),
+        };
         if fresh {
             tail.word(0).store(MAGIC, Ordering::Relaxed);
             tail.publish(initial);
@@ -71,11 +86,37 @@ impl TailFile {
         Ok(tail)
     }
 
+    /// Maps `path` read-only, for a reader: works on a data directory the process cannot write.
+    pub fn open_read_only(path: &Path) -> LogResult<Self> {
+        let file = std::fs::File::open(path).ctx("open tail", path)?;
+        let len = file.metadata().ctx("stat tail", path)?.len();
+        if len != FILE_LEN {
+            return Err(corrupt(
+                path,
+                format!("tail file is {len} bytes, expected {FILE_LEN}"),
+            ));
+        }
+        // SAFETY: as in `open`: the file's length never changes after creation.
+        #[allow(unsafe_code)]
+        let map = unsafe { Mmap::map(&file) }.ctx("map tail", path)?;
+        let tail = TailFile {
+            map: Map::ReadOnly(map),
+        };
+        if tail.word(0).load(Ordering::Relaxed) != MAGIC {
+            return Err(corrupt(path, "tail file has a bad magic number".into()));
+        }
+        Ok(tail)
+    }
+
     fn word(&self, i: usize) -> &AtomicU64 {
         assert!(i < WORDS);
-        let base = self.map.as_ptr() as *mut u64;
+        let base = match &self.map {
+            Map::ReadWrite(m) => m.as_ptr(),
+            Map::ReadOnly(m) => m.as_ptr(),
+        } as *mut u64;
         // SAFETY: the map is FILE_LEN = 8 * WORDS bytes long and page-aligned, so word `i` is in
-        // bounds and 8-byte aligned; every access to these words, in every process, is atomic.
+        // bounds and 8-byte aligned; every access to these words, in every process, is atomic, and
+        // through a read-only mapping only loads are made (stores happen through `ReadWrite`).
         #[allow(unsafe_code)]
         unsafe {
             AtomicU64::from_ptr(base.add(i))
@@ -93,6 +134,23 @@ impl TailFile {
         self.word(3).store(tail.position, Ordering::Relaxed);
         self.word(4).store(tail.next_offset, Ordering::Relaxed);
         seq.store((s | 1).wrapping_add(1), Ordering::Release);
+    }
+
+    /// Whether the last appender closed cleanly, so that the tail is exact with none open.
+    pub fn closed_cleanly(&self) -> bool {
+        self.word(5).load(Ordering::Acquire) == CLOSED
+    }
+
+    /// Records whether the tail is exact on disk (`closed`) or owned by an open appender, and
+    /// fsyncs that: an appender clears it before its first append, so that a power loss never
+    /// leaves a stale tail marked exact.
+    pub fn set_closed(&self, closed: bool) -> std::io::Result<()> {
+        self.word(5)
+            .store(if closed { CLOSED } else { 0 }, Ordering::Release);
+        match &self.map {
+            Map::ReadWrite(m) => m.flush(),
+            Map::ReadOnly(_) => Ok(()),
+        }
     }
 
     /// Reads a consistent snapshot.
@@ -137,8 +195,8 @@ mod tests {
             position: 0,
             next_offset: 0,
         };
-        let writer = TailFile::open(&path, zero, true).unwrap();
-        let reader = TailFile::open(&path, zero, true).unwrap();
+        let writer = TailFile::open(&path, zero).unwrap();
+        let reader = TailFile::open(&path, zero).unwrap();
         std::thread::scope(|s| {
             s.spawn(|| {
                 for i in 1..=200_000u64 {
@@ -170,8 +228,8 @@ mod tests {
             position: 0,
             next_offset: 0,
         };
-        assert!(TailFile::open(&path, zero, true).is_err());
+        assert!(TailFile::open(&path, zero).is_err());
         std::fs::write(&path, [7u8; 10]).unwrap();
-        assert!(TailFile::open(&path, zero, true).is_err());
+        assert!(TailFile::open(&path, zero).is_err());
     }
 }

@@ -19,7 +19,7 @@ use super::error::{IoContext, LogError, LogResult};
 use super::partitioner::partition_for_key;
 use super::reader::PartitionReader;
 use super::record::Record;
-use super::segment::{list_segments, sync_dir};
+use super::segment::{create_dirs_durably, list_segments, sync_dir};
 use super::tail::{Tail, TailFile};
 use super::writer::PartitionWriter;
 
@@ -74,7 +74,7 @@ impl Log {
     pub fn open(dir: impl AsRef<Path>) -> LogResult<Log> {
         let dir = dir.as_ref().to_owned();
         let topics = dir.join("topics");
-        std::fs::create_dir_all(&topics).ctx("create data directory", &topics)?;
+        create_dirs_durably(&topics)?;
         remove_abandoned_staging(&topics)?;
         Ok(Log {
             inner: Arc::new(LogInner {
@@ -149,7 +149,9 @@ impl Log {
         for p in 0..config.partitions {
             let pdir = staging.join(p.to_string());
             std::fs::create_dir(&pdir).ctx("create partition directory", &pdir)?;
-            TailFile::open(&pdir.join("tail"), zero, true)?;
+            TailFile::open(&pdir.join("tail"), zero)?
+                .set_closed(true)
+                .ctx("fsync tail", &pdir)?;
             sync_dir(&pdir)?;
         }
         sync_dir(&staging)?;

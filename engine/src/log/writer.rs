@@ -9,6 +9,13 @@
 //! only after the bytes it covers are written; every segment before the active one is fsynced
 //! before the roll that sealed it returns, so syncing the active segment makes everything before it
 //! durable.
+//!
+//! A failed fsync poisons the writer: on Linux the kernel may drop the dirty pages of a failed
+//! writeback and a later fsync then succeeds, so nothing after the failure is ever reported
+//! durable; every later append and flush returns [`LogError::Poisoned`] naming the first failure
+//! until the partition is reopened. So does a failed write, except running out of space, which
+//! leaves the segment as it was (the partial batch is cut off) and can be retried once space is
+//! freed.
 
 use std::fs::{File, OpenOptions};
 use std::ops::Deref;
@@ -53,8 +60,6 @@ pub(crate) struct WriterState {
     pub active: ActiveSegment,
     pub sealed: Vec<SealedSegment>,
     buf: Vec<u8>,
-    /// Sealed segments not yet fsynced (durability `none` only); `flush` syncs them.
-    unsynced: Vec<(Arc<File>, PathBuf)>,
 }
 
 struct SyncState {
@@ -93,6 +98,10 @@ pub struct WriterCore {
     stop_signal: (Mutex<()>, Condvar),
     /// The running or finished background compaction, joined on drop.
     compactor: Mutex<Option<JoinHandle<()>>>,
+    /// The failure that poisoned this writer, if any: set once, never cleared.
+    poisoned: std::sync::OnceLock<String>,
+    /// The last background compaction's failure, until taken by `take_background_error`.
+    background_error: Mutex<Option<String>>,
 }
 
 impl Deref for PartitionWriter {
@@ -100,6 +109,28 @@ impl Deref for PartitionWriter {
 
     fn deref(&self) -> &WriterCore {
         &self.core
+    }
+}
+
+/// Takes the partition's exclusive lock. A reader checking whether an appender is alive holds a
+/// shared lock for a moment, so a refusal is retried for up to 200 ms before it is believed.
+fn take_lock(lock: &File, topic: &str, partition: u32, path: &Path) -> LogResult<()> {
+    let deadline = Instant::now() + Duration::from_millis(200);
+    loop {
+        match lock.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(LogError::Locked {
+                    topic: topic.to_owned(),
+                    partition,
+                    path: path.to_owned(),
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e).ctx("lock", path),
+        }
     }
 }
 
@@ -125,17 +156,7 @@ impl PartitionWriter {
             .write(true)
             .open(&lock_path)
             .ctx("open lock", &lock_path)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(LogError::Locked {
-                    topic: topic.to_owned(),
-                    partition,
-                    path: lock_path,
-                })
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(e).ctx("lock", &lock_path),
-        }
+        take_lock(&lock, topic, partition, &lock_path)?;
         remove_temporaries(dir)?;
         let interval = config.index_interval_bytes;
         let capacity = index_capacity(config.segment_bytes, interval);
@@ -164,8 +185,10 @@ impl PartitionWriter {
             position: active.size,
             next_offset: active.next_offset,
         };
-        let tail = TailFile::open(&dir.join("tail"), tail_value, true)?;
+        let tail_path = dir.join("tail");
+        let tail = TailFile::open(&tail_path, tail_value)?;
         tail.publish(tail_value);
+        tail.set_closed(false).ctx("fsync tail", &tail_path)?;
         let core = Arc::new_cyclic(|this| WriterCore {
             this: this.clone(),
             topic: topic.to_owned(),
@@ -180,7 +203,6 @@ impl PartitionWriter {
                 active,
                 sealed,
                 buf: Vec::with_capacity(TARGET_BATCH_BYTES + (64 << 10)),
-                unsynced: Vec::new(),
             }),
             config,
             tail,
@@ -191,6 +213,8 @@ impl PartitionWriter {
             stopping: AtomicBool::new(false),
             stop_signal: (Mutex::new(()), Condvar::new()),
             compactor: Mutex::new(None),
+            poisoned: std::sync::OnceLock::new(),
+            background_error: Mutex::new(None),
         });
         let flusher = match core.config.flush_interval() {
             Some(every) => Some(spawn_flusher(Arc::clone(&core), every)?),
@@ -243,6 +267,51 @@ impl WriterCore {
         st.sealed.first().map_or(st.active.base, |s| s.base)
     }
 
+    /// The failure that stopped this writer accepting appends, if one did.
+    pub fn poisoned_by(&self) -> Option<&str> {
+        self.poisoned.get().map(String::as_str)
+    }
+
+    /// The last failure of a background compaction since the previous call (the log was left
+    /// as it was; the next roll tries again).
+    pub fn take_background_error(&self) -> Option<String> {
+        self.background_error.lock().take()
+    }
+
+    fn check_poisoned(&self) -> LogResult<()> {
+        match self.poisoned.get() {
+            None => Ok(()),
+            Some(cause) => Err(LogError::Poisoned {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                durable_offset: self.sync.lock().synced_offset,
+                cause: cause.clone(),
+            }),
+        }
+    }
+
+    /// Records `e` as the failure that poisons this writer (the first one wins) and returns it.
+    fn poison(&self, e: LogError) -> LogError {
+        if self.poisoned.set(e.to_string()).is_ok() {
+            tracing::error!(topic = %self.topic, partition = self.partition, error = %e,
+                "partition writer poisoned: no more appends until it is reopened");
+        }
+        e
+    }
+
+    /// Handles a failure inside an append: out of space on a write cuts the partial batch and
+    /// leaves the writer usable; anything else that touched the disk poisons it.
+    fn on_write_failure(&self, st: &mut WriterState, e: LogError) -> LogError {
+        match &e {
+            LogError::AppendRefused { .. } => e,
+            _ if e.is_out_of_space() => match st.active.cut_partial_write() {
+                Ok(()) => e,
+                Err(cut) => self.poison(cut),
+            },
+            _ => self.poison(e),
+        }
+    }
+
     fn refuse(&self, reason: String) -> LogError {
         LogError::AppendRefused {
             topic: self.topic.clone(),
@@ -278,27 +347,41 @@ impl WriterCore {
                 )));
             }
         }
+        self.check_poisoned()?;
         let now = now_ms();
         let (appended, rolled) = {
             let mut st = self.state.lock();
+            self.check_poisoned()?;
             let base_offset = st.active.next_offset;
             let mut rolled = false;
             let mut start = 0;
+            let mut failure = None;
             while start < records.len() {
                 let rest = records.get(start..).unwrap_or_default();
-                let (taken, roll) = self.write_batch(&mut st, rest, now, batch_bytes, atomic)?;
-                rolled |= roll;
-                start += taken;
+                match self.write_batch(&mut st, rest, now, batch_bytes, atomic) {
+                    Ok((taken, roll)) => {
+                        rolled |= roll;
+                        start += taken;
+                    }
+                    Err(e) => {
+                        failure = Some(self.on_write_failure(&mut st, e));
+                        break;
+                    }
+                }
             }
-            let appended = Appended {
-                base_offset,
-                count: st.active.next_offset - base_offset,
-            };
+            // Batches written before a failure are in the log: readers may see them.
             self.tail.publish(Tail {
                 active_base: st.active.base,
                 position: st.active.size,
                 next_offset: st.active.next_offset,
             });
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            let appended = Appended {
+                base_offset,
+                count: st.active.next_offset - base_offset,
+            };
             if rolled {
                 self.retention_locked(&mut st, now)?;
             }
@@ -367,15 +450,19 @@ impl WriterCore {
     fn roll(&self, st: &mut WriterState) -> LogResult<()> {
         let interval = self.config.index_interval_bytes;
         let capacity = index_capacity(self.config.segment_bytes, interval);
-        let fresh = ActiveSegment::create(&self.dir, st.active.next_offset, capacity, interval)?;
+        let fresh = ActiveSegment::create(&self.dir, st.active.next_offset, capacity, interval)
+            .inspect_err(|e| {
+                if e.is_out_of_space() {
+                    // The new segment's files hold nothing yet: remove them so that the active
+                    // segment stays the last one and the space they took is free again.
+                    let _ = delete_segment_files(&self.dir, st.active.next_offset);
+                }
+            })?;
         let old = std::mem::replace(&mut st.active, fresh);
-        // With durability `none` the sealed log is synced later, by the next `flush`, so that a roll
-        // never stalls appends on an fsync the topic did not ask for.
-        let sync_now = self.config.durability != Durability::None;
-        if !sync_now {
-            st.unsynced.push((old.log.clone(), old.log_path.clone()));
-        }
-        st.sealed.push(old.seal(sync_now)?);
+        // Every durability setting fsyncs a segment when it is sealed (once per segment, mostly
+        // written back by then): after a power loss only the active segment can have lost bytes,
+        // so recovery always finds a prefix of the log.
+        st.sealed.push(old.seal(true)?);
         sync_dir(&self.dir)?;
         self.tail.publish(Tail {
             active_base: st.active.base,
@@ -406,6 +493,7 @@ impl WriterCore {
                 if let Err(e) = me.compact() {
                     tracing::warn!(topic = %me.topic, partition = me.partition, error = %e,
                         "background compaction failed; the log is unchanged");
+                    *me.background_error.lock() = Some(e.to_string());
                 }
             });
         match spawned {
@@ -417,15 +505,18 @@ impl WriterCore {
 
     /// Forces a roll of a non-empty active segment (used by compaction tests and tooling).
     pub fn roll_now(&self) -> LogResult<()> {
+        self.check_poisoned()?;
         let mut st = self.state.lock();
         if st.active.size > 0 {
-            self.roll(&mut st)?;
+            self.roll(&mut st)
+                .map_err(|e| self.on_write_failure(&mut st, e))?;
         }
         Ok(())
     }
 
     /// Makes every appended record durable now.
     pub fn flush(&self) -> LogResult<()> {
+        self.check_poisoned()?;
         let end = self.state.lock().active.next_offset;
         self.sync_to(end)
     }
@@ -438,34 +529,31 @@ impl WriterCore {
             if s.synced_offset >= end {
                 return Ok(());
             }
+            if self.poisoned.get().is_some() {
+                drop(s);
+                return self.check_poisoned();
+            }
             if s.syncing {
                 self.synced.wait(&mut s);
                 continue;
             }
             s.syncing = true;
             drop(s);
-            let (older, file, path, target) = {
-                let mut st = self.state.lock();
-                let older = std::mem::take(&mut st.unsynced);
+            let (file, path, target) = {
+                let st = self.state.lock();
                 let active = &st.active;
                 (
-                    older,
                     active.log.clone(),
                     active.log_path.clone(),
                     active.next_offset,
                 )
             };
-            let mut result = Ok(());
-            for (i, (f, p)) in older.iter().enumerate() {
-                if let Err(e) = f.sync_data().ctx("fsync segment", p) {
-                    let mut st = self.state.lock();
-                    st.unsynced
-                        .extend(older.get(i..).unwrap_or_default().iter().cloned());
-                    result = Err(e);
-                    break;
-                }
-            }
-            let result = result.and_then(|()| file.sync_data().ctx("fsync segment", &path));
+            // A failed fsync is never retried: the pages it covered may be gone, so the writer
+            // is poisoned. (Sealed segments were fsynced by the roll that sealed them.)
+            let result = file
+                .sync_data()
+                .ctx("fsync segment", &path)
+                .map_err(|e| self.poison(e));
             *self.last_sync.lock() = Instant::now();
             s = self.sync.lock();
             s.syncing = false;
@@ -546,7 +634,11 @@ fn spawn_flusher(core: Arc<WriterCore>, every: Duration) -> LogResult<JoinHandle
                 }
             }
             if let Err(e) = core.flush() {
-                // The next append's own flush reports the error to its caller.
+                // A failed fsync poisoned the writer (logged there); the owner's next append or
+                // flush returns `Poisoned` naming it. Nothing more to do here.
+                if core.poisoned.get().is_some() {
+                    return;
+                }
                 tracing::warn!(topic = %core.topic, partition = core.partition, error = %e,
                     "interval flush failed");
             }
@@ -569,9 +661,18 @@ impl Drop for PartitionWriter {
         if let Some(compactor) = compactor {
             let _ = compactor.join();
         }
-        if self.core.config.durability != Durability::None {
-            // Errors cannot be returned from drop; callers who need them call `flush` first.
-            let _ = self.core.state.lock().active.log.sync_data();
+        // A clean close makes everything durable and marks the tail exact, so that readers trust
+        // it with no appender open. Errors cannot be returned from drop (callers who need them
+        // call `flush` first); after one the tail stays unmarked and readers check the log.
+        if self.core.poisoned.get().is_none() {
+            let core = &self.core;
+            let closed = core
+                .flush()
+                .and_then(|()| core.tail.set_closed(true).ctx("fsync tail", &core.dir));
+            if let Err(e) = closed {
+                tracing::warn!(topic = %core.topic, partition = core.partition, error = %e,
+                    "closing the partition writer failed; the next open recovers the log");
+            }
         }
     }
 }
