@@ -109,6 +109,9 @@ impl TimeEntries<'_> {
     pub fn last(&self) -> Option<(i64, u32)> {
         self.len().checked_sub(1).map(|i| self.get(i))
     }
+    pub fn first(&self) -> Option<(i64, u32)> {
+        (self.len() > 0).then(|| self.get(0))
+    }
     /// The last entry whose timestamp is `< ts`: every record up to its offset is older than `ts`.
     pub fn last_before(&self, ts: i64) -> Option<(i64, u32)> {
         let n = count_leading(self.len(), |i| self.get(i).0 < ts);

@@ -19,9 +19,11 @@ use std::path::{Path, PathBuf};
 
 use super::batch::{crc_ok, decode_records, parse_header, HEADER_LEN, MAX_BATCH_BYTES};
 use super::error::{IoContext, LogError, LogResult};
-use super::index::{IndexBytes, OffsetEntries, TimeEntries, OFFSET_ENTRY};
+use super::index::{IndexBytes, OffsetEntries, TimeEntries, OFFSET_ENTRY, TIME_ENTRY};
 use super::record::{RecordSlot, RecordView};
-use super::segment::{corrupt, intact_end, list_segments, segment_path};
+use super::segment::{
+    batch_at, corrupt, intact_end, last_batch_max_timestamp, list_segments, segment_path,
+};
 use super::tail::{Tail, TailFile};
 
 /// Records returned by one read. Iterate with [`Fetch::iter`].
@@ -105,6 +107,9 @@ pub struct PartitionReader {
     tail: TailFile,
     /// The partition's lock file, to tell whether an appender is open (`None`: never written).
     lock: Option<File>,
+    /// Offsets have no gaps (delete policy): a segment whose records stop short of the next
+    /// segment's base means a lost segment or a cut one, reported as corruption.
+    contiguous: bool,
     /// The end of the log found by scanning while no appender is open and the tail is not exact.
     found_tail: std::cell::Cell<Option<Tail>>,
     segments: Vec<u64>,
@@ -173,7 +178,12 @@ fn read_up_to(file: &File, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
 }
 
 impl PartitionReader {
-    pub(crate) fn open(topic: &str, partition: u32, dir: &Path) -> LogResult<Self> {
+    pub(crate) fn open(
+        topic: &str,
+        partition: u32,
+        dir: &Path,
+        contiguous: bool,
+    ) -> LogResult<Self> {
         let tail = TailFile::open_read_only(&dir.join("tail"))?;
         let lock_path = dir.join("lock");
         let lock = match File::open(&lock_path) {
@@ -187,6 +197,7 @@ impl PartitionReader {
             dir: dir.to_owned(),
             tail,
             lock,
+            contiguous,
             found_tail: std::cell::Cell::new(None),
             segments: list_segments(dir)?,
             open: None,
@@ -262,6 +273,18 @@ impl PartitionReader {
             .copied()
             .unwrap_or(tail.next_offset)
             .min(tail.next_offset))
+    }
+
+    fn missing_range(&self, base: u64, from: u64, to: u64) -> LogError {
+        LogError::Corrupt {
+            path: segment_path(&self.dir, base, "log"),
+            position: 0,
+            reason: format!(
+                "offsets {from}..{to} of topic {:?} partition {} are missing: the segment \
+                 holding them was deleted or cut short (the next segment starts at {to})",
+                self.topic, self.partition
+            ),
+        }
     }
 
     fn out_of_range(&mut self, offset: u64, tail: Tail) -> LogError {
@@ -350,10 +373,25 @@ impl PartitionReader {
                 _ => tail.next_offset,
             };
             let span = SegmentSpan { base, limit, upper };
-            self.read_from(span, position, from, max_records, max_bytes, &mut fetch)?;
+            let read = self.read_from(span, position, from, max_records, max_bytes, &mut fetch);
+            match read {
+                Ok(()) => {}
+                // Deliver the records before the damage; the next read, which starts at the
+                // damaged batch, reports it.
+                Err(LogError::Corrupt { .. }) if !fetch.is_empty() => break,
+                Err(e) => return Err(e),
+            }
             let full = fetch.len() >= max_records || fetch.bytes() >= max_bytes;
             if full || base == tail.active_base {
                 break;
+            }
+            // The whole segment was read: in a gap-free topic its records reach the next base.
+            let reached = fetch.next_offset.max(from);
+            if self.contiguous && reached < upper {
+                if !fetch.is_empty() {
+                    break; // delivered; the next read, from `reached`, reports the gap
+                }
+                return Err(self.missing_range(base, reached, upper));
             }
         }
         if fetch.is_empty() {
@@ -530,21 +568,73 @@ impl PartitionReader {
         Ok(())
     }
 
+    /// Whether a segment's time index agrees with its log where that is cheap to check: a sealed
+    /// index is whole, every entry lies inside the segment, the first batch is no newer than the
+    /// first entry and the last batch no newer than the last entry.
+    fn time_index_checks_out(
+        &self,
+        base: u64,
+        upper: u64,
+        sealed: bool,
+        file_len: usize,
+        entries: TimeEntries<'_>,
+    ) -> LogResult<bool> {
+        if sealed && entries.len() * TIME_ENTRY != file_len {
+            return Ok(false);
+        }
+        let (Some((first_ts, _)), Some((last_ts, last_rel))) = (entries.first(), entries.last())
+        else {
+            return Ok(true);
+        };
+        if base + u64::from(last_rel) >= upper {
+            return Ok(false);
+        }
+        let path = segment_path(&self.dir, base, "log");
+        let file = File::open(&path).ctx("open segment", &path)?;
+        let len = file.metadata().ctx("stat segment", &path)?.len();
+        let first_batch = batch_at(&file, &path, 0, len)?;
+        if first_batch.is_some_and(|h| h.max_timestamp > first_ts) {
+            return Ok(false);
+        }
+        if sealed {
+            let index = IndexBytes::load(&segment_path(&self.dir, base, "index"), true)?;
+            let offsets = OffsetEntries(index.as_ref().map(IndexBytes::bytes).unwrap_or_default());
+            let from = offsets
+                .len()
+                .checked_sub(1)
+                .map_or(0, |i| u64::from(offsets.get(i).1));
+            if last_batch_max_timestamp(&file, &path, from, len)?.is_some_and(|ts| ts > last_ts) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// The first offset whose record has a timestamp `>= timestamp_ms`, in offset order; `None`
     /// if every stored record is older.
     pub fn offset_for_timestamp(&mut self, timestamp_ms: i64) -> LogResult<Option<u64>> {
         let tail = self.current_tail()?;
         self.segments = list_segments(&self.dir)?;
         let mut start = None;
-        for &base in &self.segments {
+        for (i, &base) in self.segments.iter().enumerate() {
             let sealed = base < tail.active_base;
+            let upper = match self.segments.get(i + 1) {
+                Some(next) if sealed => *next,
+                _ => tail.next_offset,
+            };
             let times = IndexBytes::load(&segment_path(&self.dir, base, "timeindex"), sealed)?;
             let bytes = times.as_ref().map(IndexBytes::bytes).unwrap_or_default();
-            let entries = TimeEntries(
+            let mut entries = TimeEntries(
                 bytes
                     .get(..TimeEntries(bytes).valid_prefix(u32::MAX, sealed) * 12)
                     .unwrap_or_default(),
             );
+            if !self.time_index_checks_out(base, upper, sealed, bytes.len(), entries)? {
+                // A damaged time index is not trusted: the segment is scanned from its start.
+                tracing::warn!(topic = %self.topic, partition = self.partition, segment = base,
+                    "time index does not match the log; scanning the segment instead");
+                entries = TimeEntries(&[]);
+            }
             if sealed && entries.last().is_some_and(|(ts, _)| ts < timestamp_ms) {
                 continue; // every record of this segment is older
             }

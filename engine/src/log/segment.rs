@@ -66,6 +66,9 @@ pub(crate) fn create_dirs_durably(dir: &Path) -> LogResult<()> {
 pub(crate) struct ScanStop {
     pub position: u64,
     pub reason: String,
+    /// The bytes there form a whole batch whose CRC fails: damage after the write, not a write
+    /// cut short.
+    pub whole_batch: bool,
 }
 
 /// Reads the batches of a log file in order, in large chunks, checking each CRC.
@@ -130,7 +133,13 @@ impl<'a> BatchCursor<'a> {
         if self.position >= self.end {
             return Ok(None);
         }
-        let stop = |position, reason: String| Err(Ok(ScanStop { position, reason }));
+        let stop = |position, reason: String| {
+            Err(Ok(ScanStop {
+                position,
+                reason,
+                whole_batch: false,
+            }))
+        };
         if !self.fill(HEADER_LEN).map_err(Err)? {
             return stop(
                 self.position,
@@ -156,10 +165,11 @@ impl<'a> BatchCursor<'a> {
             return stop(self.position, "batch outside buffer".into());
         };
         if !crc_ok(bytes, &header) {
-            return stop(
-                self.position,
-                format!("CRC mismatch in batch at offset {}", header.base_offset),
-            );
+            return Err(Ok(ScanStop {
+                position: self.position,
+                reason: format!("CRC mismatch in batch at offset {}", header.base_offset),
+                whole_batch: true,
+            }));
         }
         self.position += header.total_len as u64;
         Ok(Some((header, bytes)))
@@ -345,18 +355,16 @@ impl ActiveSegment {
             let position = cursor.position;
             match cursor.next_batch() {
                 Ok(Some((h, _))) if h.base_offset != next_offset => {
-                    // The active segment is never compacted: its batches are contiguous. A batch
-                    // that is not is damaged; treat it like any other bad batch.
-                    let reason = format!(
-                        "batch offset {} where {next_offset} was expected",
-                        h.base_offset
-                    );
-                    if let Some(next) = valid_batch_after(&log, &log_path, position, len)? {
-                        return Err(corrupt(&log_path, position, format!(
-                            "{reason}; an intact batch follows at byte {next}, so this is not a torn tail"
-                        )));
-                    }
-                    break position;
+                    // The active segment is never compacted: its batches are contiguous. A whole
+                    // batch with a good CRC and the wrong offset is damage, never a torn write.
+                    return Err(corrupt(
+                        &log_path,
+                        position,
+                        format!(
+                            "batch offset {} where {next_offset} was expected; {NOT_TORN}",
+                            h.base_offset
+                        ),
+                    ));
                 }
                 Ok(Some((h, _))) => {
                     next_offset = h.last_offset() + 1;
@@ -374,12 +382,7 @@ impl ActiveSegment {
                 Ok(None) => break len,
                 Err(Err(io)) => return Err(io),
                 Err(Ok(stop)) => {
-                    if let Some(next) = valid_batch_after(&log, &log_path, stop.position, len)? {
-                        return Err(corrupt(&log_path, stop.position, format!(
-                            "{}; an intact batch follows at byte {next}, so this is not a torn tail",
-                            stop.reason
-                        )));
-                    }
+                    refuse_unless_torn(&log, &log_path, &stop, len)?;
                     break stop.position;
                 }
             }
@@ -509,29 +512,46 @@ pub(crate) fn intact_end(dir: &Path, base: u64) -> LogResult<(u64, u64)> {
     let mut cursor = BatchCursor::new(&log, &log_path, start_pos, len);
     loop {
         let position = cursor.position;
-        let reason = match cursor.next_batch() {
+        match cursor.next_batch() {
             Ok(Some((h, _))) if h.base_offset == next_offset => {
                 next_offset = h.last_offset() + 1;
-                continue;
             }
-            Ok(Some((h, _))) => format!(
-                "batch offset {} where {next_offset} was expected",
-                h.base_offset
-            ),
+            Ok(Some((h, _))) => {
+                return Err(corrupt(
+                    &log_path,
+                    position,
+                    format!(
+                        "batch offset {} where {next_offset} was expected; {NOT_TORN}",
+                        h.base_offset
+                    ),
+                ))
+            }
             Ok(None) => return Ok((len, next_offset)),
             Err(Err(io)) => return Err(io),
-            Err(Ok(stop)) => stop.reason,
-        };
-        if let Some(next) = valid_batch_after(&log, &log_path, position, len)? {
-            return Err(corrupt(
-                &log_path,
-                position,
-                format!(
-                    "{reason}; an intact batch follows at byte {next}, so this is not a torn tail"
-                ),
-            ));
+            Err(Ok(stop)) => {
+                refuse_unless_torn(&log, &log_path, &stop, len)?;
+                return Ok((position, next_offset));
+            }
         }
-        return Ok((position, next_offset));
+    }
+}
+
+/// The largest timestamp of the last intact batch at or after `position` (a batch boundary),
+/// `None` if there is none.
+pub(crate) fn last_batch_max_timestamp(
+    file: &File,
+    path: &Path,
+    position: u64,
+    len: u64,
+) -> LogResult<Option<i64>> {
+    let mut cursor = BatchCursor::new(file, path, position, len);
+    let mut last = None;
+    loop {
+        match cursor.next_batch() {
+            Ok(Some((h, _))) => last = Some(h.max_timestamp),
+            Ok(None) | Err(Ok(_)) => return Ok(last),
+            Err(Err(e)) => return Err(e),
+        }
     }
 }
 
@@ -548,6 +568,32 @@ pub(crate) fn batch_at(
         Ok(None) | Err(Ok(_)) => Ok(None),
         Err(Err(e)) => Err(e),
     }
+}
+
+const NOT_TORN: &str = "a whole batch is damaged, so this is not a torn write; nothing was cut";
+
+/// Accepts the end of the intact batches at `stop` as a torn tail (a write cut short, which
+/// recovery may drop) or returns the corruption it is: a whole batch whose CRC fails, or a bad
+/// batch with an intact one after it.
+fn refuse_unless_torn(log: &File, log_path: &Path, stop: &ScanStop, len: u64) -> LogResult<()> {
+    if stop.whole_batch {
+        return Err(corrupt(
+            log_path,
+            stop.position,
+            format!("{}; {NOT_TORN}", stop.reason),
+        ));
+    }
+    if let Some(next) = valid_batch_after(log, log_path, stop.position, len)? {
+        return Err(corrupt(
+            log_path,
+            stop.position,
+            format!(
+                "{}; an intact batch follows at byte {next}, so this is not a torn tail; nothing was cut",
+                stop.reason
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// After a bad batch at `bad`, the position of an intact batch right behind it (by its declared

@@ -14,7 +14,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::config::TopicConfig;
+use super::config::{CleanupPolicy, TopicConfig};
 use super::error::{IoContext, LogError, LogResult};
 use super::partitioner::partition_for_key;
 use super::reader::PartitionReader;
@@ -214,6 +214,16 @@ impl Log {
             }
             config.set(setting)?;
         }
+        if topic.config.cleanup_policy == CleanupPolicy::Compact
+            && config.cleanup_policy == CleanupPolicy::Delete
+        {
+            // Readers of a delete-policy topic report a missing offset range as a lost segment;
+            // compacted segments have such ranges by design.
+            return Err(LogError::InvalidConfig(format!(
+                "topic {name:?} is compacted: its segments have offset gaps, so it cannot become \
+                 cleanup.policy=delete (copy it to a new topic instead)"
+            )));
+        }
         write_meta(
             &topic.dir,
             &TopicMeta {
@@ -412,7 +422,13 @@ impl Topic {
 
     /// A new reader of the partition.
     pub fn reader(&self, partition: u32) -> LogResult<PartitionReader> {
-        PartitionReader::open(&self.name, partition, &self.partition_dir(partition)?)
+        let contiguous = self.config.cleanup_policy == CleanupPolicy::Delete;
+        PartitionReader::open(
+            &self.name,
+            partition,
+            &self.partition_dir(partition)?,
+            contiguous,
+        )
     }
 
     /// The partition a record with `key` goes to: Kafka's murmur2 for keys; keyless records of one
