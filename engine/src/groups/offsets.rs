@@ -9,7 +9,9 @@
 //!
 //! Crash atomicity: a commit is one `write` of one record; a record cut short by a crash fails its
 //! CRC and is ignored, so the group keeps the old offsets (never a mix, never none). The next
-//! committer truncates such a tail before appending. When the file has grown past a few times its
+//! committer truncates such a tail before appending. Only the last record can be torn: a damaged
+//! record with an intact one after it is corruption, reported as an error (falling back to the
+//! offsets before it would rewind the group, and the next commit would cut the intact records). When the file has grown past a few times its
 //! live contents it is rewritten as a single record into a temporary file, fsynced, and renamed over
 //! the old one. Every writer holds the group lock (see `membership.rs`).
 //!
@@ -23,7 +25,7 @@ use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::error::{io, GroupResult};
+use super::error::{io, GroupError, GroupResult};
 
 const MAGIC: u8 = 1;
 const MAGIC_WITH_METADATA: u8 = 2;
@@ -113,9 +115,58 @@ fn apply(
     Some(())
 }
 
+/// What the bytes after the last valid record are.
+enum Shape {
+    /// The start of a record whose end is missing: a write cut short (or still under way).
+    Cut,
+    /// A whole record that failed its CRC or does not parse.
+    Whole,
+    /// Anything else: garbage, or zeros.
+    NotARecord,
+}
+
+fn record_shape(bytes: &[u8]) -> Shape {
+    match bytes.get(..HEAD) {
+        None => Shape::Cut,
+        Some(head) if head[0] == MAGIC || head[0] == MAGIC_WITH_METADATA => {
+            let length = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            if length > MAX_RECORD {
+                Shape::NotARecord
+            } else if bytes.len() >= HEAD + length {
+                Shape::Whole
+            } else {
+                Shape::Cut
+            }
+        }
+        Some(_) => Shape::NotARecord,
+    }
+}
+
+/// The position of the first intact record in `bytes` after position 0 (a damaged record), if any.
+fn first_intact_record(bytes: &[u8]) -> Option<usize> {
+    (1..bytes.len().saturating_sub(HEAD)).find(|&at| {
+        let Some(head) = bytes.get(at..at + HEAD) else {
+            return false;
+        };
+        if !(head[0] == MAGIC || head[0] == MAGIC_WITH_METADATA) {
+            return false;
+        }
+        let length = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let crc = u32::from_be_bytes([head[5], head[6], head[7], head[8]]);
+        let Some(payload) = bytes.get(at + HEAD..at + HEAD + length) else {
+            return false;
+        };
+        let (mut offsets, mut metadata) = (BTreeMap::new(), BTreeMap::new());
+        length >= 12
+            && crc32c::crc32c(payload) == crc
+            && apply(head[0], payload, &mut offsets, &mut metadata).is_some()
+    })
+}
+
 impl OffsetsFile {
     /// Reads records from where the last read stopped to the end of the file. Stops at the first
-    /// invalid record (a torn tail), leaving `valid_len` there.
+    /// invalid record, leaving `valid_len` there: a torn tail when nothing intact follows it,
+    /// else a `Corrupt` error naming the file and position.
     pub fn refresh(&mut self, path: &Path) -> GroupResult<()> {
         let file = match File::open(path) {
             Ok(f) => f,
@@ -158,7 +209,41 @@ impl OffsetsFile {
             pos += HEAD + length;
             self.records += 1;
         }
+        let damaged_at = self.valid_len + pos as u64;
         self.valid_len += pos as u64;
+        let rest = bytes.get(pos..).unwrap_or_default();
+        if rest.is_empty() {
+            return Ok(());
+        }
+        if let Some(next) = first_intact_record(rest) {
+            return Err(GroupError::Corrupt {
+                path: path.to_owned(),
+                position: damaged_at,
+                reason: format!(
+                    "the commit record here is damaged and an intact one follows at byte {}: \
+                     this is not a torn write, and falling back to older offsets would rewind \
+                     the group (nothing was changed)",
+                    damaged_at + next as u64
+                ),
+            });
+        }
+        match record_shape(rest) {
+            Shape::Cut => {}
+            Shape::Whole => {
+                tracing::warn!(path = %path.display(), position = damaged_at,
+                    "the last commit record is damaged; the group keeps the offsets committed before it");
+            }
+            Shape::NotARecord => {
+                return Err(GroupError::Corrupt {
+                    path: path.to_owned(),
+                    position: damaged_at,
+                    reason: format!(
+                        "{} bytes here do not form a commit record (nothing was changed)",
+                        rest.len()
+                    ),
+                })
+            }
+        }
         Ok(())
     }
 
@@ -310,6 +395,96 @@ mod tests {
         }
         assert_eq!(reader.metadata.get(&("t".to_string(), 1)).unwrap(), "odd");
         assert_eq!(reader.metadata.len(), 1, "metadata survives the rewrite");
+    }
+
+    fn five_commits(path: &Path) -> Vec<(u64, u64)> {
+        let mut w = OffsetsFile::default();
+        let mut spans = Vec::new();
+        for i in 0..5u64 {
+            let start = std::fs::metadata(path).map_or(0, |m| m.len());
+            w.commit(path, &[("t", 0, (i + 1) * 100)], "", false, 1)
+                .unwrap();
+            spans.push((start, std::fs::metadata(path).unwrap().len()));
+        }
+        spans
+    }
+
+    #[test]
+    fn a_damaged_record_before_intact_ones_is_corruption_not_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("offsets");
+        let spans = five_commits(&path);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let (start, end) = spans[1];
+        bytes[(start + end) as usize / 2] ^= 0x10; // inside commit record 2 of 5
+        std::fs::write(&path, &bytes).unwrap();
+        let mut r = OffsetsFile::default();
+        match r.refresh(&path) {
+            Err(GroupError::Corrupt {
+                position, reason, ..
+            }) => {
+                assert_eq!(position, start);
+                assert!(reason.contains(&format!("byte {}", spans[2].0)), "{reason}");
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        // Nothing was changed: a committer refreshes first and so refuses too.
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        let mut w = OffsetsFile::default();
+        assert!(w.refresh(&path).is_err());
+    }
+
+    #[test]
+    fn garbage_or_zeros_in_the_middle_are_corruption_and_a_damaged_last_record_is_a_tail() {
+        for fill in [0x00u8, 0x5a] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("offsets");
+            let spans = five_commits(&path);
+            let mut bytes = std::fs::read(&path).unwrap();
+            let (start, end) = spans[0];
+            bytes[start as usize..end as usize].fill(fill);
+            std::fs::write(&path, &bytes).unwrap();
+            let mut r = OffsetsFile::default();
+            assert!(
+                matches!(
+                    r.refresh(&path),
+                    Err(GroupError::Corrupt { position: 0, .. })
+                ),
+                "fill {fill:#x}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("offsets");
+        let spans = five_commits(&path);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 3;
+        bytes[last] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        let mut r = OffsetsFile::default();
+        r.refresh(&path).unwrap();
+        assert_eq!(
+            r.offsets[&("t".to_string(), 0)],
+            400,
+            "the commit before the tail"
+        );
+        assert_eq!(r.valid_len, spans[4].0);
+    }
+
+    #[test]
+    fn a_file_of_garbage_or_zeros_is_corruption_not_an_empty_group() {
+        for fill in [0x00u8, 0x5a] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("offsets");
+            std::fs::write(&path, vec![fill; 300]).unwrap();
+            let mut r = OffsetsFile::default();
+            assert!(
+                matches!(
+                    r.refresh(&path),
+                    Err(GroupError::Corrupt { position: 0, .. })
+                ),
+                "fill {fill:#x}"
+            );
+        }
     }
 
     #[test]
