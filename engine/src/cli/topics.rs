@@ -155,8 +155,15 @@ pub(crate) fn run(log: &Log, cmd: TopicsCommand) -> Result<(), CliError> {
             }
         }
         TopicsCommand::Delete { name } => {
-            log.delete_topic(&name)?;
+            let groups = crate::Groups::new(log).delete_topic(&name)?;
             writeln!(out, "Deleted topic {name}.")?;
+            if !groups.is_empty() {
+                writeln!(
+                    out,
+                    "Removed its committed offsets from group(s): {}.",
+                    groups.join(", ")
+                )?;
+            }
         }
     }
     Ok(())

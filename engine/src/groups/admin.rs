@@ -390,6 +390,40 @@ impl Groups {
             .collect())
     }
 
+    /// Deletes a topic and every group's committed offsets for it, so that a topic created again
+    /// under the name starts each group afresh (by its `auto_offset_reset`) instead of at the
+    /// old offsets. The offsets go first, while the topic's partitions are locked: a crash in
+    /// between leaves the topic without committed offsets, never new data behind old offsets.
+    /// Returns the groups that had offsets for it.
+    pub fn delete_topic(&self, topic: &str) -> GroupResult<Vec<String>> {
+        let mut touched = Vec::new();
+        self.log.delete_topic_with(topic, || {
+            touched = self.forget_topic(topic)?;
+            Ok::<(), GroupError>(())
+        })?;
+        Ok(touched)
+    }
+
+    /// Removes `topic` from every group's committed offsets; returns the groups that had some.
+    fn forget_topic(&self, topic: &str) -> GroupResult<Vec<String>> {
+        let mut touched = Vec::new();
+        for name in self.list()? {
+            let g = self.group(&name)?;
+            let _lock = g.lock()?;
+            let path = g.offsets_path();
+            let mut file = OffsetsFile::default();
+            file.refresh(&path)?;
+            let before = file.offsets.len();
+            file.offsets.retain(|(t, _), _| t != topic);
+            file.metadata.retain(|(t, _), _| t != topic);
+            if file.offsets.len() != before {
+                file.rewrite(&path, now_ms())?;
+                touched.push(name);
+            }
+        }
+        Ok(touched)
+    }
+
     /// Deletes a group and its committed offsets. Refused while it has live members.
     pub fn delete(&self, name: &str) -> GroupResult<()> {
         let g = self.group(name)?;

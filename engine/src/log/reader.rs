@@ -14,7 +14,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::batch::{crc_ok, decode_records, parse_header, HEADER_LEN, MAX_BATCH_BYTES};
@@ -107,6 +107,9 @@ pub struct PartitionReader {
     tail: TailFile,
     /// The partition's lock file, to tell whether an appender is open (`None`: never written).
     lock: Option<File>,
+    /// Inode of the `tail` file opened: another one (or none) means the topic was deleted (and
+    /// perhaps created again) since.
+    tail_inode: u64,
     /// Offsets have no gaps (delete policy): a segment whose records stop short of the next
     /// segment's base means a lost segment or a cut one, reported as corruption.
     contiguous: bool,
@@ -184,7 +187,11 @@ impl PartitionReader {
         dir: &Path,
         contiguous: bool,
     ) -> LogResult<Self> {
-        let tail = TailFile::open_read_only(&dir.join("tail"))?;
+        let tail_path = dir.join("tail");
+        let tail = TailFile::open_read_only(&tail_path)?;
+        let tail_inode = std::fs::metadata(&tail_path)
+            .ctx("stat tail", &tail_path)?
+            .ino();
         let lock_path = dir.join("lock");
         let lock = match File::open(&lock_path) {
             Ok(f) => Some(f),
@@ -197,6 +204,7 @@ impl PartitionReader {
             dir: dir.to_owned(),
             tail,
             lock,
+            tail_inode,
             contiguous,
             found_tail: std::cell::Cell::new(None),
             segments: list_segments(dir)?,
@@ -275,6 +283,29 @@ impl PartitionReader {
             .min(tail.next_offset))
     }
 
+    /// At the end of the log, whether the topic is still the one this reader opened.
+    fn check_not_deleted(&self) -> LogResult<()> {
+        let tail_path = self.dir.join("tail");
+        let same = match std::fs::metadata(&tail_path) {
+            Ok(m) => m.ino() == self.tail_inode,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(e).ctx("stat tail", &tail_path),
+        };
+        if same {
+            return Ok(());
+        }
+        let data_dir = self
+            .dir
+            .parent()
+            .and_then(Path::parent)
+            .and_then(Path::parent)
+            .unwrap_or(&self.dir);
+        Err(LogError::TopicNotFound {
+            topic: self.topic.clone(),
+            dir: data_dir.to_owned(),
+        })
+    }
+
     fn missing_range(&self, base: u64, from: u64, to: u64) -> LogError {
         LogError::Corrupt {
             path: segment_path(&self.dir, base, "log"),
@@ -303,6 +334,7 @@ impl PartitionReader {
     pub fn read(&mut self, from: u64, max_records: usize, max_bytes: usize) -> LogResult<Fetch> {
         let tail = self.current_tail()?;
         if from >= tail.next_offset {
+            self.check_not_deleted()?;
             if from > tail.next_offset {
                 return Err(self.out_of_range(from, tail));
             }

@@ -266,12 +266,38 @@ impl Log {
     }
 
     /// Deletes a topic and all its data. Refused while any of its partitions has an appender.
+    /// Works on a topic whose `topic.json` is damaged. Consumer groups keep their committed
+    /// offsets for it: [`Groups::delete_topic`](crate::Groups::delete_topic) removes those too.
     pub fn delete_topic(&self, name: &str) -> LogResult<()> {
+        self.delete_topic_with(name, || Ok::<(), LogError>(()))
+    }
+
+    /// Deletes a topic as [`delete_topic`](Self::delete_topic) does, running `prepare` once every
+    /// partition's lock is held and before anything is removed; an error from `prepare` leaves the
+    /// topic as it was.
+    pub fn delete_topic_with<E: From<LogError>>(
+        &self,
+        name: &str,
+        prepare: impl FnOnce() -> Result<(), E>,
+    ) -> Result<(), E> {
         self.refuse_if_read_only("delete a topic")?;
-        let topic = self.topic(name)?;
+        let dir = self.topic_dir(name)?;
+        if !dir.join("topic.json").exists() {
+            return Err(LogError::TopicNotFound {
+                topic: name.to_owned(),
+                dir: self.inner.dir.clone(),
+            }
+            .into());
+        }
+        // The partitions on disk, not those `topic.json` names: it may be the damaged part.
+        let mut partitions: Vec<u32> = std::fs::read_dir(&dir)
+            .ctx("list", &dir)?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        partitions.sort_unstable();
         let mut locks = Vec::new();
-        for p in 0..topic.partitions() {
-            let path = topic.dir.join(p.to_string()).join("lock");
+        for p in partitions {
+            let path = dir.join(p.to_string()).join("lock");
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .truncate(false)
@@ -283,17 +309,19 @@ impl Log {
                     topic: name.to_owned(),
                     partition: p,
                     path,
-                });
+                }
+                .into());
             }
             locks.push(file);
         }
+        prepare()?;
         let doomed =
             self.topics_dir()
                 .join(format!("~deleting-{}-{}", std::process::id(), unique()));
-        std::fs::rename(&topic.dir, &doomed).ctx("rename", &topic.dir)?;
+        std::fs::rename(&dir, &doomed).ctx("rename", &dir)?;
         sync_dir(&self.topics_dir())?;
         drop(locks);
-        std::fs::remove_dir_all(&doomed).ctx("remove", &doomed)
+        Ok(std::fs::remove_dir_all(&doomed).ctx("remove", &doomed)?)
     }
 }
 
