@@ -359,3 +359,72 @@ fn groups_describe_shows_members_and_state() {
         "{members}"
     );
 }
+
+#[test]
+fn groups_describe_flags_a_committed_offset_past_the_log_end() {
+    let dir = tempfile::tempdir().unwrap();
+    three_records(dir.path());
+    let log = Log::open(dir.path()).unwrap();
+    Groups::new(&log)
+        .alter_offsets("g", &[("t", 0, 10)], "")
+        .unwrap();
+    let out = run_ok(dir.path(), &["groups", "describe", "g"], "");
+    let row = out.lines().find(|l| l.starts_with("g ")).unwrap();
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cols[3..6], ["10", "2", "-8"], "{out}");
+    assert!(
+        out.contains("WARNING: group 'g' committed offset 10 for t-0, past its log end 2"),
+        "{out}"
+    );
+    // A member resuming there starts over by auto_offset_reset (earliest): nothing is skipped.
+    let got = run_ok(
+        dir.path(),
+        &["consume", "t", "-g", "g", "-n", "3", "-f", "%p-%o\\n"],
+        "",
+    );
+    let mut got: Vec<&str> = got.lines().collect();
+    got.sort_unstable();
+    assert_eq!(got, ["0-0", "0-1", "1-0"]);
+}
+
+#[test]
+fn a_read_only_data_directory_can_be_described_and_consumed() {
+    let Some(disk) = SmallDisk::mount(8 << 20) else {
+        return;
+    };
+    let data = disk.path().join("data");
+    three_records(&data);
+    run_ok(&data, &["consume", "t", "-g", "g", "-n", "1"], "");
+    let remount = std::process::Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(disk.path())
+        .status()
+        .unwrap();
+    assert!(remount.success());
+    let describe = run_ok(&data, &["topics", "describe", "t"], "");
+    assert!(describe.contains("PartitionCount: 2"), "{describe}");
+    let values = run_ok(&data, &["consume", "t", "-f", "%v\\n"], "");
+    assert_eq!(values.lines().count(), 3, "{values}");
+    let groups = run_ok(&data, &["groups", "describe", "g"], "");
+    assert!(groups.contains("t"), "{groups}");
+    // Changes fail with the filesystem's error, and nothing panics.
+    let out = run(&data, &["produce", "t"], b"x\n");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Read-only file system"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_partition_count_past_the_cap_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stderr) = fails(
+        dir.path(),
+        &["topics", "create", "t", "--partitions", "100000"],
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("partitions must be 1..=10000"), "{stderr}");
+    assert!(!dir.path().join("topics/t").exists());
+}

@@ -118,7 +118,7 @@ fn group_name(positional: Option<String>, flag: Option<String>) -> Result<String
         .ok_or_else(|| CliError::Input("a group is required: GROUP or --group GROUP".into()))
 }
 
-fn dash(v: Option<u64>) -> String {
+fn dash(v: Option<impl ToString>) -> String {
     v.map_or("-".into(), |v| v.to_string())
 }
 
@@ -157,7 +157,21 @@ fn print_description(out: &mut impl Write, d: &GroupDescription) -> std::io::Res
             "CONSUMER-ID",
         ],
         &rows,
-    )
+    )?;
+    for p in d.partitions.iter().filter(|p| p.committed_past_end()) {
+        writeln!(
+            out,
+            "WARNING: group '{}' committed offset {} for {}-{}, past its log end {}: the log lost \
+             records (a crash or a damaged disk) or the topic was replaced; consuming would skip \
+             the offsets in between until new records reach it. Check, then reset the offsets.",
+            d.group,
+            dash(p.current_offset),
+            p.topic,
+            p.partition,
+            p.log_end_offset
+        )?;
+    }
+    Ok(())
 }
 
 /// Kafka's group states as far as eddy has them: `Stable` with live members, `Empty` without.

@@ -26,10 +26,18 @@ pub struct PartitionLag {
     pub current_offset: Option<u64>,
     /// The partition's log-end offset.
     pub log_end_offset: u64,
-    /// `log_end_offset - current_offset`.
-    pub lag: Option<u64>,
+    /// `log_end_offset - current_offset`: negative when the committed offset is past the log end
+    /// (the log lost records in a crash, or was replaced), which the group would skip over.
+    pub lag: Option<i64>,
     /// Member owning the partition now.
     pub consumer_id: Option<String>,
+}
+
+impl PartitionLag {
+    /// Whether the committed offset is past the log end.
+    pub fn committed_past_end(&self) -> bool {
+        self.lag.is_some_and(|l| l < 0)
+    }
 }
 
 /// A group's state.
@@ -153,7 +161,8 @@ impl Groups {
             let current = offsets.offsets.get(&(topic.clone(), partition)).copied();
             partitions.push(PartitionLag {
                 consumer_id: g.owner_of(&topic, partition)?,
-                lag: current.map(|c| end.saturating_sub(c)),
+                lag: current
+                    .map(|c| i64::try_from(i128::from(end) - i128::from(c)).unwrap_or(i64::MIN)),
                 current_offset: current,
                 log_end_offset: end,
                 topic,

@@ -320,11 +320,17 @@ impl Consumer {
                 Err(LogError::OffsetOutOfRange { log_start, end, .. })
                     if self.config.auto_offset_reset != AutoOffsetReset::Error =>
                 {
-                    // Retention went past the position: apply the reset policy, as Kafka does.
-                    o.position = match self.config.auto_offset_reset {
+                    // Retention went past the position, or the position is past the log end
+                    // (the log lost records in a crash, or was replaced): apply the reset
+                    // policy, as Kafka does, and say so.
+                    let reset_to = match self.config.auto_offset_reset {
                         AutoOffsetReset::Earliest => log_start,
                         _ => end,
                     };
+                    tracing::warn!(group = %self.group.name, topic = %key.0, partition = key.1,
+                        position = o.position, log_start, log_end = end, reset_to,
+                        "position out of the log's range; resetting by auto_offset_reset");
+                    o.position = reset_to;
                     continue;
                 }
                 Err(e) => return Err(e.into()),

@@ -46,6 +46,9 @@ pub const SETTING_NAMES: [&str; 8] = [
     "index.interval.bytes",
 ];
 
+/// Most partitions a topic may have: creating that many takes about 5 s on an SSD.
+pub const MAX_PARTITIONS: u32 = 10_000;
+
 /// Settings of one topic. All partitions share them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -197,9 +200,10 @@ impl TopicConfig {
 
     /// Checks that the settings can work together.
     pub fn validate(&self) -> LogResult<()> {
-        if self.partitions == 0 || self.partitions > 100_000 {
+        if self.partitions == 0 || self.partitions > MAX_PARTITIONS {
             return Err(LogError::InvalidConfig(format!(
-                "partitions must be 1..=100000, got {}",
+                "partitions must be 1..={MAX_PARTITIONS}, got {} (each partition is a directory \
+                 with its own files, created and fsynced with the topic: about 0.5 ms apiece)",
                 self.partitions
             )));
         }

@@ -140,7 +140,7 @@ fn describe(groups: &Groups) -> AnyResult<()> {
             p.partition,
             show(p.current_offset),
             p.log_end_offset,
-            show(p.lag)
+            p.lag.map_or("-".to_string(), |l| l.to_string())
         );
     }
     println!();
