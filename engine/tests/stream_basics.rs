@@ -582,3 +582,95 @@ fn read_topic_strings(dir: &Path, topic: &str) -> Vec<String> {
         .map(|(_, r)| String::from_utf8(r.value.unwrap()).unwrap())
         .collect()
 }
+
+/// Sums readings per sensor in 1 s tumbling windows (kept open: grace 1 h), with an accumulator
+/// built by `init` and `add`, under the Skip policy.
+fn window_app<A>(dir: &Path, init: fn(&Reading) -> A, add: fn(A, &Reading) -> A) -> Application
+where
+    A: Clone + Serialize + serde::de::DeserializeOwned + 'static,
+{
+    let mut c = config(dir, "w");
+    c.on_error = ErrorPolicy::Skip;
+    let app = Application::new(c).unwrap();
+    let input = app.topic::<Str, Json<Reading>>("readings").unwrap();
+    let output = app
+        .topic::<Str, Json<eddy::WindowResult<A>>>("sums")
+        .unwrap();
+    app.dataframe(&input)
+        .tumbling_window(
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(3600),
+        )
+        .reduce(init, add)
+        .emit_current()
+        .to_topic(&output);
+    app
+}
+
+#[test]
+fn window_state_that_no_longer_decodes_stops_the_app_instead_of_skipping_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    produce_readings(dir.path(), "readings", 1, 0, 50);
+    let mut app = window_app(dir.path(), |r| r.value, |a, r| a + r.value);
+    app.run_until_idle().unwrap();
+    drop(app);
+    // The accumulator type changed: the saved windows are numbers, now read as objects.
+    produce_readings(dir.path(), "readings", 1, 50, 60);
+    let mut changed = window_app(
+        dir.path(),
+        |r| Count {
+            count: 1,
+            sum: r.value,
+        },
+        |c, r| Count {
+            count: c.count + 1,
+            sum: c.sum + r.value,
+        },
+    );
+    let err = changed.run_until_idle().unwrap_err();
+    match &err {
+        StreamError::State(eddy::StateError::CorruptState { path, key, reason }) => {
+            assert!(
+                path.to_string_lossy().contains("readings"),
+                "{}",
+                path.display()
+            );
+            assert!(!key.is_empty());
+            assert!(reason.contains("window"), "{reason}");
+        }
+        other => panic!("expected CorruptState, got {other}"),
+    }
+    assert!(err.to_string().contains("nothing was skipped"), "{err}");
+    assert_eq!(changed.metrics().skipped, 0, "no record was skipped");
+}
+
+#[test]
+fn keyed_state_that_no_longer_decodes_stops_the_app_under_the_skip_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    produce_readings(dir.path(), "readings", 1, 0, 20);
+    counting_app(dir.path(), "g").run_until_idle().unwrap();
+    produce_readings(dir.path(), "readings", 1, 20, 30);
+    let mut c = config(dir.path(), "g");
+    c.on_error = ErrorPolicy::Skip;
+    let app = Application::new(c).unwrap();
+    let input = app.topic::<Str, Json<Reading>>("readings").unwrap();
+    let output = app.topic::<Str, Json<u64>>("counts2").unwrap();
+    app.dataframe(&input)
+        .stateful_map(|_: Reading, state: &mut State<'_>| {
+            // "c" holds a Count object; reading it as a number cannot work.
+            let n: u64 = state.get("c").unwrap_or(0);
+            state.set("c", &(n + 1));
+            n
+        })
+        .to_topic(&output);
+    let mut app = app;
+    let err = app.run_until_idle().unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            StreamError::State(eddy::StateError::CorruptState { reason, .. }) if reason.contains("\"c\"")
+        ),
+        "{err}"
+    );
+    assert_eq!(app.metrics().skipped, 0);
+}

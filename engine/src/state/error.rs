@@ -31,6 +31,21 @@ pub enum StateError {
     /// A changelog could not be written or read.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// A stored entry does not decode: the store was damaged, or the application now reads it
+    /// as another type than it was written with (a changed pipeline or state type).
+    #[error(
+        "state store {path}: entry {key} does not decode: {reason}. The store is damaged or the \
+         application's state types changed; nothing was skipped. Restore the previous version, \
+         or reset the application's group and state to start over"
+    )]
+    CorruptState {
+        /// The store's directory (names application, topic and partition).
+        path: PathBuf,
+        /// The entry's key, printable.
+        key: String,
+        /// What did not decode, and why.
+        reason: String,
+    },
     /// A changelog record that eddy did not write.
     #[error("changelog {topic} partition {partition} offset {offset}: {reason}")]
     BadChangelog {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::error::StateError;
 use super::store::Store;
 
 /// First byte of per-key state entries in a store.
@@ -18,14 +19,24 @@ pub(crate) const KEYED_STATE: u8 = b'k';
 /// Per-key state of a stateful function: named values, JSON-encoded, saved at each checkpoint and
 /// restored from the changelog after a crash.
 ///
-/// Methods do not return errors: a storage failure or a value that does not decode as the asked
-/// type is remembered and fails the record after the function returns, under the error policy.
+/// Methods do not return errors: a failure is remembered and acted on after the function returns.
+/// A value that cannot be encoded fails the record, under the error policy; a storage failure,
+/// or a stored value that does not decode as the asked type, stops the application (skipping
+/// records would not get past damaged or mistyped state).
 pub struct State<'a> {
     store: &'a mut Store,
     prefix_len: usize,
     key: Vec<u8>,
     now_ms: i64,
-    error: &'a mut Option<String>,
+    error: &'a mut Option<StateFailure>,
+}
+
+/// What went wrong inside a stateful function's state access.
+pub(crate) enum StateFailure {
+    /// The store failed, or what it holds does not decode.
+    Stored(StateError),
+    /// A value the function stored could not be encoded.
+    Encode(String),
 }
 
 impl<'a> State<'a> {
@@ -33,7 +44,7 @@ impl<'a> State<'a> {
         store: &'a mut Store,
         message_key: &[u8],
         now_ms: i64,
-        error: &'a mut Option<String>,
+        error: &'a mut Option<StateFailure>,
     ) -> Self {
         let mut key = Vec::with_capacity(5 + message_key.len() + 16);
         key.push(KEYED_STATE);
@@ -54,10 +65,17 @@ impl<'a> State<'a> {
         &self.key
     }
 
-    fn fail(&mut self, what: String) {
+    fn fail(&mut self, what: StateFailure) {
         if self.error.is_none() {
             *self.error = Some(what);
         }
+    }
+
+    fn corrupt(&mut self, name: &str, reason: impl std::fmt::Display) {
+        let e = self
+            .store
+            .corrupt_entry(&self.key, format!("state {name:?}: {reason}"));
+        self.fail(StateFailure::Stored(e));
     }
 
     /// The value stored under `name` for this record's key, if any and not expired.
@@ -67,31 +85,30 @@ impl<'a> State<'a> {
         let raw = match self.store.get(&self.key) {
             Ok(v) => v,
             Err(e) => {
-                let msg = e.to_string();
-                self.fail(msg);
+                self.fail(StateFailure::Stored(e));
                 return None;
             }
         };
-        let json = match raw {
+        let decoded = match raw {
             None => return None,
-            Some([0, json @ ..]) => json,
-            Some([1, rest @ ..]) => {
-                let (expiry, json) = rest.split_at_checked(8)?;
-                let expiry = i64::from_be_bytes(expiry.try_into().ok()?);
-                if now >= expiry {
-                    return None;
+            Some([0, json @ ..]) => serde_json::from_slice(json).map_err(|e| e.to_string()),
+            Some([1, rest @ ..]) => match rest.split_at_checked(8) {
+                Some((expiry, json)) => {
+                    let mut at = [0u8; 8];
+                    at.copy_from_slice(expiry);
+                    if now >= i64::from_be_bytes(at) {
+                        return None;
+                    }
+                    serde_json::from_slice(json).map_err(|e| e.to_string())
                 }
-                json
-            }
-            Some(_) => {
-                self.fail(format!("state {name:?}: unknown value encoding"));
-                return None;
-            }
+                None => Err("a value with an expiry shorter than 8 bytes".to_owned()),
+            },
+            Some(_) => Err("unknown value encoding".to_owned()),
         };
-        match serde_json::from_slice(json) {
+        match decoded {
             Ok(v) => Some(v),
-            Err(e) => {
-                self.fail(format!("state {name:?}: {e}"));
+            Err(reason) => {
+                self.corrupt(name, reason);
                 None
             }
         }
@@ -130,7 +147,7 @@ impl<'a> State<'a> {
             }
         };
         if let Err(e) = serde_json::to_writer(&mut bytes, value) {
-            self.fail(format!("state {name:?}: {e}"));
+            self.fail(StateFailure::Encode(format!("state {name:?}: {e}")));
             return;
         }
         self.full_key(name);

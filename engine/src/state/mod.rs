@@ -12,6 +12,7 @@ mod store;
 pub use env::DEFAULT_MEMORY_BUDGET;
 pub use error::{StateError, StateResult};
 pub use handle::State;
+pub(crate) use handle::StateFailure;
 pub use store::RestoreReport;
 
 pub(crate) use env::StateEnv;

@@ -143,6 +143,15 @@ impl Store {
         Ok((store, report))
     }
 
+    /// The error for an entry under `key` that does not decode.
+    pub fn corrupt_entry(&self, key: &[u8], reason: impl std::fmt::Display) -> StateError {
+        StateError::CorruptState {
+            path: self.path.clone(),
+            key: key.escape_ascii().to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
     /// The input offset the state reflects (recorded by the last checkpoint).
     pub fn input_offset(&self) -> Option<u64> {
         self.input_offset

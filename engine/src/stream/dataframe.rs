@@ -17,7 +17,7 @@ use super::format::{Format, Json};
 use super::message::Message;
 use super::registry::{Ctx, Operator, Registry, SourceShared, StreamTopic};
 use crate::log::{Record, TopicConfig};
-use crate::state::State;
+use crate::state::{State, StateFailure};
 
 pub(crate) type Step<K, V> = Box<dyn FnMut(&mut Ctx<'_>, Message<K, V>) -> Result<(), StepError>>;
 pub(crate) type Edges<K, V> = Rc<RefCell<Vec<Step<K, V>>>>;
@@ -228,8 +228,10 @@ impl<K: Clone + 'static, V: Clone + 'static> Stream<K, V> {
                 let mut state = State::new(store, ctx.raw_key, m.timestamp_ms, &mut state_error);
                 f(m.value, &mut state)
             };
-            if let Some(e) = state_error {
-                return Err(StepError::Function(e));
+            match state_error {
+                None => {}
+                Some(StateFailure::Encode(e)) => return Err(StepError::Function(e)),
+                Some(StateFailure::Stored(e)) => return Err(StepError::Fatal(e.into())),
             }
             let value = result.map_err(|e| StepError::Function(e.to_string()))?;
             emit(

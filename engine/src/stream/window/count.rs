@@ -95,8 +95,9 @@ where
             .scan_prefix(&prefix)
             .map_err(|e| StepError::Fatal(e.into()))?
         {
-            let entry: KeyWindows<K, G::Acc> = serde_json::from_slice(&v)
-                .map_err(|e| StepError::Function(format!("count window state: {e}")))?;
+            let entry: KeyWindows<K, G::Acc> = serde_json::from_slice(&v).map_err(|e| {
+                StepError::Fatal(store.corrupt_entry(&k, format!("count window: {e}")).into())
+            })?;
             order += entry.seen;
             keys.insert(k.get(prefix.len()..).unwrap_or_default().to_vec(), entry);
         }

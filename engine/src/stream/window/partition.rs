@@ -374,17 +374,19 @@ where
     ) -> Result<Self, StepError> {
         let mut p = PartitionWindows::new(op, store.epoch());
         let meta = store.scan_prefix(&state_prefix(op, b'M')).map_err(fatal)?;
-        if let Some((_, v)) = meta.into_iter().find(|(k, _)| k.len() == 4) {
-            (p.stream_time, p.order) = serde_json::from_slice(&v).map_err(|e| bad("meta", e))?;
+        if let Some((k, v)) = meta.into_iter().find(|(k, _)| k.len() == 4) {
+            (p.stream_time, p.order) =
+                serde_json::from_slice(&v).map_err(|e| corrupt(store, &k, "meta", e))?;
         }
         for (k, v) in store.scan_prefix(&state_prefix(op, b'W')).map_err(fatal)? {
             let end = k.get(4..12).and_then(time_from);
             let start = k.get(12..20).and_then(time_from);
             let (Some(end), Some(start)) = (end, start) else {
-                return Err(bad("window key", "shorter than 20 bytes"));
+                return Err(corrupt(store, &k, "window key", "shorter than 20 bytes"));
             };
             let raw = k.get(20..).unwrap_or_default();
-            let (key, acc) = serde_json::from_slice(&v).map_err(|e| bad("window", e))?;
+            let (key, acc) =
+                serde_json::from_slice(&v).map_err(|e| corrupt(store, &k, "window", e))?;
             p.open(raw, start, end, key, acc);
             if let Some(w) = p.keys.get_mut(raw).and_then(|kw| kw.windows.last_mut()) {
                 (w.dirty, w.saved) = (false, true);
@@ -398,10 +400,11 @@ where
             let Some(codec) = codec else { break };
             let raw = k.get(4..).unwrap_or_default();
             let saved: Vec<(i64, u64, Value)> =
-                serde_json::from_slice(&v).map_err(|e| bad("records", e))?;
+                serde_json::from_slice(&v).map_err(|e| corrupt(store, &k, "records", e))?;
             let kw = p.key_mut(raw);
             for (ts, order, value) in saved {
-                let value = (codec.from_json)(value).map_err(|e| bad("record value", e))?;
+                let value =
+                    (codec.from_json)(value).map_err(|e| corrupt(store, &k, "record value", e))?;
                 kw.records.push(Buffered { ts, order, value });
             }
             kw.records_saved = true;
@@ -474,6 +477,12 @@ fn records_key(op: u16, raw: &[u8]) -> Vec<u8> {
 
 fn bad(what: &str, cause: impl std::fmt::Display) -> StepError {
     StepError::Function(format!("window state: {what}: {cause}"))
+}
+
+/// Stored window state that does not decode: a storage error naming store and key, never a
+/// record's failure (skipping records would not get past it).
+fn corrupt(store: &Store, key: &[u8], what: &str, cause: impl std::fmt::Display) -> StepError {
+    fatal(store.corrupt_entry(key, format!("window {what}: {cause}")))
 }
 
 fn fatal(e: crate::state::StateError) -> StepError {
