@@ -91,7 +91,10 @@ pub use log::{
     SETTING_NAMES,
 };
 pub use runtime::{AppConfig, Application, MetricsSnapshot, ProcessingGuarantee, Producer};
-pub use state::{RestoreReport, State, StateError, StateResult, DEFAULT_MEMORY_BUDGET};
+pub use state::{
+    RestoreCallback, RestoreProgress, RestoreReport, State, StateError, StateResult,
+    DEFAULT_MEMORY_BUDGET,
+};
 pub use stream::window::aggregate;
 pub use stream::{
     Bincode, Bytes, Emit, ErrorPolicy, Format, Json, Message, Str, Stream, StreamError,

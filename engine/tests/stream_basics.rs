@@ -674,3 +674,46 @@ fn keyed_state_that_no_longer_decodes_stops_the_app_under_the_skip_policy() {
     );
     assert_eq!(app.metrics().skipped, 0);
 }
+
+#[test]
+fn restores_report_progress_to_the_callback_and_draw_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    produce_readings(dir.path(), "readings", 2, 0, 2000);
+    counting_app(dir.path(), "g").run_until_idle().unwrap();
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    produce_readings(dir.path(), "readings", 2, 2000, 2100);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut c = config(dir.path(), "g");
+    let sink = seen.clone();
+    c.on_restore_progress = Some(eddy::RestoreCallback(std::sync::Arc::new(
+        move |p: &eddy::RestoreProgress| sink.lock().unwrap().push(p.clone()),
+    )));
+    let app = Application::new(c).unwrap();
+    let input = app.topic::<Str, Json<Reading>>("readings").unwrap();
+    let output = app.topic::<Str, Json<Count>>("counts").unwrap();
+    app.dataframe(&input)
+        .stateful_map(|r: Reading, state: &mut State<'_>| {
+            let mut c: Count = state.get("c").unwrap_or(Count { count: 0, sum: 0 });
+            c.count += 1;
+            c.sum += r.value;
+            state.set("c", &c);
+            c
+        })
+        .to_topic(&output);
+    let mut app = app;
+    app.run_until_idle().unwrap();
+    assert_eq!(last_counts(dir.path()), expected_counts(2100));
+    let seen = seen.lock().unwrap();
+    let done: Vec<_> = seen.iter().filter(|p| p.done).collect();
+    assert_eq!(
+        done.len(),
+        2,
+        "one final report per partition's store: {seen:?}"
+    );
+    for p in done {
+        assert_eq!(p.restored, p.total);
+        assert!(p.total > 0);
+        assert!(p.changelog.contains("readings"), "{}", p.changelog);
+        assert!(p.store.starts_with(dir.path().join("state")));
+    }
+}

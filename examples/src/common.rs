@@ -1,10 +1,12 @@
-//! What every example program shares: the data directory option, logging set-up, and running an
-//! application until stopped or until idle.
+//! What every example program shares: the data directory option, logging set-up, restore
+//! progress bars, and running an application until stopped or until idle.
 
+use std::collections::HashMap;
 use std::error::Error;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 use eddy::{Application, StreamResult};
 
@@ -38,6 +40,38 @@ pub fn init_logging(level: tracing::Level) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// The settings of an example application of `group` over `dir`: eddy's defaults, with a
+/// progress bar on stderr for state restores that take a while.
+pub fn app_config(dir: &Path, group: &str) -> eddy::AppConfig {
+    let mut config = eddy::AppConfig::new(dir, group);
+    config.on_restore_progress = Some(restore_bars());
+    config
+}
+
+/// A restore-progress receiver drawing one bar per store (hidden when stderr is no terminal).
+pub fn restore_bars() -> eddy::RestoreCallback {
+    let bars: Mutex<HashMap<PathBuf, indicatif::ProgressBar>> = Mutex::new(HashMap::new());
+    eddy::RestoreCallback(Arc::new(move |p: &eddy::RestoreProgress| {
+        let mut bars = bars.lock().unwrap_or_else(|e| e.into_inner());
+        let bar = bars.entry(p.store.clone()).or_insert_with(|| {
+            let bar = indicatif::ProgressBar::new(p.total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "restoring {msg} {bar:30} {pos}/{len} entries ({per_sec})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.set_message(format!("{}[{}]", p.changelog, p.partition));
+            bar
+        });
+        bar.set_position(p.restored);
+        if p.done {
+            bar.finish();
+            bars.remove(&p.store);
+        }
+    }))
 }
 
 /// The exit of a program whose work returned `result`: on an error, prints it for people

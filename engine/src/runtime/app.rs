@@ -52,19 +52,27 @@ pub struct Application {
     crash_point: CrashPoint,
 }
 
-/// A test aid: `EDDY_TEST_CRASH_AT=<step>:<n>` (step `outputs`, `changelog`, `store` or
-/// `commit`) aborts the process right after that step of the n-th checkpoint, so that tests can
-/// crash deterministically between the steps whose order `docs/semantics.md` describes.
+/// A test aid, compiled in only with the `crash-points` feature (which eddy's own tests turn
+/// on): `EDDY_TEST_CRASH_AT=<step>:<n>` (step `outputs`, `changelog`, `store` or `commit`)
+/// aborts the process right after that step of the n-th checkpoint, so that tests can crash
+/// deterministically between the steps whose order `docs/semantics.md` describes. Without the
+/// feature the variable is never read.
 #[derive(Default)]
 struct CrashPoint(Option<(String, u64)>);
 
 impl CrashPoint {
+    #[cfg(feature = "crash-points")]
     fn from_env() -> Self {
         let parsed = std::env::var("EDDY_TEST_CRASH_AT").ok().and_then(|v| {
             let (step, n) = v.split_once(':')?;
             Some((step.to_owned(), n.parse().ok()?))
         });
         CrashPoint(parsed)
+    }
+
+    #[cfg(not(feature = "crash-points"))]
+    fn from_env() -> Self {
+        CrashPoint(None)
     }
 
     fn reached(&self, step: &str, checkpoint: u64) {
@@ -94,7 +102,11 @@ impl Application {
             setup_errors: Default::default(),
         });
         Ok(Application {
-            env: StateEnv::new(&state_dir, config.memory_budget),
+            env: StateEnv::new(
+                &state_dir,
+                config.memory_budget,
+                config.on_restore_progress.clone(),
+            ),
             config,
             log,
             registry,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::groups::AutoOffsetReset;
-use crate::state::DEFAULT_MEMORY_BUDGET;
+use crate::state::{RestoreCallback, DEFAULT_MEMORY_BUDGET};
 use crate::stream::ErrorPolicy;
 
 /// Delivery guarantee of an application.
@@ -44,6 +44,10 @@ pub struct AppConfig {
     pub fsync: bool,
     /// Most records read per poll. Default: 10,000.
     pub max_poll_records: usize,
+    /// Receives the progress of state restores that take longer than half a second (the
+    /// library draws nothing; a program may draw a progress bar). Default: none. Restores are
+    /// also logged through `tracing`.
+    pub on_restore_progress: Option<RestoreCallback>,
 }
 
 impl AppConfig {
@@ -61,6 +65,7 @@ impl AppConfig {
             on_error: ErrorPolicy::Fail,
             fsync: false,
             max_poll_records: 10_000,
+            on_restore_progress: None,
         }
     }
 }

@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use rocksdb::{BlockBasedOptions, Cache, Options, WriteBufferManager};
 
+use super::store::RestoreCallback;
+
 /// The default memory budget of all stores of a process: 64 MiB.
 pub const DEFAULT_MEMORY_BUDGET: usize = 64 << 20;
 
@@ -26,11 +28,13 @@ struct EnvInner {
     budget: usize,
     cache: Cache,
     write_buffers: WriteBufferManager,
+    on_restore: Option<RestoreCallback>,
 }
 
 impl StateEnv {
-    /// An environment for stores under `dir` within `budget` bytes (at least 4 MiB is used).
-    pub fn new(dir: &Path, budget: usize) -> Self {
+    /// An environment for stores under `dir` within `budget` bytes (at least 4 MiB is used),
+    /// reporting long restores to `on_restore`.
+    pub fn new(dir: &Path, budget: usize, on_restore: Option<RestoreCallback>) -> Self {
         let budget = budget.max(4 << 20);
         let cache = Cache::new_lru_cache(budget / 4 * 3);
         let write_buffers = WriteBufferManager::new_write_buffer_manager_with_cache(
@@ -44,8 +48,14 @@ impl StateEnv {
                 budget,
                 cache,
                 write_buffers,
+                on_restore,
             }),
         }
+    }
+
+    /// Where long restores are reported.
+    pub fn restore_callback(&self) -> Option<&RestoreCallback> {
+        self.inner.on_restore.as_ref()
     }
 
     /// Directory of the store `(group, store, partition)`.

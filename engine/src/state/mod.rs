@@ -13,7 +13,7 @@ pub use env::DEFAULT_MEMORY_BUDGET;
 pub use error::{StateError, StateResult};
 pub use handle::State;
 pub(crate) use handle::StateFailure;
-pub use store::RestoreReport;
+pub use store::{RestoreCallback, RestoreProgress, RestoreReport};
 
 pub(crate) use env::StateEnv;
 pub(crate) use store::Store;

@@ -45,6 +45,36 @@ pub struct RestoreReport {
     pub elapsed: Duration,
 }
 
+/// How far the restore of one store from its changelog has come, reported to
+/// [`AppConfig::on_restore_progress`](crate::AppConfig::on_restore_progress): a few times a
+/// second once a restore has taken half a second, and once when any restore that applied
+/// records is done.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreProgress {
+    /// The store's directory.
+    pub store: PathBuf,
+    /// Changelog topic.
+    pub changelog: String,
+    /// Changelog partition.
+    pub partition: u32,
+    /// Changelog records applied so far.
+    pub restored: u64,
+    /// Changelog records to apply in all.
+    pub total: u64,
+    /// The restore is complete.
+    pub done: bool,
+}
+
+/// Receives [`RestoreProgress`] reports; called on the application's thread.
+#[derive(Clone)]
+pub struct RestoreCallback(pub Arc<dyn Fn(&RestoreProgress) + Send + Sync>);
+
+impl std::fmt::Debug for RestoreCallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RestoreCallback")
+    }
+}
+
 /// Changes appended to the changelog and not yet written to RocksDB.
 pub(crate) struct LoggedChanges {
     records: Vec<Record>,
@@ -121,6 +151,7 @@ impl Store {
             position: meta.0,
             input_offset: meta.1,
             applied: 0,
+            progress: env.restore_callback(),
         };
         replay.run(&db, started)?;
         report.entries = replay.applied;
@@ -369,6 +400,7 @@ struct Replay<'a> {
     /// Input offset of the last marker applied (or recorded before).
     input_offset: Option<u64>,
     applied: u64,
+    progress: Option<&'a RestoreCallback>,
 }
 
 impl Replay<'_> {
@@ -397,7 +429,8 @@ impl Replay<'_> {
         }
         self.position = self.position.max(reader.log_start_offset()?);
         let first = self.position;
-        let mut progress: Option<indicatif::ProgressBar> = None;
+        let mut reporting = false;
+        let mut last_report = started;
         let write_opts = no_wal();
         while self.position < end {
             let fetch = reader.read(self.position, RESTORE_RECORDS, RESTORE_BYTES)?;
@@ -428,30 +461,38 @@ impl Replay<'_> {
             put_meta(&mut batch, self.position, self.input_offset);
             db.write_opt(batch, &write_opts)
                 .map_err(rocks("write restored entries", self.path))?;
-            if progress.is_none() && started.elapsed() > Duration::from_millis(500) {
-                progress = Some(progress_bar(self.topic.name(), self.partition, end - first));
+            if !reporting && started.elapsed() > Duration::from_millis(500) {
+                reporting = true;
+                tracing::info!(store = %self.path.display(), changelog = %self.topic.name(),
+                    partition = self.partition, entries = end - first, "restoring state store");
             }
-            if let Some(bar) = &progress {
-                bar.set_position(self.position - first);
+            if reporting && last_report.elapsed() > Duration::from_millis(200) {
+                last_report = Instant::now();
+                self.report(first, end, false);
             }
         }
-        if let Some(bar) = progress {
-            bar.finish();
+        if self.position > first {
+            self.report(first, end, true);
+        }
+        if reporting {
+            tracing::info!(store = %self.path.display(), entries = self.applied,
+                elapsed_ms = started.elapsed().as_millis() as u64, "state store restored");
         }
         Ok(())
     }
-}
 
-fn progress_bar(topic: &str, partition: u32, total: u64) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(total);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "restoring {msg} {bar:30} {pos}/{len} entries ({per_sec})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.set_message(format!("{topic}[{partition}]"));
-    bar
+    fn report(&self, first: u64, end: u64, done: bool) {
+        if let Some(callback) = self.progress {
+            (callback.0)(&RestoreProgress {
+                store: self.path.to_owned(),
+                changelog: self.topic.name().to_owned(),
+                partition: self.partition,
+                restored: self.position.min(end) - first,
+                total: end - first,
+                done,
+            });
+        }
+    }
 }
 
 fn no_wal() -> WriteOptions {
