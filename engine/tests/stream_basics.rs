@@ -717,3 +717,58 @@ fn restores_report_progress_to_the_callback_and_draw_nothing() {
         assert!(p.store.starts_with(dir.path().join("state")));
     }
 }
+
+/// Windows over `readings`: a 1 s tumbling count, with a 2 s hopping one inserted before it when
+/// `insert`; `name` names the tumbling one.
+fn windows_app(dir: &Path, insert: bool, name: Option<&str>) -> Application {
+    let app = Application::new(config(dir, "ops")).unwrap();
+    let input = app.topic::<Str, Json<Reading>>("readings").unwrap();
+    let out = app
+        .topic::<Str, Json<eddy::WindowResult<u64>>>("window-counts")
+        .unwrap();
+    let sdf = app.dataframe(&input);
+    let second = std::time::Duration::from_secs(1);
+    if insert {
+        sdf.hopping_window(2 * second, second, second)
+            .aggregate(eddy::aggregate::Count)
+            .emit_current()
+            .to_topic(&out);
+    }
+    let mut spec = sdf.tumbling_window(second, second);
+    if let Some(name) = name {
+        spec = spec.name(name);
+    }
+    spec.aggregate(eddy::aggregate::Count)
+        .emit_current()
+        .to_topic(&out);
+    app
+}
+
+#[test]
+fn a_window_inserted_before_another_is_refused_at_start_not_fed_its_state() {
+    let dir = tempfile::tempdir().unwrap();
+    produce_readings(dir.path(), "readings", 1, 0, 100);
+    windows_app(dir.path(), false, None)
+        .run_until_idle()
+        .unwrap();
+    produce_readings(dir.path(), "readings", 1, 100, 110);
+    let err = windows_app(dir.path(), true, None)
+        .run_until_idle()
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, StreamError::Setup(_)), "{text}");
+    assert!(text.contains("the pipeline changed"), "{text}");
+    assert!(
+        text.contains("tumbling-1000ms-grace-1000ms:Count"),
+        "{text}"
+    );
+    assert!(text.contains("hopping-2000ms-every-1000ms"), "{text}");
+    // The unchanged pipeline still runs on the same state, and names may be given.
+    windows_app(dir.path(), false, None)
+        .run_until_idle()
+        .unwrap();
+    let err = windows_app(dir.path(), false, Some("per-second"))
+        .run_until_idle()
+        .unwrap_err();
+    assert!(err.to_string().contains("\"per-second\""), "{err}");
+}

@@ -402,7 +402,17 @@ impl Runner<'_> {
                 );
             }
             bump(&m.state_resets, u64::from(start.state_reset));
-            self.tasks.insert(tp.clone(), start.task);
+            let mut task = start.task;
+            if let Some(store) = task.store.as_mut() {
+                let sources = self.app.registry.sources.borrow();
+                if let Some(source) = sources.get(&tp.0) {
+                    let names = source.shared.operator_names.borrow();
+                    crate::stream::check_operator_names(store, &names).map_err(|e| {
+                        StreamError::Setup(format!("topic {} partition {}: {e}", tp.0, tp.1))
+                    })?;
+                }
+            }
+            self.tasks.insert(tp.clone(), task);
             fresh.insert(tp);
         }
         Ok(fresh)

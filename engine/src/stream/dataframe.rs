@@ -81,8 +81,10 @@ impl<K: Clone + 'static, V: Clone + 'static> Stream<K, V> {
 
     /// Adds a stateful step backed by an operator with in-memory state: `make(operator id,
     /// downstream steps)` builds it, the runtime flushes and ticks it, and `process` feeds it.
+    /// `name` identifies its state (a repeat on this dataframe gets `#2`, `#3`...).
     pub(crate) fn with_operator<K2, V2, O>(
         &self,
+        name: String,
         make: impl FnOnce(u16, Edges<K2, V2>) -> O,
         mut process: impl FnMut(&mut O, &mut Ctx<'_>, Message<K, V>) -> Result<(), StepError> + 'static,
     ) -> Stream<K2, V2>
@@ -96,6 +98,16 @@ impl<K: Clone + 'static, V: Clone + 'static> Stream<K, V> {
         let id = self.shared.operators.borrow().len() as u16;
         let op = Rc::new(RefCell::new(make(id, next.clone())));
         self.shared.operators.borrow_mut().push(op.clone());
+        let mut names = self.shared.operator_names.borrow_mut();
+        let repeats = names
+            .iter()
+            .filter(|n| n.split('#').next() == Some(name.as_str()))
+            .count();
+        names.push(match repeats {
+            0 => name,
+            n => format!("{name}#{}", n + 1),
+        });
+        drop(names);
         self.edges.borrow_mut().push(Box::new(move |ctx, m| {
             process(&mut op.borrow_mut(), ctx, m)
         }));

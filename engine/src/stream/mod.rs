@@ -20,3 +20,4 @@ pub use window::{Emit, WindowResult, WindowSpec, Windowed};
 pub(crate) use error::StepError;
 pub(crate) use registry::{Ctx, Registry};
 pub(crate) use sink::Outputs;
+pub(crate) use window::check_operator_names;

@@ -123,8 +123,10 @@ pub(crate) trait Operator {
 pub(crate) struct SourceShared {
     /// Some step keeps state: tasks of this source open a store.
     pub stateful: Cell<bool>,
-    /// Steps with in-memory state, in the order they were added.
+    /// Steps with in-memory state, in the order they were added (their index is their id).
     pub operators: RefCell<Vec<Rc<RefCell<dyn Operator>>>>,
+    /// The names of `operators`' state, by id: checked against the store at start.
+    pub operator_names: RefCell<Vec<String>>,
 }
 
 /// One input topic of an application.

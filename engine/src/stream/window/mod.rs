@@ -11,6 +11,8 @@ mod partition;
 mod shapes;
 mod state;
 
+pub(crate) use state::check_operator_names;
+
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -45,6 +47,35 @@ pub struct WindowResult<T> {
     pub value: T,
 }
 
+/// `T`'s type name without module paths or type arguments: `(Count, Min)` for
+/// `(eddy::…::Count, eddy::…::Min<fn…>)`, `Reduce` for `Reduce<{{closure}}, {{closure}}>`.
+fn short_type_name<T: ?Sized>() -> String {
+    let full = std::any::type_name::<T>();
+    let mut out = String::new();
+    let mut depth = 0usize;
+    let mut word = String::new();
+    let mut previous = ' ';
+    for c in full.chars() {
+        let arrow = previous == '-';
+        previous = c;
+        match c {
+            '<' => depth += 1,
+            '>' if arrow => {} // `->` of a function type
+            '>' => depth = depth.saturating_sub(1),
+            _ if depth > 0 => {}
+            ':' => word.clear(),
+            c if c.is_alphanumeric() || c == '_' => word.push(c),
+            c => {
+                out.push_str(&word);
+                word.clear();
+                out.push(c);
+            }
+        }
+    }
+    out.push_str(&word);
+    out
+}
+
 fn millis(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
 }
@@ -60,6 +91,7 @@ pub struct WindowSpec<K, V> {
     kind: Kind<V>,
     idle_close: Option<Duration>,
     late: Vec<LateHandler<K, V>>,
+    name: Option<String>,
 }
 
 impl<K, V> Stream<K, V>
@@ -131,6 +163,7 @@ where
             kind: Kind::Time(windows, codec),
             idle_close: None,
             late: Vec::new(),
+            name: None,
         }
     }
 
@@ -148,6 +181,7 @@ where
             kind: Kind::Count { size, step },
             idle_close: None,
             late: Vec::new(),
+            name: None,
         }
     }
 }
@@ -157,6 +191,18 @@ where
     K: Clone + Serialize + DeserializeOwned + 'static,
     V: Clone + 'static,
 {
+    /// Names the window's state. A window without a name is named after its kind, parameters and
+    /// aggregation (`tumbling-10000ms-grace-1000ms:(Count, Mean)`, with `#2`, `#3` for repeats on
+    /// one dataframe). Window state is stored by the window's position among the windows of its
+    /// dataframe, and each store records the name behind each position: an application whose
+    /// stored state was written by a window of another name refuses to start instead of reading
+    /// another window's state (add new windows after the existing ones). Give a name to keep a
+    /// window's state while changing its parameters.
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(name.to_owned());
+        self
+    }
+
     /// Also close every open window of a partition after `idle` of wall-clock time without a new
     /// record in it, so that the last window of a quiet stream is emitted. Records that arrive
     /// later for those windows are late.
@@ -289,10 +335,20 @@ where
             kind,
             idle_close,
             late,
+            name,
         } = self.spec;
         let aggregator = self.aggregator;
+        let name = name.unwrap_or_else(|| {
+            let what = match &kind {
+                Kind::Time(w, _) => w.describe(),
+                Kind::Count { size, step } if size == step => format!("tumbling-count-{size}"),
+                Kind::Count { size, step } => format!("hopping-count-{size}-{step}"),
+            };
+            format!("{what}:{}", short_type_name::<G>())
+        });
         match kind {
             Kind::Time(windows, codec) => stream.with_operator(
+                name,
                 move |id, downstream| {
                     let plan = Plan {
                         windows,
@@ -305,11 +361,30 @@ where
                 |op, ctx, m| op.process(ctx, m),
             ),
             Kind::Count { size, step } => stream.with_operator(
+                name,
                 move |id, downstream| {
                     CountOperator::new(id, size, step, mode, aggregator, downstream)
                 },
                 |op, ctx, m| op.process(ctx, m),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn short_type_names_drop_paths_and_type_arguments() {
+        use super::short_type_name;
+        use crate::aggregate::{Count, Mean, Reduce};
+        assert_eq!(short_type_name::<Count>(), "Count");
+        assert_eq!(
+            short_type_name::<(Count, Mean<fn(&u8) -> f64>)>(),
+            "(Count, Mean)"
+        );
+        assert_eq!(
+            short_type_name::<Reduce<fn(&u8) -> i64, fn(i64, &u8) -> i64>>(),
+            "Reduce"
+        );
     }
 }

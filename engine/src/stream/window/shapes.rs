@@ -44,6 +44,19 @@ pub(crate) struct Assigned {
 }
 
 impl TimeWindows {
+    /// Kind and parameters, for the operator's default name: `tumbling-10000ms-grace-1000ms`.
+    pub fn describe(&self) -> String {
+        let kind = match self.shape {
+            Shape::Fixed { size_ms, step_ms } if size_ms == step_ms => {
+                format!("tumbling-{size_ms}ms")
+            }
+            Shape::Fixed { size_ms, step_ms } => format!("hopping-{size_ms}ms-every-{step_ms}ms"),
+            Shape::Sliding { size_ms } => format!("sliding-{size_ms}ms"),
+            Shape::Session { gap_ms } => format!("session-gap-{gap_ms}ms"),
+        };
+        format!("{kind}-grace-{}ms", self.grace_ms)
+    }
+
     /// Window `[start, end)` closes when stream time ≥ `end + linger()`.
     pub fn linger(&self) -> i64 {
         match self.shape {
