@@ -9,7 +9,7 @@
 //! What it is not: a distributed system. Data lives on one machine's disk; durability is what that
 //! disk gives (see [`Durability`]).
 //!
-//! Limits: a record batch is at most 64 MiB; a segment at most 4 GiB; a topic has at most 100,000
+//! Limits: a record batch is at most 64 MiB; a segment at most 4 GiB; a topic has at most 10,000
 //! partitions; one appender per partition at a time across all processes.
 //!
 //! ```
@@ -88,7 +88,7 @@ pub use log::{
     murmur2, partition_for_key, validate_name, Appended, CleanupPolicy, CompactionStats,
     Durability, Fetch, Header, Log, LogError, LogResult, PartitionInfo, PartitionReader,
     PartitionWriter, Record, RecordView, RecoveryReport, Topic, TopicConfig, WriterCore,
-    SETTING_NAMES,
+    DATA_DIR_FORMAT, SETTING_NAMES, TOPIC_FORMAT,
 };
 pub use runtime::{AppConfig, Application, MetricsSnapshot, ProcessingGuarantee, Producer};
 pub use state::{

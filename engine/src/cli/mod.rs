@@ -68,7 +68,7 @@ pub fn exit_code(e: &LogError) -> i32 {
         LogError::TopicNotFound { .. } | LogError::PartitionNotFound { .. } => 3,
         LogError::TopicExists(_) => 4,
         LogError::Locked { .. } => 5,
-        LogError::Corrupt { .. } => 6,
+        LogError::Corrupt { .. } | LogError::UnsupportedFormat { .. } => 6,
         LogError::OffsetOutOfRange { .. } => 7,
         LogError::Io { .. }
         | LogError::AppendRefused { .. }

@@ -215,6 +215,19 @@ impl OffsetsFile {
         if rest.is_empty() {
             return Ok(());
         }
+        if let Some(head) = rest.get(..HEAD).filter(|h| h[0] > MAGIC_WITH_METADATA) {
+            let length = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            let crc = u32::from_be_bytes([head[5], head[6], head[7], head[8]]);
+            let whole = rest.get(HEAD..HEAD + length);
+            if whole.is_some_and(|payload| crc32c::crc32c(payload) == crc) {
+                return Err(GroupError::Log(crate::log::LogError::UnsupportedFormat {
+                    path: path.to_owned(),
+                    what: "commit record",
+                    found: u64::from(head[0]),
+                    supported: u64::from(MAGIC_WITH_METADATA),
+                }));
+            }
+        }
         if let Some(next) = first_intact_record(rest) {
             return Err(GroupError::Corrupt {
                 path: path.to_owned(),

@@ -81,7 +81,12 @@ pub(crate) fn parse_header(b: &[u8]) -> Result<BatchHeader, String> {
     }
     let length = be_u32(b, 8) as usize;
     if b[16] != 2 {
-        return Err(format!("unknown batch magic {}", b[16]));
+        return Err(match b[16] {
+            m if m > 2 => format!(
+                "batch format (magic) {m} is newer than this eddy reads (2): use a newer eddy"
+            ),
+            m => format!("unknown batch magic {m}"),
+        });
     }
     if !(HEADER_LEN - LOG_OVERHEAD..=MAX_BATCH_BYTES).contains(&length) {
         return Err(format!("batch length {length} out of bounds"));

@@ -116,6 +116,22 @@ pub enum LogError {
         /// The original failure.
         cause: String,
     },
+    /// Data written by a newer eddy, in a format this one does not read. Nothing was changed.
+    #[error(
+        "{} is in {what} format {found}; this eddy reads up to format {supported}. Use a newer \
+         eddy (nothing was changed)",
+        path.display()
+    )]
+    UnsupportedFormat {
+        /// The file or directory.
+        path: PathBuf,
+        /// What has the version ("data directory", "topic", "state store", ...).
+        what: &'static str,
+        /// The version found.
+        found: u64,
+        /// The newest version this build reads.
+        supported: u64,
+    },
     /// An append was refused before anything was written.
     #[error("append to topic {topic:?} partition {partition} refused: {reason}")]
     AppendRefused {

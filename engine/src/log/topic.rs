@@ -19,7 +19,7 @@ use super::error::{IoContext, LogError, LogResult};
 use super::partitioner::partition_for_key;
 use super::reader::PartitionReader;
 use super::record::Record;
-use super::segment::{create_dirs_durably, list_segments, sync_dir};
+use super::segment::{create_dirs_durably, list_segments, replace_file, sync_dir};
 use super::tail::{Tail, TailFile};
 use super::writer::PartitionWriter;
 
@@ -52,8 +52,69 @@ pub fn validate_name(name: &str) -> LogResult<()> {
 
 #[derive(Serialize, Deserialize)]
 struct TopicMeta {
+    /// Format of the topic's files ([`TOPIC_FORMAT`]); absent in topics of format 1.
+    #[serde(default = "format_one")]
+    format: u64,
     name: String,
     config: TopicConfig,
+}
+
+/// Format of a topic's `topic.json`, segments, indexes and tail, written into `topic.json`.
+/// Format 1: the layout in `docs/log-format.md`.
+pub const TOPIC_FORMAT: u64 = 1;
+
+/// Format of a data directory's layout (`topics/`, `groups/`, `state/`), in its `eddy-format`
+/// file.
+pub const DATA_DIR_FORMAT: u64 = 1;
+
+fn format_one() -> u64 {
+    1
+}
+
+/// Refuses data of a newer format than this build reads.
+fn check_format(path: &Path, what: &'static str, found: u64, supported: u64) -> LogResult<()> {
+    match found > supported {
+        true => Err(LogError::UnsupportedFormat {
+            path: path.to_owned(),
+            what,
+            found,
+            supported,
+        }),
+        false => Ok(()),
+    }
+}
+
+/// Checks the data directory's `eddy-format` file, writing it when `write` and it is missing
+/// (a directory without one is of format 1).
+fn check_data_dir_format(dir: &Path, write: bool) -> LogResult<()> {
+    let path = dir.join("eddy-format");
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let found = text
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("eddy data directory format "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| LogError::Corrupt {
+                    path: path.clone(),
+                    position: 0,
+                    reason: "expected `eddy data directory format N`".into(),
+                })?;
+            check_format(dir, "data directory", found, DATA_DIR_FORMAT)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if write {
+                let text = format!(
+                    "eddy data directory format {DATA_DIR_FORMAT}\nwritten by eddy {}\n",
+                    env!("CARGO_PKG_VERSION")
+                );
+                replace_file(dir, &path, text.as_bytes())?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(e).ctx("read", &path),
+    }
 }
 
 struct LogInner {
@@ -75,6 +136,7 @@ impl Log {
         let dir = dir.as_ref().to_owned();
         let topics = dir.join("topics");
         create_dirs_durably(&topics)?;
+        check_data_dir_format(&dir, true)?;
         remove_abandoned_staging(&topics)?;
         Ok(Log {
             inner: Arc::new(LogInner {
@@ -137,6 +199,7 @@ impl Log {
         write_meta(
             &staging,
             &TopicMeta {
+                format: TOPIC_FORMAT,
                 name: name.to_owned(),
                 config: config.clone(),
             },
@@ -181,6 +244,15 @@ impl Log {
             }
             Err(e) => return Err(e).ctx("read", &meta_path),
         };
+        #[derive(Deserialize)]
+        struct FormatOnly {
+            #[serde(default = "format_one")]
+            format: u64,
+        }
+        // The version is checked before the rest is parsed: a newer topic.json may not parse.
+        if let Ok(v) = serde_json::from_slice::<FormatOnly>(&bytes) {
+            check_format(&dir, "topic", v.format, TOPIC_FORMAT)?;
+        }
         let meta: TopicMeta = serde_json::from_slice(&bytes).map_err(|e| LogError::Corrupt {
             path: meta_path.clone(),
             position: e.column() as u64,
@@ -227,6 +299,7 @@ impl Log {
         write_meta(
             &topic.dir,
             &TopicMeta {
+                format: TOPIC_FORMAT,
                 name: name.to_owned(),
                 config: config.clone(),
             },

@@ -27,6 +27,12 @@ use crate::log::{PartitionWriter, Record, Topic};
 
 const META_CHANGELOG_OFFSET: &[u8] = b"\0changelog-offset";
 const META_INPUT_OFFSET: &[u8] = b"\0input-offset";
+const META_FORMAT: &[u8] = b"\0format";
+
+/// Format of a state store's entries, metadata and changelog records (`docs/log-format.md`,
+/// "State stores"): recorded in the store; a store of a newer format is refused, never rebuilt.
+/// Stores written before the format was recorded are format 1.
+pub const STATE_FORMAT: u64 = 1;
 /// Key of the checkpoint marker in a changelog; its value is the input offset, u64 big-endian.
 pub(crate) const MARKER_KEY: &[u8] = b"\0checkpoint";
 
@@ -384,6 +390,7 @@ impl Store {
 }
 
 fn put_meta(batch: &mut WriteBatch, changelog_offset: u64, input_offset: Option<u64>) {
+    batch.put(META_FORMAT, STATE_FORMAT.to_be_bytes());
     batch.put(META_CHANGELOG_OFFSET, changelog_offset.to_be_bytes());
     if let Some(input) = input_offset {
         batch.put(META_INPUT_OFFSET, input.to_be_bytes());
@@ -522,6 +529,16 @@ fn open_db(path: &std::path::Path, options: rocksdb::Options) -> StateResult<(DB
             }),
         }
     };
+    if let Some(found) = read(META_FORMAT)? {
+        if found > STATE_FORMAT {
+            return Err(StateError::Log(crate::log::LogError::UnsupportedFormat {
+                path: path.to_owned(),
+                what: "state store",
+                found,
+                supported: STATE_FORMAT,
+            }));
+        }
+    }
     let changelog = read(META_CHANGELOG_OFFSET)?.unwrap_or(0);
     let input = read(META_INPUT_OFFSET)?;
     Ok((db, (changelog, input)))
