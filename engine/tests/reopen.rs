@@ -139,3 +139,28 @@ fn a_dropped_consumer_releases_its_partitions_before_the_drop_returns() {
         assert_eq!(second.assignment().len(), 3, "round {round}");
     }
 }
+
+#[test]
+fn processes_opening_a_new_data_directory_at_once_all_succeed() {
+    for _ in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                common::eddy(dir.path())
+                    .args(["topics", "create", "t", "--if-not-exists"])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}

@@ -19,7 +19,7 @@ use super::error::{IoContext, LogError, LogResult};
 use super::partitioner::partition_for_key;
 use super::reader::PartitionReader;
 use super::record::Record;
-use super::segment::{create_dirs_durably, list_segments, replace_file, sync_dir};
+use super::segment::{create_dirs_durably, list_segments, sync_dir};
 use super::tail::{Tail, TailFile};
 use super::writer::PartitionWriter;
 
@@ -109,7 +109,19 @@ fn check_data_dir_format(dir: &Path, write: bool) -> LogResult<()> {
                     "eddy data directory format {DATA_DIR_FORMAT}\nwritten by eddy {}\n",
                     env!("CARGO_PKG_VERSION")
                 );
-                replace_file(dir, &path, text.as_bytes())?;
+                // Processes opening a new directory at once each write their own temporary
+                // file; the renames all put the same text in place.
+                let tmp = dir.join(format!(
+                    "eddy-format.tmp-{}-{}",
+                    std::process::id(),
+                    unique()
+                ));
+                std::fs::write(&tmp, text.as_bytes()).ctx("write", &tmp)?;
+                std::fs::File::open(&tmp)
+                    .and_then(|f| f.sync_all())
+                    .ctx("fsync", &tmp)?;
+                std::fs::rename(&tmp, &path).ctx("rename", &path)?;
+                sync_dir(dir)?;
             }
             Ok(())
         }
