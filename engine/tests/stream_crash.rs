@@ -29,6 +29,7 @@ fn build(dir: &Path) -> Application {
     c.commit_interval = Duration::from_millis(15);
     c.max_poll_records = 300;
     c.commit_every = 300;
+    c.fsync = std::env::var_os("EDDY_WINDOW_FSYNC").is_some();
     let app = Application::new(c).unwrap();
     let input = numbers_topic(&app);
     let output = app.topic::<Str, Json<Running>>("running").unwrap();
@@ -70,6 +71,7 @@ fn build_windows(dir: &Path) -> Application {
     c.commit_interval = Duration::from_millis(15);
     c.max_poll_records = 300;
     c.commit_every = 300;
+    c.fsync = std::env::var_os("EDDY_WINDOW_FSYNC").is_some();
     let app = Application::new(c).unwrap();
     let input = numbers_topic(&app).with_timestamp(|n, _| event_time(*n));
     let numbers = app.dataframe(&input);
@@ -483,4 +485,75 @@ fn windowed_results_after_crashes_equal_an_uninterrupted_run() {
     build_windows(calm.path()).run_until_idle().unwrap();
     let repeated = assert_same_windows(crashed.path(), calm.path());
     assert!(repeated > 0, "the crashes repeated some results");
+}
+
+#[test]
+fn windowed_results_after_a_full_disk_equal_an_uninterrupted_run() {
+    let Some(disk) = SmallDisk::mount(48 << 20) else {
+        return;
+    };
+    let full = disk.path().join("data");
+    let calm = tempfile::tempdir().unwrap();
+    produce(&full, 0, RECORDS);
+    produce(calm.path(), 0, RECORDS);
+    let filler = disk.fill_leaving(3 << 20);
+    let err = build_windows(&full)
+        .run_until_idle()
+        .expect_err("the disk filled up");
+    let text = err.to_string();
+    assert!(
+        text.contains("No space left") || text.contains("no space") || text.contains("NoSpace"),
+        "{text}"
+    );
+    std::fs::remove_file(filler).unwrap();
+    build_windows(&full).run_until_idle().unwrap();
+    build_windows(calm.path()).run_until_idle().unwrap();
+    assert_same_windows(&full, calm.path());
+}
+
+/// Runs the windowed pipeline in a child on a filesystem that loses power three times while it
+/// works (with fsyncing checkpoints when `fsync`), then to the end, and compares its windows
+/// with an uninterrupted run's.
+fn windows_after_power_losses(fsync: bool) {
+    let mount = tempfile::tempdir().unwrap();
+    let mut fs = faultfs::FaultFs::mount(mount.path()).expect("mount the fault filesystem");
+    let dir = fs.path().join("data");
+    let calm = tempfile::tempdir().unwrap();
+    produce(&dir, 0, RECORDS);
+    produce(calm.path(), 0, RECORDS);
+    let mut kept = 0;
+    for round in 0..3 {
+        let mut command = child("window_child_app", "EDDY_WINDOW_CHILD", &dir);
+        if fsync {
+            command.env("EDDY_WINDOW_FSYNC", "1");
+        }
+        let mut process = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(400 + 300 * round));
+        process.kill().unwrap();
+        process.wait().unwrap();
+        fs.power_loss().unwrap();
+        if fsync {
+            kept = kept.max(committed_input_of(&dir, "windows"));
+        }
+    }
+    if fsync {
+        assert!(kept > 0, "fsynced checkpoints survive a power loss");
+    }
+    build_windows(&dir).run_until_idle().unwrap();
+    build_windows(calm.path()).run_until_idle().unwrap();
+    assert_same_windows(&dir, calm.path());
+}
+
+#[test]
+fn windowed_results_after_power_losses_equal_an_uninterrupted_run() {
+    windows_after_power_losses(false);
+}
+
+#[test]
+fn with_fsync_checkpoints_survive_power_losses_and_results_still_agree() {
+    windows_after_power_losses(true);
 }

@@ -48,9 +48,9 @@ impl GroupDir {
         validate_name(name)?;
         let dir = data_dir.join("groups").join(name);
         if create {
+            // Durably: a group's offsets file must not vanish with its directory on power loss.
             for sub in ["members", "owners"] {
-                let d = dir.join(sub);
-                std::fs::create_dir_all(&d).map_err(|e| io("create group directory", &d, e))?;
+                crate::log::create_dirs_durably(&dir.join(sub))?;
             }
         } else if !dir.is_dir() {
             return Err(GroupError::GroupNotFound(name.to_owned()));

@@ -271,6 +271,7 @@ impl OffsetsFile {
         fsync: bool,
         now_ms: i64,
     ) -> GroupResult<()> {
+        let existed = path.exists();
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -278,6 +279,12 @@ impl OffsetsFile {
             .read(true)
             .open(path)
             .map_err(|e| io("open", path, e))?;
+        if fsync && !existed {
+            // The new file's name must survive a power loss along with its first commit.
+            if let Some(dir) = path.parent() {
+                crate::log::sync_dir(dir)?;
+            }
+        }
         let meta = file.metadata().map_err(|e| io("stat", path, e))?;
         if meta.ino() != self.inode {
             // Created just now: nothing was read from it yet.

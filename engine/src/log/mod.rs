@@ -23,6 +23,7 @@ pub use partitioner::{murmur2, partition_for_key};
 pub use reader::{Fetch, PartitionReader};
 pub use record::{Header, Record, RecordView};
 pub use segment::RecoveryReport;
+pub(crate) use segment::{create_dirs_durably, sync_dir};
 pub use topic::{validate_name, Log, PartitionInfo, Topic, DATA_DIR_FORMAT, TOPIC_FORMAT};
 pub(crate) use writer::now_ms;
 pub use writer::{Appended, PartitionWriter, WriterCore};
