@@ -82,7 +82,7 @@ pub const DEFAULT_DATA_DIR: &str = "./eddy-data";
 pub use groups::{
     parse_iso_duration, AutoOffsetReset, Consumer, ConsumerConfig, GroupDescription, GroupError,
     GroupResult, Groups, MemberInfo, PartitionLag, PolledBatch, ResetRow, ResetScope, ResetTarget,
-    TopicPartition, RESET_METADATA,
+    TopicPartition, RESET_KEEP_STATE_METADATA, RESET_METADATA,
 };
 pub use log::{
     murmur2, partition_for_key, validate_name, Appended, CleanupPolicy, CompactionStats,

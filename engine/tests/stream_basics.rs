@@ -772,3 +772,41 @@ fn a_window_inserted_before_another_is_refused_at_start_not_fed_its_state() {
         .unwrap_err();
     assert!(err.to_string().contains("\"per-second\""), "{err}");
 }
+
+#[test]
+fn a_reset_that_keeps_state_skips_records_without_losing_the_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    produce_readings(dir.path(), "readings", 1, 0, 70);
+    counting_app(dir.path(), "g").run_until_idle().unwrap();
+    produce_readings(dir.path(), "readings", 1, 70, 84);
+    // Move over the first 7 new readings (one per sensor), keeping the counts built so far.
+    let out = run_ok(
+        dir.path(),
+        &[
+            "groups",
+            "reset-offsets",
+            "g",
+            "--topic",
+            "readings",
+            "--shift-by",
+            "7",
+            "--execute",
+            "--keep-state",
+        ],
+        "",
+    );
+    assert!(out.contains("77"), "{out}");
+    let mut app = counting_app(dir.path(), "g");
+    app.run_until_idle().unwrap();
+    assert_eq!(app.metrics().state_resets, 0);
+    assert_eq!(app.metrics().records_in, 7);
+    let counts = last_counts(dir.path());
+    for (sensor, c) in &counts {
+        assert_eq!(
+            c.count, 11,
+            "{sensor}: 10 before, the skipped one not, 1 after"
+        );
+    }
+    let expected: i64 = (0..70).chain(77..84).sum();
+    assert_eq!(counts.values().map(|c| c.sum).sum::<i64>(), expected);
+}

@@ -32,6 +32,28 @@ pub struct RunArgs {
     pub log_level: tracing::Level,
 }
 
+/// The error-policy option of the example applications.
+#[derive(clap::Args, Clone, Debug)]
+pub struct OnErrorArg {
+    /// What a record that cannot be processed does: `fail` (stop, naming topic, partition and
+    /// offset; a restart meets it again), `skip` (count it and go on) or `dead-letter=TOPIC`
+    /// (append it to TOPIC with the error in its headers, and go on).
+    #[arg(long, default_value = "fail", value_parser = parse_on_error)]
+    pub on_error: eddy::ErrorPolicy,
+}
+
+/// Parses `--on-error`.
+pub fn parse_on_error(s: &str) -> Result<eddy::ErrorPolicy, String> {
+    match s {
+        "fail" => Ok(eddy::ErrorPolicy::Fail),
+        "skip" => Ok(eddy::ErrorPolicy::Skip),
+        _ => match s.strip_prefix("dead-letter=") {
+            Some(topic) if !topic.is_empty() => Ok(eddy::ErrorPolicy::DeadLetter(topic.into())),
+            _ => Err(format!("{s:?}: expected fail, skip or dead-letter=TOPIC")),
+        },
+    }
+}
+
 /// Sends log lines at `level` and above to stderr, coloured only on a terminal.
 pub fn init_logging(level: tracing::Level) {
     tracing_subscriber::fmt()
@@ -42,11 +64,12 @@ pub fn init_logging(level: tracing::Level) {
         .init();
 }
 
-/// The settings of an example application of `group` over `dir`: eddy's defaults, with a
-/// progress bar on stderr for state restores that take a while.
-pub fn app_config(dir: &Path, group: &str) -> eddy::AppConfig {
+/// The settings of an example application of `group` over `dir`: eddy's defaults with the
+/// `--on-error` policy, and a progress bar on stderr for state restores that take a while.
+pub fn app_config(dir: &Path, group: &str, on_error: eddy::ErrorPolicy) -> eddy::AppConfig {
     let mut config = eddy::AppConfig::new(dir, group);
     config.on_restore_progress = Some(restore_bars());
+    config.on_error = on_error;
     config
 }
 

@@ -114,8 +114,12 @@ pub fn produce(dir: &Path, points: &[TrackPoint], mut progress: impl FnMut(u64))
 
 /// The distance calculator over `dir`: per track, the cumulative distance between consecutive
 /// points in arrival order, kept in fault-tolerant state, to `distance-calcs` in `unit`.
-pub fn distance_calculator(dir: &Path, unit: Unit) -> StreamResult<Application> {
-    let app = Application::new(crate::common::app_config(dir, DISTANCE_GROUP))?;
+pub fn distance_calculator(
+    dir: &Path,
+    unit: Unit,
+    on_error: eddy::ErrorPolicy,
+) -> StreamResult<Application> {
+    let app = Application::new(crate::common::app_config(dir, DISTANCE_GROUP, on_error))?;
     let points = app.topic::<Str, Json<TrackPoint>>(POINTS_TOPIC)?;
     let output = app.topic::<Str, Json<DistanceCalc>>(DISTANCES_TOPIC)?;
     app.dataframe(&points)

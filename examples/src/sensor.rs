@@ -159,8 +159,12 @@ pub enum Aggregation {
 
 /// The processor application over `dir`: readings → 10 s tumbling windows (1 s grace) per
 /// sensor → count/min/max/mean of closed windows → `agg-temperature`.
-pub fn processor(dir: &Path, aggregation: Aggregation) -> StreamResult<Application> {
-    let app = Application::new(crate::common::app_config(dir, GROUP))?;
+pub fn processor(
+    dir: &Path,
+    aggregation: Aggregation,
+    on_error: eddy::ErrorPolicy,
+) -> StreamResult<Application> {
+    let app = Application::new(crate::common::app_config(dir, GROUP, on_error))?;
     let input = app
         .topic::<Str, Json<Reading>>(RAW_TOPIC)?
         .with_timestamp(|r, record| match parse_ts(&r.ts) {

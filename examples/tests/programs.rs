@@ -108,3 +108,50 @@ fn the_demo_keeps_its_data_in_eddy_data_dir_and_refuses_to_mix_two_runs() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_bad_record_stops_the_processor_unless_on_error_says_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let producer = env!("CARGO_BIN_EXE_temperature-producer");
+    let out = run(
+        producer,
+        dir.path(),
+        &["--count", "10", "--fast", "--quiet"],
+    );
+    assert!(out.status.success());
+    let log = eddy::Log::open(dir.path()).unwrap();
+    let topic = log.topic("raw-temp-data").unwrap();
+    let bad = topic
+        .append([eddy::Record::keyed("sensor-1", "{not json")])
+        .unwrap()[0];
+    let processor = env!("CARGO_BIN_EXE_temperature-processor");
+    let out = run(processor, dir.path(), &["--until-idle"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the default is to fail");
+    assert!(
+        stderr.contains(&format!("partition {} offset {}", bad.0, bad.1)),
+        "{stderr}"
+    );
+    let out = run(
+        processor,
+        dir.path(),
+        &["--until-idle", "--on-error", "dead-letter=bad-readings"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dead = log.topic("bad-readings").unwrap();
+    let kept: u64 = (0..dead.partitions())
+        .map(|p| dead.reader(p).unwrap().end_offset())
+        .sum();
+    assert_eq!(kept, 1, "the bad record went to the dead-letter topic");
+    let out = run(
+        processor,
+        dir.path(),
+        &["--until-idle", "--on-error", "maybe"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fail, skip or dead-letter=TOPIC"));
+}

@@ -90,6 +90,11 @@ pub(crate) struct ResetArgs {
     /// Apply the plan (the default is a dry run).
     #[arg(long)]
     execute: bool,
+    /// Keep stateful applications' state: they resume at the new offsets with the state they
+    /// have (to move over a few records that cannot be processed). Without it, a stateful
+    /// application rebuilds its state from the new offsets.
+    #[arg(long)]
+    keep_state: bool,
     /// Print the plan only (the default).
     #[arg(long, conflicts_with = "execute")]
     dry_run: bool,
@@ -420,7 +425,11 @@ fn reset(groups: &Groups, args: ResetArgs, out: &mut impl Write) -> Result<(), C
         );
     }
     if args.execute {
-        groups.execute_reset(&name, &rows)?;
+        if args.keep_state {
+            groups.execute_reset_keeping_state(&name, &rows)?;
+        } else {
+            groups.execute_reset(&name, &rows)?;
+        }
     }
     if args.export {
         for r in &rows {

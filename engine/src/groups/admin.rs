@@ -15,6 +15,11 @@ use crate::log::{now_ms, validate_name, Log, LogError};
 /// Commit metadata of offsets set by a reset (`execute_reset`), as opposed to a consumer's commit.
 pub const RESET_METADATA: &str = "eddy:reset";
 
+/// Commit metadata of a reset that keeps stateful applications' state
+/// ([`Groups::execute_reset_keeping_state`]): they resume at the new offsets with the state they
+/// have, as when skipping a few records that cannot be processed.
+pub const RESET_KEEP_STATE_METADATA: &str = "eddy:reset:keep-state";
+
 /// One partition of a group, as `describe` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PartitionLag {
@@ -341,6 +346,22 @@ impl Groups {
             GroupDir::new(self.log.dir(), name, true)?,
             &offsets,
             RESET_METADATA,
+        )
+    }
+
+    /// Commits a reset plan that keeps stateful applications' state: they resume at the new
+    /// offsets with the state they built so far (the records skipped, or read again, count as
+    /// they did before). For moving over a few records that cannot be processed; a reset to
+    /// reprocess should use [`execute_reset`](Self::execute_reset), which rebuilds the state.
+    pub fn execute_reset_keeping_state(&self, name: &str, rows: &[ResetRow]) -> GroupResult<()> {
+        let offsets: Vec<(&str, u32, u64)> = rows
+            .iter()
+            .map(|r| (r.topic.as_str(), r.partition, r.new_offset))
+            .collect();
+        self.commit(
+            GroupDir::new(self.log.dir(), name, true)?,
+            &offsets,
+            RESET_KEEP_STATE_METADATA,
         )
     }
 

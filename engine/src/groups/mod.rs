@@ -10,7 +10,7 @@ mod offsets;
 
 pub use admin::{
     parse_iso_duration, GroupDescription, Groups, PartitionLag, ResetRow, ResetScope, ResetTarget,
-    RESET_METADATA,
+    RESET_KEEP_STATE_METADATA, RESET_METADATA,
 };
 pub use consumer::{AutoOffsetReset, Consumer, ConsumerConfig, PolledBatch};
 pub use error::{GroupError, GroupResult};

@@ -10,7 +10,9 @@
 //!   process died between the store's checkpoint and the group commit;
 //! - otherwise: at the committed offset, or where `auto_offset_reset` says.
 
-use crate::groups::{AutoOffsetReset, Consumer, GroupError, RESET_METADATA};
+use crate::groups::{
+    AutoOffsetReset, Consumer, GroupError, RESET_KEEP_STATE_METADATA, RESET_METADATA,
+};
 use crate::log::{CleanupPolicy, Durability, Log, TopicConfig};
 use crate::state::{RestoreReport, StateEnv, Store};
 use crate::stream::{StreamError, StreamResult};
@@ -99,6 +101,13 @@ pub(crate) fn start_task(
                 if state.is_some() {
                     s.wipe(*c)?;
                     state_reset = true;
+                }
+                position = *c;
+            }
+            (Some((c, meta)), state) if meta == RESET_KEEP_STATE_METADATA => {
+                if state != Some(*c) {
+                    tracing::warn!(topic, partition, state_input = ?state, resume_at = *c,
+                        "offsets were reset keeping the state: resuming at the new offset with the state as it is");
                 }
                 position = *c;
             }

@@ -69,7 +69,7 @@ fn sensor_tutorial(dir: &Path, readings: u64) -> AnyResult<()> {
         print: false,
     };
     sensor::produce(dir, options, &mut std::io::sink())?;
-    let mut app = sensor::processor(dir, Aggregation::Reduce)?;
+    let mut app = sensor::processor(dir, Aggregation::Reduce, eddy::ErrorPolicy::Fail)?;
     app.run_until_idle()?;
     let log = Log::open(dir)?;
     let topic = log.topic(sensor::AGG_TOPIC)?;
@@ -108,7 +108,7 @@ fn reprocessing_tutorial(dir: &Path, csv: &Path) -> AnyResult<()> {
     gps::produce(dir, &points, |_| {})?;
     let db = gps::db_path(dir, None);
     let rewrite = |unit: Unit| -> AnyResult<()> {
-        gps::distance_calculator(dir, unit)?.run_until_idle()?;
+        gps::distance_calculator(dir, unit, eddy::ErrorPolicy::Fail)?.run_until_idle()?;
         gps::write_db(dir, &db, true, Arc::new(AtomicBool::new(false)))?;
         println!("dist_calc after the {unit:?} run:");
         print!("{}", gps::table(&gps::query(&db)?));

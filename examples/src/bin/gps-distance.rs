@@ -1,10 +1,10 @@
 //! The reprocessing tutorial's distance calculator (group `distance_calculator`): per track, the
 //! cumulative geodesic distance between consecutive points, to `distance-calcs`.
 //!
-//! `cargo run --release -p eddy-examples --bin gps-distance -- --unit miles|km [--data-dir DIR] [--until-idle]`
+//! `cargo run --release -p eddy-examples --bin gps-distance -- --unit miles|km [--data-dir DIR] [--until-idle] [--on-error fail|skip|dead-letter=TOPIC]`
 
 use clap::Parser;
-use eddy_examples::common::{init_logging, run, AnyResult, DataDirArg, RunArgs};
+use eddy_examples::common::{init_logging, run, AnyResult, DataDirArg, OnErrorArg, RunArgs};
 use eddy_examples::gps::{distance_calculator, Unit};
 
 /// The reprocessing tutorial's distance calculator: per track, the cumulative geodesic
@@ -16,6 +16,8 @@ struct Options {
     dir: DataDirArg,
     #[command(flatten)]
     run: RunArgs,
+    #[command(flatten)]
+    errors: OnErrorArg,
     /// Unit of the distances written.
     #[arg(long, value_enum)]
     unit: Unit,
@@ -28,7 +30,7 @@ fn main() -> std::process::ExitCode {
 fn try_main() -> AnyResult<()> {
     let o = Options::parse();
     init_logging(o.run.log_level);
-    let mut app = distance_calculator(&o.dir.data_dir, o.unit)?;
+    let mut app = distance_calculator(&o.dir.data_dir, o.unit, o.errors.on_error)?;
     run(&mut app, &o.run, "track points", "distances")?;
     Ok(())
 }
