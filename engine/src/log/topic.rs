@@ -440,7 +440,13 @@ fn remove_abandoned_staging(topics: &Path) -> LogResult<()> {
         };
         let pid = rest.split('-').next().unwrap_or_default();
         if !Path::new("/proc").join(pid).exists() {
-            std::fs::remove_dir_all(&path).ctx("remove abandoned", &path)?;
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => {}
+                // Its creator finished (renamed it into place) and exited after we listed it,
+                // or another process removed it first.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).ctx("remove abandoned", &path),
+            }
         }
     }
     Ok(())
