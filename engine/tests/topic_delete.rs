@@ -120,3 +120,43 @@ fn a_topic_with_a_damaged_topic_json_can_still_be_deleted() {
     assert!(!dir.path().join("topics/t").exists());
     run_ok(dir.path(), &["topics", "create", "t"], "");
 }
+
+#[test]
+fn readers_polling_a_topic_never_make_its_delete_fail() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let log = eddy::Log::open(dir.path()).unwrap();
+        let topic = log
+            .create_topic("t", eddy::TopicConfig::with_partitions(1))
+            .unwrap();
+        topic
+            .writer(0)
+            .unwrap()
+            .append(&[eddy::Record::value("x")])
+            .unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let pollers: Vec<_> = (0..2)
+            .map(|_| {
+                let (topic, stop) = (topic.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let Ok(mut reader) = topic.reader(0) else {
+                        return; // already deleted
+                    };
+                    // Each read at the end checks whether an appender holds the partition.
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        if reader.read(1, 10, 4096).is_err() {
+                            return; // deleted under it: "does not exist"
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(5));
+        let deleted = eddy::Groups::new(&log).delete_topic("t");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for p in pollers {
+            p.join().unwrap();
+        }
+        assert!(deleted.is_ok(), "round {round}: {:?}", deleted.err());
+    }
+}

@@ -188,6 +188,18 @@ impl PartitionReader {
         contiguous: bool,
     ) -> LogResult<Self> {
         let tail_path = dir.join("tail");
+        if !tail_path.exists() && !dir.exists() {
+            // Deleted since the topic was opened.
+            return Err(LogError::TopicNotFound {
+                topic: topic.to_owned(),
+                dir: dir
+                    .parent()
+                    .and_then(Path::parent)
+                    .and_then(Path::parent)
+                    .unwrap_or(dir)
+                    .to_owned(),
+            });
+        }
         let tail = TailFile::open_read_only(&tail_path)?;
         let tail_inode = std::fs::metadata(&tail_path)
             .ctx("stat tail", &tail_path)?

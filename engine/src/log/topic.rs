@@ -21,7 +21,7 @@ use super::reader::PartitionReader;
 use super::record::Record;
 use super::segment::{create_dirs_durably, list_segments, sync_dir};
 use super::tail::{Tail, TailFile};
-use super::writer::PartitionWriter;
+use super::writer::{take_lock, PartitionWriter};
 
 /// Checks a topic or group name against Kafka's rules: 1 to 249 characters from
 /// `[a-zA-Z0-9._-]`, and neither `.` nor `..`.
@@ -389,14 +389,8 @@ impl Log {
                 .write(true)
                 .open(&path)
                 .ctx("open lock", &path)?;
-            if file.try_lock().is_err() {
-                return Err(LogError::Locked {
-                    topic: name.to_owned(),
-                    partition: p,
-                    path,
-                }
-                .into());
-            }
+            // A reader checking for an appender holds the lock shared for a moment.
+            take_lock(&file, name, p, &path)?;
             locks.push(file);
         }
         prepare()?;

@@ -114,7 +114,7 @@ impl Deref for PartitionWriter {
 
 /// Takes the partition's exclusive lock. A reader checking whether an appender is alive holds a
 /// shared lock for a moment, so a refusal is retried for up to 200 ms before it is believed.
-fn take_lock(lock: &File, topic: &str, partition: u32, path: &Path) -> LogResult<()> {
+pub(crate) fn take_lock(lock: &File, topic: &str, partition: u32, path: &Path) -> LogResult<()> {
     let deadline = Instant::now() + Duration::from_millis(200);
     loop {
         match lock.try_lock() {
