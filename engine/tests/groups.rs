@@ -370,3 +370,65 @@ fn offsets_altered_without_joining_are_what_a_member_resumes_from() {
     groups.alter_offsets("tool", &[("t", 0, 0)], "").unwrap();
     assert_eq!(groups.committed("tool").unwrap()[&("t".to_owned(), 0)].0, 0);
 }
+
+#[test]
+fn a_member_that_does_not_poll_in_time_gives_up_its_partitions_and_is_told_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = eddy::Log::open(dir.path()).unwrap();
+    let topic = log
+        .create_topic("t", eddy::TopicConfig::with_partitions(1))
+        .unwrap();
+    topic
+        .append((0..10).map(|i| eddy::Record::value(i.to_string())))
+        .unwrap();
+    let mut config = eddy::ConsumerConfig::new("g");
+    config.max_poll_interval = Some(std::time::Duration::from_millis(100));
+    let mut stuck = eddy::Consumer::new(&log, config).unwrap();
+    stuck.subscribe(&["t"]).unwrap();
+    let mut got = 0;
+    while got < 10 {
+        got += stuck
+            .poll(std::time::Duration::from_millis(50))
+            .unwrap()
+            .iter()
+            .map(|b| b.records.len())
+            .sum::<usize>();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300)); // "stuck" in its processing
+    match stuck.commit() {
+        Err(eddy::GroupError::PollIntervalExceeded { partitions, .. }) => {
+            assert_eq!(partitions, "t-0");
+        }
+        other => panic!("expected PollIntervalExceeded, got {other:?}"),
+    }
+    assert_eq!(
+        stuck.committed("t", 0).unwrap(),
+        None,
+        "nothing was committed"
+    );
+    assert!(stuck.assignment().is_empty());
+    // Another member can take the partition now.
+    let mut other = eddy::Consumer::new(&log, eddy::ConsumerConfig::new("g")).unwrap();
+    other.subscribe(&["t"]).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut redelivered = 0;
+    while redelivered < 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the partition never moved"
+        );
+        redelivered += other
+            .poll(std::time::Duration::from_millis(20))
+            .unwrap()
+            .iter()
+            .map(|b| b.records.len())
+            .sum::<usize>();
+    }
+    assert_eq!(
+        redelivered, 10,
+        "the uncommitted records are delivered again"
+    );
+    // The member that was stuck rejoins with its next poll, without an error.
+    stuck.poll(std::time::Duration::from_millis(10)).unwrap();
+    assert!(stuck.member_id().starts_with("member-"));
+}

@@ -53,6 +53,14 @@ pub struct ConsumerConfig {
     /// by [`Consumer::revoking`] until the caller hands them over with [`Consumer::release`]
     /// (after saving its work). When false they are released inside `poll`.
     pub release_manually: bool,
+    /// Kafka's `max.poll.interval.ms`: a member that does not poll within this is taken for
+    /// stuck. At its next `poll` or `commit` it leaves the group without committing (its
+    /// partitions go to the others at their next rebalance check) and that call returns
+    /// [`GroupError::PollIntervalExceeded`]; the following `poll` rejoins and takes a fresh
+    /// assignment from the committed offsets. Default: 5 minutes; `None` never expires.
+    /// (A member stuck inside a call keeps its partitions until it returns: ownership is a file
+    /// lock, which nothing but the member can release.)
+    pub max_poll_interval: Option<Duration>,
 }
 
 impl ConsumerConfig {
@@ -69,6 +77,7 @@ impl ConsumerConfig {
             commit_on_revoke: true,
             fsync_commits: false,
             release_manually: false,
+            max_poll_interval: Some(Duration::from_secs(300)),
         }
     }
 }
@@ -106,6 +115,10 @@ pub struct Consumer {
     members_seen: Option<Vec<MemberInfo>>,
     last_check: Option<Instant>,
     next_partition: usize,
+    /// When `poll` was last called.
+    last_poll: Option<Instant>,
+    /// Left the group for exceeding `max_poll_interval`: the next `poll` rejoins.
+    rejoin: bool,
 }
 
 impl Consumer {
@@ -136,6 +149,8 @@ impl Consumer {
             members_seen: None,
             last_check: None,
             next_partition: 0,
+            last_poll: None,
+            rejoin: false,
         })
     }
 
@@ -219,6 +234,37 @@ impl Consumer {
         }))
     }
 
+    /// Leaves and rejoins the group if the time since the last `poll` exceeded
+    /// `max_poll_interval`, and says so.
+    fn check_poll_interval(&mut self) -> GroupResult<()> {
+        let (Some(limit), Some(last)) = (self.config.max_poll_interval, self.last_poll) else {
+            return Ok(());
+        };
+        let waited = last.elapsed();
+        if waited <= limit || self.member.is_none() {
+            return Ok(());
+        }
+        // Nothing is committed: the positions reflect work of a member taken for stuck.
+        let lost: Vec<String> = self.owned.keys().map(|(t, p)| format!("{t}-{p}")).collect();
+        self.owned.clear();
+        self.pending.clear();
+        self.revoking.clear();
+        self.member = None;
+        self.members_seen = None;
+        self.last_poll = None;
+        self.rejoin = true;
+        tracing::warn!(group = %self.group.name, member = %self.member_id,
+            waited_ms = waited.as_millis() as u64, limit_ms = limit.as_millis() as u64,
+            "poll interval exceeded: left the group without committing; the next poll rejoins");
+        Err(GroupError::PollIntervalExceeded {
+            group: self.group.name.clone(),
+            member: self.member_id.clone(),
+            waited,
+            limit,
+            partitions: lost.join(", "),
+        })
+    }
+
     /// Commits the current position of every owned partition.
     pub fn commit(&mut self) -> GroupResult<()> {
         let positions: Vec<(String, u32, u64)> = self
@@ -242,6 +288,7 @@ impl Consumer {
         offsets: &[(String, u32, u64)],
         metadata: &str,
     ) -> GroupResult<()> {
+        self.check_poll_interval()?;
         let metadata = metadata
             .get(..metadata.len().min(u16::MAX as usize))
             .unwrap_or("");
@@ -270,6 +317,14 @@ impl Consumer {
     /// Returns records from owned partitions, waiting up to `timeout` for some. Rebalances first
     /// when members joined or left.
     pub fn poll(&mut self, timeout: Duration) -> GroupResult<Vec<PolledBatch>> {
+        self.check_poll_interval()?;
+        if std::mem::take(&mut self.rejoin) {
+            self.member = Some(self.group.join(&MemberInfo {
+                id: self.member_id.clone(),
+                topics: self.topics.clone(),
+            })?);
+        }
+        self.last_poll = Some(Instant::now());
         let deadline = Instant::now() + timeout;
         let mut pause = Duration::from_millis(1);
         loop {

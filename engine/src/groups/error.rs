@@ -50,6 +50,25 @@ pub enum GroupError {
         /// Partition.
         partition: u32,
     },
+    /// The member did not poll within `max_poll_interval`: it left the group without committing
+    /// (its next poll rejoins); its partitions may now be others'.
+    #[error(
+        "member {member:?} of group {group:?} did not poll for {waited:?} (max_poll_interval \
+         {limit:?}): it gave up partitions [{partitions}] without committing and left the group \
+         (its next poll rejoins); records since its last commit will be delivered again"
+    )]
+    PollIntervalExceeded {
+        /// Group name.
+        group: String,
+        /// The member.
+        member: String,
+        /// Time since its previous poll.
+        waited: std::time::Duration,
+        /// The limit.
+        limit: std::time::Duration,
+        /// The partitions it owned, `topic-partition`, comma-separated.
+        partitions: String,
+    },
     /// A reset option or argument was not valid.
     #[error("{0}")]
     InvalidRequest(String),

@@ -211,6 +211,9 @@ impl Application {
                 commit_on_revoke: false,
                 release_manually: true,
                 fsync_commits: self.config.fsync,
+                // Restores and checkpoints run between polls; a stuck application is a
+                // stopped one, not a member to work around.
+                max_poll_interval: None,
                 ..ConsumerConfig::new(self.config.group.clone())
             },
         )?;
