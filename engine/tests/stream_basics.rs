@@ -63,7 +63,11 @@ fn read_topic(dir: &Path, topic: &str) -> Vec<(u32, String, serde_json::Value, i
 
 /// The running count/sum app: per sensor, outputs its state after each reading.
 fn counting_app(dir: &Path, group: &str) -> Application {
-    let app = Application::new(config(dir, group)).unwrap();
+    counting_app_with(config(dir, group))
+}
+
+fn counting_app_with(config: AppConfig) -> Application {
+    let app = Application::new(config).unwrap();
     let input = app.topic::<Str, Json<Reading>>("readings").unwrap();
     let output = app.topic::<Str, Json<Count>>("counts").unwrap();
     app.dataframe(&input)
@@ -688,19 +692,7 @@ fn restores_report_progress_to_the_callback_and_draw_nothing() {
     c.on_restore_progress = Some(eddy::RestoreCallback(std::sync::Arc::new(
         move |p: &eddy::RestoreProgress| sink.lock().unwrap().push(p.clone()),
     )));
-    let app = Application::new(c).unwrap();
-    let input = app.topic::<Str, Json<Reading>>("readings").unwrap();
-    let output = app.topic::<Str, Json<Count>>("counts").unwrap();
-    app.dataframe(&input)
-        .stateful_map(|r: Reading, state: &mut State<'_>| {
-            let mut c: Count = state.get("c").unwrap_or(Count { count: 0, sum: 0 });
-            c.count += 1;
-            c.sum += r.value;
-            state.set("c", &c);
-            c
-        })
-        .to_topic(&output);
-    let mut app = app;
+    let mut app = counting_app_with(c);
     app.run_until_idle().unwrap();
     assert_eq!(last_counts(dir.path()), expected_counts(2100));
     let seen = seen.lock().unwrap();

@@ -338,15 +338,7 @@ impl Groups {
     /// Commits a reset plan. Refused while the group has live members. The commits carry
     /// [`RESET_METADATA`], which tells a stateful application that its state no longer matches.
     pub fn execute_reset(&self, name: &str, rows: &[ResetRow]) -> GroupResult<()> {
-        let offsets: Vec<(&str, u32, u64)> = rows
-            .iter()
-            .map(|r| (r.topic.as_str(), r.partition, r.new_offset))
-            .collect();
-        self.commit(
-            GroupDir::new(self.log.dir(), name, true)?,
-            &offsets,
-            RESET_METADATA,
-        )
+        self.commit_plan(name, rows, RESET_METADATA)
     }
 
     /// Commits a reset plan that keeps stateful applications' state: they resume at the new
@@ -354,6 +346,10 @@ impl Groups {
     /// they did before). For moving over a few records that cannot be processed; a reset to
     /// reprocess should use [`execute_reset`](Self::execute_reset), which rebuilds the state.
     pub fn execute_reset_keeping_state(&self, name: &str, rows: &[ResetRow]) -> GroupResult<()> {
+        self.commit_plan(name, rows, RESET_KEEP_STATE_METADATA)
+    }
+
+    fn commit_plan(&self, name: &str, rows: &[ResetRow], metadata: &str) -> GroupResult<()> {
         let offsets: Vec<(&str, u32, u64)> = rows
             .iter()
             .map(|r| (r.topic.as_str(), r.partition, r.new_offset))
@@ -361,7 +357,7 @@ impl Groups {
         self.commit(
             GroupDir::new(self.log.dir(), name, true)?,
             &offsets,
-            RESET_KEEP_STATE_METADATA,
+            metadata,
         )
     }
 

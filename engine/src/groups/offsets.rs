@@ -125,41 +125,54 @@ enum Shape {
     NotARecord,
 }
 
+/// The header of the record at the start of `bytes`: magic, payload length, CRC.
+struct Head {
+    magic: u8,
+    length: usize,
+    crc: u32,
+}
+
+impl Head {
+    fn read(bytes: &[u8]) -> Option<Head> {
+        let h = bytes.get(..HEAD)?;
+        Some(Head {
+            magic: h[0],
+            length: u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize,
+            crc: u32::from_be_bytes([h[5], h[6], h[7], h[8]]),
+        })
+    }
+
+    fn known_magic(&self) -> bool {
+        self.magic == MAGIC || self.magic == MAGIC_WITH_METADATA
+    }
+
+    /// The payload after this header in `bytes`, if all of it is there and its CRC matches.
+    fn intact_payload<'a>(&self, bytes: &'a [u8]) -> Option<&'a [u8]> {
+        bytes
+            .get(HEAD..HEAD + self.length)
+            .filter(|p| crc32c::crc32c(p) == self.crc)
+    }
+}
+
 fn record_shape(bytes: &[u8]) -> Shape {
-    match bytes.get(..HEAD) {
+    match Head::read(bytes) {
         None => Shape::Cut,
-        Some(head) if head[0] == MAGIC || head[0] == MAGIC_WITH_METADATA => {
-            let length = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-            if length > MAX_RECORD {
-                Shape::NotARecord
-            } else if bytes.len() >= HEAD + length {
-                Shape::Whole
-            } else {
-                Shape::Cut
-            }
-        }
-        Some(_) => Shape::NotARecord,
+        Some(h) if !h.known_magic() || h.length > MAX_RECORD => Shape::NotARecord,
+        Some(h) if bytes.len() >= HEAD + h.length => Shape::Whole,
+        Some(_) => Shape::Cut,
     }
 }
 
 /// The position of the first intact record in `bytes` after position 0 (a damaged record), if any.
 fn first_intact_record(bytes: &[u8]) -> Option<usize> {
     (1..bytes.len().saturating_sub(HEAD)).find(|&at| {
-        let Some(head) = bytes.get(at..at + HEAD) else {
-            return false;
-        };
-        if !(head[0] == MAGIC || head[0] == MAGIC_WITH_METADATA) {
-            return false;
-        }
-        let length = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        let crc = u32::from_be_bytes([head[5], head[6], head[7], head[8]]);
-        let Some(payload) = bytes.get(at + HEAD..at + HEAD + length) else {
+        let rest = bytes.get(at..).unwrap_or_default();
+        let Some(h) = Head::read(rest).filter(|h| h.known_magic() && h.length >= 12) else {
             return false;
         };
         let (mut offsets, mut metadata) = (BTreeMap::new(), BTreeMap::new());
-        length >= 12
-            && crc32c::crc32c(payload) == crc
-            && apply(head[0], payload, &mut offsets, &mut metadata).is_some()
+        h.intact_payload(rest)
+            .is_some_and(|p| apply(h.magic, p, &mut offsets, &mut metadata).is_some())
     })
 }
 
@@ -192,21 +205,18 @@ impl OffsetsFile {
         file.read_exact_at(&mut bytes, self.valid_len)
             .map_err(|e| io("read", path, e))?;
         let mut pos = 0usize;
-        while let Some(head) = bytes.get(pos..pos + HEAD) {
-            let length = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-            let crc = u32::from_be_bytes([head[5], head[6], head[7], head[8]]);
-            if !(head[0] == MAGIC || head[0] == MAGIC_WITH_METADATA) || length > MAX_RECORD {
+        while let Some(h) = Head::read(bytes.get(pos..).unwrap_or_default()) {
+            if !h.known_magic() || h.length > MAX_RECORD {
                 break;
             }
-            let Some(payload) = bytes.get(pos + HEAD..pos + HEAD + length) else {
-                break;
-            };
-            let applied = crc32c::crc32c(payload) == crc
-                && apply(head[0], payload, &mut self.offsets, &mut self.metadata).is_some();
+            let rest = bytes.get(pos..).unwrap_or_default();
+            let applied = h.intact_payload(rest).is_some_and(|p| {
+                apply(h.magic, p, &mut self.offsets, &mut self.metadata).is_some()
+            });
             if !applied {
                 break;
             }
-            pos += HEAD + length;
+            pos += HEAD + h.length;
             self.records += 1;
         }
         let damaged_at = self.valid_len + pos as u64;
@@ -215,15 +225,12 @@ impl OffsetsFile {
         if rest.is_empty() {
             return Ok(());
         }
-        if let Some(head) = rest.get(..HEAD).filter(|h| h[0] > MAGIC_WITH_METADATA) {
-            let length = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-            let crc = u32::from_be_bytes([head[5], head[6], head[7], head[8]]);
-            let whole = rest.get(HEAD..HEAD + length);
-            if whole.is_some_and(|payload| crc32c::crc32c(payload) == crc) {
+        if let Some(h) = Head::read(rest).filter(|h| h.magic > MAGIC_WITH_METADATA) {
+            if h.intact_payload(rest).is_some() {
                 return Err(GroupError::Log(crate::log::LogError::UnsupportedFormat {
                     path: path.to_owned(),
                     what: "commit record",
-                    found: u64::from(head[0]),
+                    found: u64::from(h.magic),
                     supported: u64::from(MAGIC_WITH_METADATA),
                 }));
             }

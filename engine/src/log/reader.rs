@@ -408,7 +408,7 @@ impl PartitionReader {
                 file_len
             };
             let position = if idx == start_idx {
-                self.start_position(base, from, limit)?
+                self.start_position(base, from, limit, base < tail.active_base)?
             } else {
                 0
             };
@@ -458,7 +458,7 @@ impl PartitionReader {
 
     /// Where to start reading for `from` in segment `base`: the cursor if it is there, else the
     /// offset index entry at or before it, checked against the batch header it points at.
-    fn start_position(&mut self, base: u64, from: u64, limit: u64) -> LogResult<u64> {
+    fn start_position(&mut self, base: u64, from: u64, limit: u64, sealed: bool) -> LogResult<u64> {
         if let Some((b, pos, next)) = self.cursor {
             if b == base && next == from && pos <= limit {
                 return Ok(pos);
@@ -467,7 +467,6 @@ impl PartitionReader {
         let Some(rel) = u32::try_from(from - base).ok() else {
             return Ok(0);
         };
-        let sealed = self.current_tail()?.active_base != base;
         let found = if sealed {
             let index = IndexBytes::load(&segment_path(&self.dir, base, "index"), true)?;
             index.and_then(|i| {

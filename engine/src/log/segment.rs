@@ -355,16 +355,7 @@ impl ActiveSegment {
             let position = cursor.position;
             match cursor.next_batch() {
                 Ok(Some((h, _))) if h.base_offset != next_offset => {
-                    // The active segment is never compacted: its batches are contiguous. A whole
-                    // batch with a good CRC and the wrong offset is damage, never a torn write.
-                    return Err(corrupt(
-                        &log_path,
-                        position,
-                        format!(
-                            "batch offset {} where {next_offset} was expected; {NOT_TORN}",
-                            h.base_offset
-                        ),
-                    ));
+                    return Err(out_of_sequence(&log_path, position, &h, next_offset));
                 }
                 Ok(Some((h, _))) => {
                     next_offset = h.last_offset() + 1;
@@ -516,16 +507,7 @@ pub(crate) fn intact_end(dir: &Path, base: u64) -> LogResult<(u64, u64)> {
             Ok(Some((h, _))) if h.base_offset == next_offset => {
                 next_offset = h.last_offset() + 1;
             }
-            Ok(Some((h, _))) => {
-                return Err(corrupt(
-                    &log_path,
-                    position,
-                    format!(
-                        "batch offset {} where {next_offset} was expected; {NOT_TORN}",
-                        h.base_offset
-                    ),
-                ))
-            }
+            Ok(Some((h, _))) => return Err(out_of_sequence(&log_path, position, &h, next_offset)),
             Ok(None) => return Ok((len, next_offset)),
             Err(Err(io)) => return Err(io),
             Err(Ok(stop)) => {
@@ -571,6 +553,19 @@ pub(crate) fn batch_at(
 }
 
 const NOT_TORN: &str = "a whole batch is damaged, so this is not a torn write; nothing was cut";
+
+/// A whole batch with a good CRC where another offset was due. The active segment is never
+/// compacted, so its batches are contiguous: this is damage, never a torn write.
+fn out_of_sequence(path: &Path, position: u64, h: &BatchHeader, expected: u64) -> LogError {
+    corrupt(
+        path,
+        position,
+        format!(
+            "batch offset {} where {expected} was expected; {NOT_TORN}",
+            h.base_offset
+        ),
+    )
+}
 
 /// Accepts the end of the intact batches at `stop` as a torn tail (a write cut short, which
 /// recovery may drop) or returns the corruption it is: a whole batch whose CRC fails, or a bad
