@@ -67,9 +67,19 @@
 
 mod groups;
 mod log;
+#[cfg(feature = "streams")]
 mod runtime;
+#[cfg(feature = "streams")]
 mod state;
+#[cfg(feature = "streams")]
 mod stream;
+#[cfg(any(feature = "streams", feature = "fuzzing"))]
+#[cfg_attr(not(feature = "streams"), allow(dead_code))]
+mod window_codec;
+
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 
 #[cfg(feature = "cli")]
 #[doc(hidden)]
@@ -90,12 +100,16 @@ pub use log::{
     PartitionWriter, Record, RecordView, RecoveryReport, Topic, TopicConfig, WriterCore,
     DATA_DIR_FORMAT, SETTING_NAMES, TOPIC_FORMAT,
 };
+#[cfg(feature = "streams")]
 pub use runtime::{AppConfig, Application, MetricsSnapshot, ProcessingGuarantee, Producer};
+#[cfg(feature = "streams")]
 pub use state::{
     RestoreCallback, RestoreProgress, RestoreReport, State, StateError, StateResult,
     DEFAULT_MEMORY_BUDGET,
 };
+#[cfg(feature = "streams")]
 pub use stream::window::aggregate;
+#[cfg(feature = "streams")]
 pub use stream::{
     Bincode, Bytes, Emit, ErrorPolicy, Format, Json, Message, Str, Stream, StreamError,
     StreamResult, StreamTopic, TimestampExtractor, WindowResult, WindowSpec, Windowed,

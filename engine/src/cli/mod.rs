@@ -7,7 +7,7 @@ mod consume;
 mod groups;
 mod output;
 mod produce;
-mod time;
+pub(crate) mod time;
 mod topics;
 
 use std::path::PathBuf;

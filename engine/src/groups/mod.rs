@@ -6,7 +6,7 @@ mod admin;
 mod consumer;
 mod error;
 mod membership;
-mod offsets;
+pub(crate) mod offsets;
 
 pub use admin::{
     parse_iso_duration, GroupDescription, Groups, PartitionLag, ResetRow, ResetScope, ResetTarget,

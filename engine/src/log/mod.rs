@@ -2,16 +2,16 @@
 //! Kafka's v2 layout, sparse offset and time indexes, crash recovery, retention and compaction.
 //! It knows nothing about streams. The on-disk format is described in `docs/log-format.md`.
 
-mod batch;
+pub(crate) mod batch;
 mod compaction;
 mod config;
 mod error;
-mod index;
+pub(crate) mod index;
 mod partitioner;
 mod reader;
-mod record;
+pub(crate) mod record;
 mod segment;
-mod tail;
+pub(crate) mod tail;
 mod topic;
 mod varint;
 mod writer;

@@ -16,6 +16,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::batch::{crc_ok, decode_records, parse_header, HEADER_LEN, MAX_BATCH_BYTES};
 use super::error::{IoContext, LogError, LogResult};
@@ -24,7 +25,7 @@ use super::record::{RecordSlot, RecordView};
 use super::segment::{
     batch_at, corrupt, intact_end, last_batch_max_timestamp, list_segments, segment_path,
 };
-use super::tail::{Tail, TailFile};
+use super::tail::{Tail, TailFile, STUCK_PUBLISH};
 
 /// Records returned by one read. Iterate with [`Fetch::iter`].
 #[derive(Default)]
@@ -241,8 +242,8 @@ impl PartitionReader {
     /// with none open after a crash, as found in the log; if that fails, the published one).
     pub fn end_offset(&self) -> u64 {
         self.current_tail()
-            .unwrap_or_else(|_| self.tail.read())
-            .next_offset
+            .map(|t| t.next_offset)
+            .unwrap_or_else(|_| self.tail.read(STUCK_PUBLISH).map_or(0, |t| t.next_offset))
     }
 
     /// Whether an appender holds the partition now.
@@ -264,12 +265,20 @@ impl PartitionReader {
     /// The tail to read up to: the published one when it is exact, else the end of the intact
     /// batches, found once and kept while no appender opens.
     fn current_tail(&self) -> LogResult<Tail> {
-        let published = self.tail.read();
-        if self.tail.closed_cleanly() || self.lock.is_none() || self.appender_open()? {
+        let appender_open = self.appender_open()?;
+        let published = self.tail.read(if appender_open {
+            STUCK_PUBLISH
+        } else {
+            Duration::ZERO
+        });
+        let exact = self.tail.closed_cleanly() || self.lock.is_none() || appender_open;
+        if let (true, Some(published)) = (exact, published) {
             self.found_tail.set(None);
             return Ok(published);
         }
-        if let Some(found) = self.found_tail.get() {
+        // Not exact, or left mid-publish (by a crash; or by a live appender preempted there for
+        // longer than a reader waits, whose tail is then not kept).
+        if let (false, Some(found)) = (appender_open, self.found_tail.get()) {
             return Ok(found);
         }
         let active_base = list_segments(&self.dir)?.last().copied().unwrap_or(0);
@@ -279,7 +288,9 @@ impl PartitionReader {
             position,
             next_offset,
         };
-        self.found_tail.set(Some(found));
+        if !appender_open {
+            self.found_tail.set(Some(found));
+        }
         Ok(found)
     }
 
@@ -585,8 +596,15 @@ impl PartitionReader {
                     ));
                 }
                 if h.last_offset() >= from {
-                    decode_records(&fetch.buf, at, &h, from, max_records, &mut fetch.slots)
-                        .map_err(|reason| corrupt(&seg.path, file_pos, reason))?;
+                    let before = fetch.slots.len();
+                    let decoded =
+                        decode_records(&fetch.buf, at, &h, from, max_records, &mut fetch.slots);
+                    if let Err(reason) = decoded {
+                        // None of a batch that does not decode is delivered.
+                        fetch.slots.truncate(before);
+                        fetch.buf.truncate(at);
+                        return Err(corrupt(&seg.path, file_pos, reason));
+                    }
                 }
                 let done = fetch.slots.len() >= max_records;
                 let next = if done {

@@ -16,6 +16,7 @@
 use std::fs::OpenOptions;
 use std::path::Path;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use memmap2::{Mmap, MmapMut};
 
@@ -26,6 +27,9 @@ const WORDS: usize = 8;
 /// Word 5 after a clean close: the tail matches the fsynced segments exactly.
 const CLOSED: u64 = u64::from_le_bytes(*b"CLOSED\0\0");
 const FILE_LEN: u64 = (WORDS * 8) as u64;
+/// How long a reader waits for an open appender's odd sequence to turn even before it takes the
+/// publisher for stuck mid-publish.
+pub(crate) const STUCK_PUBLISH: Duration = Duration::from_millis(20);
 
 /// A consistent snapshot of the published tail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,12 +157,20 @@ impl TailFile {
         }
     }
 
-    /// Reads a consistent snapshot.
-    pub fn read(&self) -> Tail {
+    /// Reads a consistent snapshot; `None` when the sequence stays odd for `wait`: the publisher
+    /// stopped in the middle of a publish (it crashed there), so the fields are not a tail at all.
+    /// With no appender open nobody publishes, and `wait` can be zero.
+    pub fn read(&self, wait: Duration) -> Option<Tail> {
+        let mut waited: Option<Instant> = None;
         loop {
             let s1 = self.word(1).load(Ordering::Acquire);
             if s1 & 1 == 1 {
-                std::hint::spin_loop();
+                // A live publisher is a few stores away from even, unless it was preempted.
+                let since = *waited.get_or_insert_with(Instant::now);
+                if since.elapsed() >= wait {
+                    return None;
+                }
+                std::thread::yield_now();
                 continue;
             }
             let tail = Tail {
@@ -168,7 +180,7 @@ impl TailFile {
             };
             fence(Ordering::Acquire);
             if self.word(1).load(Ordering::Relaxed) == s1 {
-                return tail;
+                return Some(tail);
             }
         }
     }
@@ -209,13 +221,36 @@ mod tests {
             });
             let mut last = 0;
             while last < 200_000 {
-                let t = reader.read();
+                // A publisher preempted mid-publish past the wait reads as `None`: look again.
+                let Some(t) = reader.read(STUCK_PUBLISH) else {
+                    continue;
+                };
                 assert_eq!(t.position, t.active_base * 2);
                 assert_eq!(t.next_offset, t.active_base * 3);
                 assert!(t.active_base >= last, "tail went backwards");
                 last = t.active_base;
             }
         });
+    }
+
+    #[test]
+    fn a_publish_cut_short_by_a_crash_reads_as_no_tail_instead_of_hanging() {
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tail");
+        let tail = Tail {
+            active_base: 0,
+            position: 61,
+            next_offset: 1,
+        };
+        let file = TailFile::open(&path, tail).unwrap();
+        assert_eq!(file.read(Duration::ZERO), Some(tail));
+        // The sequence word made odd, as a publisher killed between its first and last store
+        // leaves it.
+        let raw = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        raw.write_all_at(&7u64.to_ne_bytes(), 8).unwrap();
+        let reader = TailFile::open_read_only(&path).unwrap();
+        assert_eq!(reader.read(STUCK_PUBLISH), None);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::state::Store;
 use crate::stream::dataframe::{emit, Edges};
 use crate::stream::registry::{Ctx, Operator};
 use crate::stream::{Message, StepError};
+use crate::window_codec;
 
 #[derive(Clone, Serialize, Deserialize)]
 struct CountWindow<A> {
@@ -90,16 +91,20 @@ where
     fn load(id: u16, store: &Store) -> Result<PartitionCounts<K, G::Acc>, StepError> {
         let prefix = state_prefix(id, b'C');
         let mut keys = HashMap::new();
-        let mut order = 0;
+        let mut order: u64 = 0;
         for (k, v) in store
             .scan_prefix(&prefix)
             .map_err(|e| StepError::Fatal(e.into()))?
         {
-            let entry: KeyWindows<K, G::Acc> = serde_json::from_slice(&v).map_err(|e| {
+            let corrupt = |e: String| {
                 StepError::Fatal(store.corrupt_entry(&k, format!("count window: {e}")).into())
+            };
+            let raw = window_codec::entry_record_key(&k).map_err(corrupt)?;
+            let entry: KeyWindows<K, G::Acc> = window_codec::decode(&v).map_err(corrupt)?;
+            order = order.checked_add(entry.seen).ok_or_else(|| {
+                corrupt(format!("{} records seen overflow the count", entry.seen))
             })?;
-            order += entry.seen;
-            keys.insert(k.get(prefix.len()..).unwrap_or_default().to_vec(), entry);
+            keys.insert(raw.to_vec(), entry);
         }
         Ok(PartitionCounts {
             epoch: store.epoch(),
@@ -176,7 +181,6 @@ where
     G: Aggregator<V>,
 {
     fn flush(&mut self, partition: u32, store: &mut Store) -> Result<(), StepError> {
-        let prefix = state_prefix(self.id, b'C');
         let Some(p) = loaded_from(&mut self.partitions, partition, store) else {
             return Ok(());
         };
@@ -189,9 +193,7 @@ where
             };
             let value = serde_json::to_vec(entry)
                 .map_err(|e| StepError::Function(format!("count window state: {e}")))?;
-            let mut key = prefix.clone();
-            key.extend_from_slice(&raw);
-            store.put(&key, Some(value));
+            store.put(&window_codec::keyed_entry(self.id, b'C', &raw), Some(value));
         }
         Ok(())
     }

@@ -9,10 +9,8 @@
 //! - Changes reach the store only through [`PartitionWindows::flush`]: changed windows and record
 //!   buffers as entries, removed ones as tombstones — and only for entries the store holds, so a
 //!   window opened and closed between two checkpoints costs the store nothing.
-//! - Store layout (window keys sort by end, so the windows to close are also a range in the
-//!   store): `b'w', op u16, b'W', end, start (i64, sign bit flipped, BE), record key` → JSON
-//!   `(key, accumulator)`; `b'w', op u16, b'B', record key` → JSON `[(timestamp, order, value)]`;
-//!   `b'w', op u16, b'M'` → JSON `(stream time, arrival counter)`.
+//! - Store layout: `W`, `B` and `M` entries of [`crate::window_codec`]; window keys sort by end,
+//!   so the windows to close are also a range in the store.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
@@ -24,9 +22,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::state::{state_prefix, time_bytes, time_from, PartitionState};
+use super::state::{state_prefix, PartitionState};
 use crate::state::Store;
 use crate::stream::StepError;
+use crate::window_codec::{self, keyed_entry, parse_window_key, window_key, SavedRecords};
 
 /// How buffered values are saved: JSON through serde (captured where `V: Serialize`).
 pub(crate) struct ValueCodec<V> {
@@ -376,18 +375,14 @@ where
         let meta = store.scan_prefix(&state_prefix(op, b'M')).map_err(fatal)?;
         if let Some((k, v)) = meta.into_iter().find(|(k, _)| k.len() == 4) {
             (p.stream_time, p.order) =
-                serde_json::from_slice(&v).map_err(|e| corrupt(store, &k, "meta", e))?;
+                window_codec::decode(&v).map_err(|e| corrupt(store, &k, "meta", e))?;
         }
         for (k, v) in store.scan_prefix(&state_prefix(op, b'W')).map_err(fatal)? {
-            let end = k.get(4..12).and_then(time_from);
-            let start = k.get(12..20).and_then(time_from);
-            let (Some(end), Some(start)) = (end, start) else {
-                return Err(corrupt(store, &k, "window key", "shorter than 20 bytes"));
-            };
-            let raw = k.get(20..).unwrap_or_default();
+            let window = parse_window_key(&k).map_err(|e| corrupt(store, &k, "key", e))?;
             let (key, acc) =
-                serde_json::from_slice(&v).map_err(|e| corrupt(store, &k, "window", e))?;
-            p.open(raw, start, end, key, acc);
+                window_codec::decode(&v).map_err(|e| corrupt(store, &k, "window", e))?;
+            let raw = window.raw;
+            p.open(raw, window.start, window.end, key, acc);
             if let Some(w) = p.keys.get_mut(raw).and_then(|kw| kw.windows.last_mut()) {
                 (w.dirty, w.saved) = (false, true);
             }
@@ -398,9 +393,10 @@ where
         };
         for (k, v) in buffers {
             let Some(codec) = codec else { break };
-            let raw = k.get(4..).unwrap_or_default();
-            let saved: Vec<(i64, u64, Value)> =
-                serde_json::from_slice(&v).map_err(|e| corrupt(store, &k, "records", e))?;
+            let raw =
+                window_codec::entry_record_key(&k).map_err(|e| corrupt(store, &k, "key", e))?;
+            let saved: SavedRecords =
+                window_codec::decode(&v).map_err(|e| corrupt(store, &k, "records", e))?;
             let kw = p.key_mut(raw);
             for (ts, order, value) in saved {
                 let value =
@@ -458,21 +454,9 @@ where
     }
 }
 
-/// The store key of a window of operator `op`.
-fn window_key(op: u16, end: i64, start: i64, raw: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(20 + raw.len());
-    k.extend_from_slice(&state_prefix(op, b'W'));
-    k.extend_from_slice(&time_bytes(end));
-    k.extend_from_slice(&time_bytes(start));
-    k.extend_from_slice(raw);
-    k
-}
-
 /// The store key of the buffered records of `raw`.
 fn records_key(op: u16, raw: &[u8]) -> Vec<u8> {
-    let mut k = state_prefix(op, b'B');
-    k.extend_from_slice(raw);
-    k
+    keyed_entry(op, b'B', raw)
 }
 
 fn bad(what: &str, cause: impl std::fmt::Display) -> StepError {

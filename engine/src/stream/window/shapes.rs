@@ -228,7 +228,7 @@ fn fold<'a, V: 'a, G: Aggregator<V>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stream::window::state::{time_bytes, time_from};
+    use crate::window_codec::{time_bytes, time_from};
 
     #[test]
     fn fixed_window_starts_are_epoch_aligned_and_half_open() {

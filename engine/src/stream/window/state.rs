@@ -15,11 +15,7 @@ use hashbrown::HashMap;
 use crate::state::Store;
 use crate::stream::StepError;
 
-/// Store key prefix of entries of kind `kind` of window operator `op`: `b'w', op u16 BE, kind`.
-pub(crate) fn state_prefix(op: u16, kind: u8) -> Vec<u8> {
-    let [hi, lo] = op.to_be_bytes();
-    vec![b'w', hi, lo, kind]
-}
+pub(crate) use crate::window_codec::state_prefix;
 
 /// Checks that `store` holds the state of the operators `names` (by id), recording the names of
 /// those it has none for (new operators, or a store written before names were kept).
@@ -84,16 +80,6 @@ pub(crate) fn loaded_from<'a, S: PartitionState>(
     states
         .get_mut(&partition)
         .filter(|s| s.epoch() == store.epoch())
-}
-
-/// Sortable big-endian encoding of a signed time.
-pub(crate) fn time_bytes(t: i64) -> [u8; 8] {
-    ((t as u64) ^ (1 << 63)).to_be_bytes()
-}
-
-/// The time encoded by [`time_bytes`].
-pub(crate) fn time_from(bytes: &[u8]) -> Option<i64> {
-    Some((u64::from_be_bytes(bytes.try_into().ok()?) ^ (1 << 63)) as i64)
 }
 
 /// The message carrying a window's result: the window's key, timestamp `end − 1`.
