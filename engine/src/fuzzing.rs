@@ -333,13 +333,13 @@ struct Written {
     records: Vec<Stored>,
 }
 
-fn written(target: &str, topic: &str) -> Written {
+fn written(target: &str, topic: &str, count: usize) -> Written {
     let dir = scratch(target);
     let log = Log::open(&dir).expect("scratch log opens");
     let t = log.create_topic(topic, small_topic()).expect("topic");
     let mut input = Bytes(&[]);
     let writer = t.writer(0).expect("writer");
-    for chunk in records_from(&mut input, 300).chunks(7) {
+    for chunk in records_from(&mut input, count).chunks(7) {
         let mut chunk = chunk.to_vec();
         for (i, r) in chunk.iter_mut().enumerate() {
             // Timestamps that go back now and then, as real producers' do.
@@ -351,7 +351,7 @@ fn written(target: &str, topic: &str) -> Written {
     drop(writer);
     drop(t);
     let records = read_all(&log, topic).expect("written log reads");
-    assert_eq!(records.len(), 300);
+    assert_eq!(records.len(), count);
     let files = snapshot(&dir.join("topics").join(topic).join("0"));
     Written {
         dir,
@@ -372,7 +372,7 @@ const INDEX_TOPIC: &str = "indexed";
 /// returns exactly what the log holds (an index that does not check out is not used).
 pub fn indexes(data: &[u8]) {
     static WRITTEN: OnceLock<Written> = OnceLock::new();
-    let w = WRITTEN.get_or_init(|| written("indexes", INDEX_TOPIC));
+    let w = WRITTEN.get_or_init(|| written("indexes", INDEX_TOPIC, 150));
     let mut input = Bytes(data);
     let indexes: Vec<&PathBuf> = w
         .files
@@ -411,8 +411,24 @@ fn check_reads(w: &Written, target: &Path, data: &[u8]) {
     let Ok(mut reader) = w.log.topic(INDEX_TOPIC).and_then(|t| t.reader(0)) else {
         return;
     };
-    let probes = data.iter().take(3).map(|b| u64::from(*b) * 300 / 256);
-    for offset in probes {
+    // Probes inside the damaged segment, where the damaged index is used.
+    let base: u64 = target
+        .file_stem()
+        .and_then(|s| s.to_str()?.parse().ok())
+        .expect("segment file name");
+    let upper = w
+        .files
+        .keys()
+        .filter_map(|p| p.file_stem()?.to_str()?.parse::<u64>().ok())
+        .filter(|b| *b > base)
+        .min()
+        .unwrap_or(w.records.len() as u64);
+    let probes: Vec<u64> = data
+        .iter()
+        .take(3)
+        .map(|b| base + u64::from(*b) % (upper - base).max(1))
+        .collect();
+    for &offset in &probes {
         let Ok(fetch) = reader.read(offset, 5, 1 << 20) else {
             continue;
         };
@@ -429,12 +445,11 @@ fn check_reads(w: &Written, target: &Path, data: &[u8]) {
     // them ordered and in bounds can start a lookup late (as in Kafka), never at a record older
     // than asked for. An intact time index gives the exact answer.
     let time_index_damaged = target.extension().is_some_and(|e| e == "timeindex");
-    for ts in data
-        .iter()
-        .skip(3)
-        .take(2)
-        .map(|b| (i64::from(*b) - 8) * 3_600)
-    {
+    let times = probes.iter().zip(data.iter().skip(3)).map(|(&offset, &b)| {
+        let at = usize::try_from(offset).map_or(0, |o| o.min(w.records.len() - 1));
+        w.records[at].timestamp + (i64::from(b as i8)) * 50
+    });
+    for ts in times.take(2) {
         let Ok(found) = reader.offset_for_timestamp(ts) else {
             continue;
         };
@@ -461,7 +476,7 @@ const TAIL_TOPIC: &str = "tailed";
 /// appender opened over it either refuses or recovers the whole log.
 pub fn tail_file(data: &[u8]) {
     static WRITTEN: OnceLock<Written> = OnceLock::new();
-    let w = WRITTEN.get_or_init(|| written("tail", TAIL_TOPIC));
+    let w = WRITTEN.get_or_init(|| written("tail", TAIL_TOPIC, 60));
     let partition = w.dir.join("topics").join(TAIL_TOPIC).join("0");
     restore(&partition, &w.files);
     let path = partition.join("tail");
@@ -489,7 +504,7 @@ pub fn tail_file(data: &[u8]) {
     }
     let topic = w.log.topic(TAIL_TOPIC).expect("topic opens");
     if let Ok(writer) = topic.writer(0) {
-        assert_eq!(writer.end_offset(), 300);
+        assert_eq!(writer.end_offset(), w.records.len() as u64);
         drop(writer);
         let records = read_all(&w.log, TAIL_TOPIC).expect("a recovered log reads back");
         assert_eq!(records, w.records);
