@@ -12,6 +12,10 @@
 //! Limits: a record batch is at most 64 MiB; a segment at most 4 GiB; a topic has at most 10,000
 //! partitions; one appender per partition at a time across all processes.
 //!
+//! Features: `cli` (the `eddy` command) and `streams` (stream applications: `Application`,
+//! dataframes, windows, RocksDB state) are on by default. Without `streams` eddy is the log and
+//! consumer groups alone, with no C++ to build.
+//!
 //! ```
 //! use eddy::{Log, Record, TopicConfig};
 //!

@@ -254,3 +254,93 @@ fn reset_is_refused_while_a_member_process_lives() {
     );
     assert!(d.members.is_empty(), "the killed member is gone");
 }
+
+fn signal(child: &Child, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([name, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {name}");
+}
+
+fn committed_everywhere(log: &Log, offset: u64) -> bool {
+    Groups::new(log)
+        .committed("g")
+        .map(|c| (0..2).all(|p| c.get(&("t".to_owned(), p)).is_some_and(|o| o.0 == offset)))
+        .unwrap_or(false)
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_stopped_member_process_loses_its_partitions_and_rejoins_when_continued() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, topic) = topic_with(dir.path(), "t", small_segments(2, 1 << 20));
+    let produce = |from: u64, to: u64| {
+        for p in 0..2 {
+            let recs: Vec<Record> = (from..to).map(|i| Record::value(format!("{i}"))).collect();
+            topic.writer(p).unwrap().append(&recs).unwrap();
+        }
+    };
+    produce(0, 10);
+    let args = ["--follow", "--max-poll-interval-ms", "1000"];
+    let (tx_a, rx_a) = mpsc::channel();
+    let mut a = member(dir.path(), &args, tx_a);
+    wait_for("the first member's commits", || {
+        committed_everywhere(&log, 10)
+    });
+    assert_eq!(rx_a.try_iter().count(), 20);
+
+    // Stopped (as by a debugger or SIGSTOP), it keeps its locks but polls no more.
+    signal(&a, "-STOP");
+    produce(10, 15);
+    let (tx_b, rx_b) = mpsc::channel();
+    let mut b = member(dir.path(), &args, tx_b);
+    let mut got_b = BTreeSet::new();
+    while got_b.len() < 10 {
+        let r = rx_b
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the stopped member's partitions never moved");
+        got_b.insert(r);
+    }
+    let want: BTreeSet<(u32, u64)> = (0..2).flat_map(|p| (10..15).map(move |o| (p, o))).collect();
+    assert_eq!(
+        got_b, want,
+        "the new owner resumed at the stopped member's commits"
+    );
+    wait_for("the second member's commits", || {
+        committed_everywhere(&log, 15)
+    });
+
+    // Continued, it learns it lost its partitions, rejoins, and the two share the work.
+    signal(&a, "-CONT");
+    wait_for("both members to own a partition", || {
+        owners(&log).len() == 2
+    });
+    produce(15, 20);
+    let mut after: Vec<(u32, u64)> = Vec::new();
+    wait_for("the last records", || {
+        after.extend(rx_a.try_iter());
+        after.extend(rx_b.try_iter());
+        after.len() >= 10
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    after.extend(rx_a.try_iter());
+    after.extend(rx_b.try_iter());
+    after.sort();
+    let want: Vec<(u32, u64)> = (0..2).flat_map(|p| (15..20).map(move |o| (p, o))).collect();
+    assert_eq!(
+        after, want,
+        "each record once, nothing before the commits again"
+    );
+    for m in [&mut a, &mut b] {
+        m.kill().unwrap();
+        m.wait().unwrap();
+    }
+}

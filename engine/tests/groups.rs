@@ -432,3 +432,118 @@ fn a_member_that_does_not_poll_in_time_gives_up_its_partitions_and_is_told_so() 
     stuck.poll(std::time::Duration::from_millis(10)).unwrap();
     assert!(stuck.member_id().starts_with("member-"));
 }
+
+/// Polls `c` until it owns `n` partitions, or fails after 10 s.
+fn poll_until_owning(c: &mut Consumer, n: usize) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut records = 0;
+    while c.assignment().len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "owns {:?}",
+            c.assignment()
+        );
+        records += c
+            .poll(Duration::from_millis(20))
+            .unwrap()
+            .iter()
+            .map(|b| b.records.len())
+            .sum::<usize>();
+    }
+    records
+}
+
+#[test]
+fn a_stuck_member_loses_its_partitions_to_the_others_and_its_commit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    fill(&log, "t", 2, 10);
+    let mut stuck_config = config("g");
+    stuck_config.max_poll_interval = Some(Duration::from_millis(300));
+    let mut stuck = Consumer::new(&log, stuck_config).unwrap();
+    stuck.subscribe(&["t"]).unwrap();
+    // Every poll of the drain renews the lease: its deadline is at least 300 ms after this.
+    let before_polls = std::time::Instant::now();
+    assert_eq!(drain(&mut stuck, 20).len(), 20);
+    stuck
+        .commit_offsets(&[("t".into(), 0, 4), ("t".into(), 1, 6)])
+        .unwrap();
+    // Now it is stuck in its processing (it polls no more) and keeps its locks; another member
+    // joins and, once the stuck one is past its deadline, takes every partition.
+    let mut other = Consumer::new(&log, config("g")).unwrap();
+    other.subscribe(&["t"]).unwrap();
+    let mut redelivered = poll_until_owning(&mut other, 2);
+    assert!(
+        before_polls.elapsed() >= Duration::from_millis(295),
+        "taken over before the deadline"
+    );
+    redelivered += drain(&mut other, 10 - redelivered).len();
+    assert_eq!(
+        redelivered,
+        6 + 4,
+        "resumed at the stuck member's last commit"
+    );
+    other.commit().unwrap();
+    // The stuck member resumes: its commit is refused, and it learns why.
+    match stuck.commit_offsets(&[("t".into(), 0, 10)]) {
+        Err(GroupError::PollIntervalExceeded { partitions, .. }) => {
+            assert_eq!(partitions, "t-0, t-1")
+        }
+        other => panic!("expected PollIntervalExceeded, got {other:?}"),
+    }
+    let committed = Groups::new(&log).committed("g").unwrap();
+    assert_eq!(committed[&("t".to_owned(), 0)].0, 10);
+    assert_eq!(committed[&("t".to_owned(), 1)].0, 10);
+    // It rejoins with its next poll, as a member like the others.
+    stuck.poll(Duration::from_millis(10)).unwrap();
+    let mut both = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while both != 2 {
+        assert!(std::time::Instant::now() < deadline, "no rebalance");
+        stuck.poll(Duration::from_millis(10)).unwrap();
+        other.poll(Duration::from_millis(10)).unwrap();
+        both = stuck.assignment().len() + other.assignment().len();
+        if stuck.assignment().is_empty() || other.assignment().is_empty() {
+            both = 0;
+        }
+    }
+}
+
+#[test]
+fn a_member_replaced_as_stuck_before_its_own_clock_says_so_commits_nothing() {
+    // The race a pause opens: the member passed its own poll-interval check, then stopped; the
+    // others saw its lease expire and took its partitions. Its lease is expired here by hand.
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    fill(&log, "t", 1, 10);
+    let mut paused_config = config("g");
+    paused_config.member_id = Some("paused".into());
+    paused_config.max_poll_interval = Some(Duration::from_secs(600));
+    let mut paused = Consumer::new(&log, paused_config).unwrap();
+    paused.subscribe(&["t"]).unwrap();
+    assert_eq!(drain(&mut paused, 10).len(), 10);
+    let lease = dir.path().join("groups/g/leases/paused");
+    std::fs::write(&lease, 0i64.to_be_bytes()).unwrap();
+    let mut other = Consumer::new(&log, config("g")).unwrap();
+    other.subscribe(&["t"]).unwrap();
+    assert_eq!(
+        poll_until_owning(&mut other, 1) + drain(&mut other, 10).len(),
+        10
+    );
+    assert!(matches!(
+        paused.commit(),
+        Err(GroupError::PollIntervalExceeded { .. })
+    ));
+    assert_eq!(
+        Groups::new(&log)
+            .committed("g")
+            .unwrap()
+            .get(&("t".to_owned(), 0)),
+        None
+    );
+    other.commit().unwrap();
+    assert_eq!(
+        Groups::new(&log).committed("g").unwrap()[&("t".to_owned(), 0)].0,
+        10
+    );
+}

@@ -9,7 +9,9 @@ use clap::Args;
 use super::output::{write_record, Output};
 use super::time::parse_timestamp_ms;
 use super::CliError;
-use crate::{AutoOffsetReset, Consumer, ConsumerConfig, Log, LogError, PartitionReader, Topic};
+use crate::{
+    AutoOffsetReset, Consumer, ConsumerConfig, GroupError, Log, LogError, PartitionReader, Topic,
+};
 
 #[derive(Args)]
 pub(crate) struct ConsumeArgs {
@@ -58,6 +60,10 @@ pub(crate) struct ConsumeArgs {
     /// Most records read per poll (with --group, one commit per poll).
     #[arg(long, default_value_t = 10_000)]
     poll_records: usize,
+    /// With --group: a member that does not poll for this long (stopped, or stuck writing to a
+    /// blocked pipe) loses its partitions to the other members (Kafka's max.poll.interval.ms).
+    #[arg(long, default_value_t = 300_000, value_name = "MS")]
+    max_poll_interval_ms: u64,
 }
 
 impl ConsumeArgs {
@@ -188,6 +194,7 @@ fn open_topic(log: &Log, args: &ConsumeArgs) -> Result<Topic, CliError> {
 fn run_group(log: &Log, args: &ConsumeArgs, group: &str) -> Result<(), CliError> {
     let mut config = ConsumerConfig::new(group);
     config.max_poll_records = args.poll_records.max(1);
+    config.max_poll_interval = Some(Duration::from_millis(args.max_poll_interval_ms.max(1)));
     config.auto_offset_reset = if args.from_end {
         AutoOffsetReset::Latest
     } else {
@@ -203,7 +210,13 @@ fn run_group(log: &Log, args: &ConsumeArgs, group: &str) -> Result<(), CliError>
     let limit = args.max_records.unwrap_or(u64::MAX);
     let mut printed = 0u64;
     while printed < limit {
-        let batches = consumer.poll(Duration::from_millis(100))?;
+        let batches = match consumer.poll(Duration::from_millis(100)) {
+            Err(e @ GroupError::PollIntervalExceeded { .. }) => {
+                eprintln!("warning: {e}");
+                continue;
+            }
+            other => other?,
+        };
         if batches.is_empty() {
             if !args.follow && consumer.caught_up()? {
                 break;
@@ -234,7 +247,10 @@ fn run_group(log: &Log, args: &ConsumeArgs, group: &str) -> Result<(), CliError>
         }
         // Printed (and flushed) before committed: a crash in between prints again, never skips.
         out.flush()?;
-        consumer.commit_offsets(&commits)?;
+        match consumer.commit_offsets(&commits) {
+            Err(e @ GroupError::PollIntervalExceeded { .. }) => eprintln!("warning: {e}"),
+            other => other?,
+        }
     }
     out.flush()?;
     consumer.close()?;

@@ -5,7 +5,8 @@
 //! members; when they changed, it recomputes the assignment (the same on every member), gives up
 //! the partitions it lost (committing their positions first when `commit_on_revoke`), and takes the
 //! new ones as soon as their previous owners let go. A member that dies releases its locks at once,
-//! so its partitions move within one `rebalance_check` of the survivors' next poll.
+//! so its partitions move within one `rebalance_check` of the survivors' next poll; a member past
+//! its poll deadline is replaced without waiting for its locks (see `membership.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,12 +55,12 @@ pub struct ConsumerConfig {
     /// (after saving its work). When false they are released inside `poll`.
     pub release_manually: bool,
     /// Kafka's `max.poll.interval.ms`: a member that does not poll within this is taken for
-    /// stuck. At its next `poll` or `commit` it leaves the group without committing (its
-    /// partitions go to the others at their next rebalance check) and that call returns
-    /// [`GroupError::PollIntervalExceeded`]; the following `poll` rejoins and takes a fresh
+    /// stuck, even while it is stopped or busy inside a call: the other members take its
+    /// partitions once its lease (renewed by each poll) runs out, and resume them from the
+    /// committed offsets. At its next `poll` or `commit` the stuck member leaves the group
+    /// without committing and that call returns [`GroupError::PollIntervalExceeded`] (a commit
+    /// after its partitions moved never lands); the following `poll` rejoins and takes a fresh
     /// assignment from the committed offsets. Default: 5 minutes; `None` never expires.
-    /// (A member stuck inside a call keeps its partitions until it returns: ownership is a file
-    /// lock, which nothing but the member can release.)
     pub max_poll_interval: Option<Duration>,
 }
 
@@ -95,7 +96,7 @@ pub struct PolledBatch {
 struct Owned {
     reader: PartitionReader,
     position: u64,
-    _owner: OwnerHandle,
+    owner: OwnerHandle,
 }
 
 static MEMBER_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -168,10 +169,14 @@ impl Consumer {
         self.revoke_all()?;
         self.member = None;
         self.topics = topics.iter().map(|t| (*t).to_owned()).collect();
-        self.member = Some(self.group.join(&MemberInfo {
-            id: self.member_id.clone(),
-            topics: self.topics.clone(),
-        })?);
+        let deadline = self.poll_deadline_ms();
+        self.member = Some(self.group.join(
+            &MemberInfo {
+                id: self.member_id.clone(),
+                topics: self.topics.clone(),
+            },
+            deadline,
+        )?);
         self.members_seen = None;
         Ok(())
     }
@@ -240,11 +245,28 @@ impl Consumer {
         let (Some(limit), Some(last)) = (self.config.max_poll_interval, self.last_poll) else {
             return Ok(());
         };
-        let waited = last.elapsed();
-        if waited <= limit || self.member.is_none() {
+        if last.elapsed() <= limit || self.member.is_none() {
             return Ok(());
         }
-        // Nothing is committed: the positions reflect work of a member taken for stuck.
+        Err(self.leave_as_stuck())
+    }
+
+    /// Whether every owned partition is still this member's: the others take the partitions of a
+    /// member past its poll deadline, perhaps before its own clock says so.
+    fn check_still_owner(&mut self) -> GroupResult<()> {
+        for owned in self.owned.values() {
+            if !owned.owner.still_owned()? {
+                return Err(self.leave_as_stuck());
+            }
+        }
+        Ok(())
+    }
+
+    /// Leaves the group without committing (the positions reflect work of a member taken for
+    /// stuck); the next `poll` rejoins.
+    fn leave_as_stuck(&mut self) -> GroupError {
+        let waited = self.last_poll.map(|t| t.elapsed()).unwrap_or_default();
+        let limit = self.config.max_poll_interval.unwrap_or_default();
         let lost: Vec<String> = self.owned.keys().map(|(t, p)| format!("{t}-{p}")).collect();
         self.owned.clear();
         self.pending.clear();
@@ -256,13 +278,20 @@ impl Consumer {
         tracing::warn!(group = %self.group.name, member = %self.member_id,
             waited_ms = waited.as_millis() as u64, limit_ms = limit.as_millis() as u64,
             "poll interval exceeded: left the group without committing; the next poll rejoins");
-        Err(GroupError::PollIntervalExceeded {
+        GroupError::PollIntervalExceeded {
             group: self.group.name.clone(),
             member: self.member_id.clone(),
             waited,
             limit,
             partitions: lost.join(", "),
-        })
+        }
+    }
+
+    /// The wall-clock deadline of the next poll, for the member's lease.
+    fn poll_deadline_ms(&self) -> Option<i64> {
+        let limit = self.config.max_poll_interval?;
+        let limit_ms = i64::try_from(limit.as_millis()).unwrap_or(i64::MAX);
+        Some(crate::log::now_ms().saturating_add(limit_ms))
     }
 
     /// Commits the current position of every owned partition.
@@ -304,6 +333,13 @@ impl Consumer {
             .collect();
         let path = self.group.offsets_path();
         let _g = self.group.lock()?;
+        // Under the group lock, which a takeover holds: a member replaced as stuck commits nothing.
+        for (t, p, _) in offsets {
+            if !self.owned_ref(t, *p)?.owner.still_owned()? {
+                drop(_g);
+                return Err(self.leave_as_stuck());
+            }
+        }
         self.offsets.refresh(&path)?;
         self.offsets.commit(
             &path,
@@ -319,10 +355,16 @@ impl Consumer {
     pub fn poll(&mut self, timeout: Duration) -> GroupResult<Vec<PolledBatch>> {
         self.check_poll_interval()?;
         if std::mem::take(&mut self.rejoin) {
-            self.member = Some(self.group.join(&MemberInfo {
-                id: self.member_id.clone(),
-                topics: self.topics.clone(),
-            })?);
+            let deadline = self.poll_deadline_ms();
+            self.member = Some(self.group.join(
+                &MemberInfo {
+                    id: self.member_id.clone(),
+                    topics: self.topics.clone(),
+                },
+                deadline,
+            )?);
+        } else if let (Some(member), Some(deadline)) = (&self.member, self.poll_deadline_ms()) {
+            member.renew_lease(deadline)?;
         }
         self.last_poll = Some(Instant::now());
         let deadline = Instant::now() + timeout;
@@ -415,6 +457,7 @@ impl Consumer {
             .is_none_or(|t| t.elapsed() >= self.config.rebalance_check);
         if due {
             self.last_check = Some(Instant::now());
+            self.check_still_owner()?;
             let members = self.group.live_members()?;
             if self.members_seen.as_ref() != Some(&members) {
                 self.reassign(&members)?;
@@ -534,7 +577,7 @@ impl Consumer {
                 Owned {
                     reader,
                     position,
-                    _owner: owner,
+                    owner,
                 },
             );
         }

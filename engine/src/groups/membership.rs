@@ -8,12 +8,21 @@
 //!   and is removed. A joiner locks its file before renaming it into `members/`, so a live member's
 //!   file is never seen unlocked.
 //! - `owners/<topic>/<partition>`: locked by the partition's current owner, and holding its id.
-//!   A member consumes a partition only while it holds that lock: at most one owner, always.
+//!   A member consumes a partition only while it holds the lock of the file at that path: at
+//!   most one owner, always. Every owner checks, after locking, that the path still names the file
+//!   it locked, and before each commit, that it still does.
+//! - `leases/<id>`: a member's poll deadline (wall-clock ms, `i64` BE), renewed as it polls, for
+//!   members with a poll interval (Kafka's `max.poll.interval.ms`). A member past its deadline is
+//!   alive (it holds its lock) but stuck: the others leave it out of the assignment, and the new
+//!   owner of each of its partitions replaces the owner file (under the group lock) instead of
+//!   waiting for a lock that may never be released. The stuck member finds the path no longer
+//!   names its file: it owns nothing, and its commits are refused.
 //! - `offsets`: committed offsets (see `offsets.rs`).
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -78,10 +87,18 @@ impl GroupDir {
         Ok(GroupLock { _file: f })
     }
 
-    /// Registers a member: writes and locks its file, then renames it into `members/`.
-    pub fn join(&self, info: &MemberInfo) -> GroupResult<MemberHandle> {
+    /// Registers a member: writes and locks its file, then renames it into `members/`. A member
+    /// with a poll deadline (`Some`) writes its lease first.
+    pub fn join(&self, info: &MemberInfo, deadline_ms: Option<i64>) -> GroupResult<MemberHandle> {
         validate_name(&info.id)?;
         let _g = self.lock()?;
+        let lease = match deadline_ms {
+            Some(deadline) => Some(self.start_lease(&info.id, deadline)?),
+            None => {
+                self.drop_lease(&info.id)?;
+                None
+            }
+        };
         let members = self.dir.join("members");
         let final_path = members.join(&info.id);
         let tmp = members.join(format!("~joining-{}", info.id));
@@ -101,11 +118,14 @@ impl GroupDir {
         Ok(MemberHandle {
             _file: f,
             path: final_path,
+            lease,
         })
     }
 
-    /// Live members, sorted by id. Files of dead members are removed on the way.
+    /// Live members, sorted by id, leaving out members past their poll deadline. Files of dead
+    /// members are removed on the way.
     pub fn live_members(&self) -> GroupResult<Vec<MemberInfo>> {
+        let now = crate::log::now_ms();
         let dir = self.dir.join("members");
         let mut out = Vec::new();
         let entries = match std::fs::read_dir(&dir) {
@@ -121,7 +141,7 @@ impl GroupDir {
             if name.starts_with('~') {
                 continue;
             }
-            if !member_alive(&path)? {
+            if !member_alive(&path)? || self.lease_expired(name, now)? {
                 continue;
             }
             let mut text = String::new();
@@ -153,7 +173,63 @@ impl GroupDir {
             .join(partition.to_string())
     }
 
-    /// Tries to become the owner of a partition; `None` while someone else owns it.
+    fn lease_path(&self, member: &str) -> PathBuf {
+        self.dir.join("leases").join(member)
+    }
+
+    /// Opens `member`'s lease and records that it polls again by `deadline_ms` (wall clock).
+    fn start_lease(&self, member: &str, deadline_ms: i64) -> GroupResult<Lease> {
+        let path = self.lease_path(member);
+        let open = || {
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+        };
+        let file = match open() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let dir = self.dir.join("leases");
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| io("create leases directory", &dir, e))?;
+                open()
+            }
+            other => other,
+        }
+        .map_err(|e| io("open lease", &path, e))?;
+        let lease = Lease { file, path };
+        lease.renew(deadline_ms)?;
+        Ok(lease)
+    }
+
+    /// Removes `member`'s lease: it has no poll deadline.
+    fn drop_lease(&self, member: &str) -> GroupResult<()> {
+        let path = self.lease_path(member);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove lease", &path, e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `member` holds a lease whose deadline passed before `now_ms`. A lease cut short (a
+    /// crash while it was first written) counts as none.
+    pub fn lease_expired(&self, member: &str, now_ms: i64) -> GroupResult<bool> {
+        let path = self.lease_path(member);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io("read lease", &path, e)),
+        };
+        let deadline = bytes
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map(i64::from_be_bytes);
+        Ok(deadline.is_some_and(|d| d < now_ms))
+    }
+
+    /// Tries to become the owner of a partition; `None` while someone else owns it. An owner past
+    /// its poll deadline is replaced: its owner file is renamed over (under the group lock, so that
+    /// one member replaces it).
     pub fn try_own(
         &self,
         topic: &str,
@@ -165,7 +241,7 @@ impl GroupDir {
             std::fs::create_dir_all(parent)
                 .map_err(|e| io("create owners directory", parent, e))?;
         }
-        let mut f = OpenOptions::new()
+        let f = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
@@ -173,13 +249,58 @@ impl GroupDir {
             .map_err(|e| io("open owner file", &path, e))?;
         match f.try_lock() {
             Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return self.take_over_if_stuck(&path, member);
+            }
             Err(std::fs::TryLockError::Error(e)) => return Err(io("lock owner file", &path, e)),
         }
-        f.set_len(0).map_err(|e| io("truncate", &path, e))?;
-        f.write_all(member.as_bytes())
-            .map_err(|e| io("write", &path, e))?;
-        Ok(Some(OwnerHandle(f)))
+        let handle = OwnerHandle {
+            ino: f
+                .metadata()
+                .map_err(|e| io("stat owner file", &path, e))?
+                .ino(),
+            file: f,
+            path,
+        };
+        // The path may have been given a new file (a takeover) between open and lock.
+        if !handle.still_owned()? {
+            return Ok(None);
+        }
+        handle.record(member)?;
+        Ok(Some(handle))
+    }
+
+    /// Replaces the owner file at `path` by one locked by `member`, if its holder is past its poll
+    /// deadline.
+    fn take_over_if_stuck(&self, path: &Path, member: &str) -> GroupResult<Option<OwnerHandle>> {
+        let _g = self.lock()?;
+        let holder = std::fs::read_to_string(path).unwrap_or_default();
+        if holder.is_empty() || holder == member || validate_name(&holder).is_err() {
+            return Ok(None);
+        }
+        if !self.lease_expired(&holder, crate::log::now_ms())? {
+            return Ok(None);
+        }
+        let dir = path.parent().unwrap_or(path);
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("owner");
+        let staged = dir.join(format!("~{name}-{member}"));
+        let f = File::create(&staged).map_err(|e| io("create owner file", &staged, e))?;
+        f.lock().map_err(|e| io("lock owner file", &staged, e))?;
+        let handle = OwnerHandle {
+            ino: f
+                .metadata()
+                .map_err(|e| io("stat owner file", &staged, e))?
+                .ino(),
+            file: f,
+            path: path.to_owned(),
+        };
+        let mut file = &handle.file;
+        file.write_all(member.as_bytes())
+            .map_err(|e| io("write", &staged, e))?;
+        std::fs::rename(&staged, path).map_err(|e| io("rename", path, e))?;
+        tracing::warn!(group = %self.name, owner = %holder, new_owner = %member,
+            partition = %path.display(), "took over a partition from a member past its poll deadline");
+        Ok(Some(handle))
     }
 
     /// The member that owns a partition now, if any.
@@ -225,18 +346,69 @@ fn member_alive(path: &Path) -> GroupResult<bool> {
 pub(crate) struct MemberHandle {
     _file: File,
     path: PathBuf,
+    lease: Option<Lease>,
+}
+
+impl MemberHandle {
+    /// Moves the member's poll deadline to `deadline_ms` (no-op without a lease).
+    pub fn renew_lease(&self, deadline_ms: i64) -> GroupResult<()> {
+        self.lease.as_ref().map_or(Ok(()), |l| l.renew(deadline_ms))
+    }
 }
 
 impl Drop for MemberHandle {
     fn drop(&mut self) {
-        // Removing the file is tidiness only: the lock, released with the file, is what says the
+        // Removing the files is tidiness only: the lock, released with the file, is what says the
         // member is gone.
         let _ = std::fs::remove_file(&self.path);
+        if let Some(lease) = &self.lease {
+            let _ = std::fs::remove_file(&lease.path);
+        }
     }
 }
 
-/// Ownership of one partition; released on drop.
-pub(crate) struct OwnerHandle(#[allow(dead_code)] File);
+/// A member's poll deadline file, kept open for cheap renewals.
+struct Lease {
+    file: File,
+    path: PathBuf,
+}
+
+impl Lease {
+    fn renew(&self, deadline_ms: i64) -> GroupResult<()> {
+        self.file
+            .write_all_at(&deadline_ms.to_be_bytes(), 0)
+            .map_err(|e| io("write lease", &self.path, e))
+    }
+}
+
+/// Ownership of one partition: the lock of the owner file at `path`, as long as the path names
+/// it; released on drop.
+pub(crate) struct OwnerHandle {
+    file: File,
+    path: PathBuf,
+    ino: u64,
+}
+
+impl OwnerHandle {
+    /// Whether the owner file at the path is still the one this handle locked (a member past its
+    /// poll deadline may have been replaced).
+    pub fn still_owned(&self) -> GroupResult<bool> {
+        match std::fs::metadata(&self.path) {
+            Ok(m) => Ok(m.ino() == self.ino),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io("stat owner file", &self.path, e)),
+        }
+    }
+
+    fn record(&self, member: &str) -> GroupResult<()> {
+        self.file
+            .set_len(0)
+            .map_err(|e| io("truncate", &self.path, e))?;
+        self.file
+            .write_all_at(member.as_bytes(), 0)
+            .map_err(|e| io("write", &self.path, e))
+    }
+}
 
 /// Round-robin assignment, as Kafka's `RoundRobinAssignor`: all topic-partitions in order, dealt
 /// to the members (sorted by id) in turn, skipping members not subscribed to the topic. Every
@@ -301,9 +473,9 @@ mod tests {
     fn dead_members_are_noticed_and_owners_are_exclusive() {
         let dir = tempfile::tempdir().unwrap();
         let g = GroupDir::new(dir.path(), "g", true).unwrap();
-        let a = g.join(&m("a", &["t"])).unwrap();
-        let b = g.join(&m("b", &["t"])).unwrap();
-        assert!(g.join(&m("a", &["t"])).is_err(), "id in use");
+        let a = g.join(&m("a", &["t"]), None).unwrap();
+        let b = g.join(&m("b", &["t"]), None).unwrap();
+        assert!(g.join(&m("a", &["t"]), None).is_err(), "id in use");
         assert_eq!(g.live_members().unwrap().len(), 2);
         drop(a);
         assert_eq!(g.live_members().unwrap(), vec![m("b", &["t"])]);
