@@ -315,7 +315,7 @@ fn reduce_with_an_initializer_matches_the_built_in_aggregations() {
 }
 
 /// Count windows of `size` records starting every `step` records, per key, by brute force:
-/// (key, first ts, last ts + 1, sum) for complete windows.
+/// (key, smallest ts, largest ts, sum) for complete windows.
 fn count_windows_by_hand(
     readings: &[(&str, i64, f64)],
     size: usize,
@@ -331,7 +331,7 @@ fn count_windows_by_hand(
         while first + size <= rs.len() {
             let w = &rs[first..first + size];
             let start = w.iter().map(|r| r.0).min().unwrap();
-            let end = w.iter().map(|r| r.0).max().unwrap() + 1;
+            let end = w.iter().map(|r| r.0).max().unwrap();
             let name: String = serde_json::from_str(k).unwrap();
             out.push((name, start, end, w.iter().map(|r| r.1).sum()));
             first += step;
@@ -342,7 +342,7 @@ fn count_windows_by_hand(
 }
 
 #[test]
-fn count_windows_tumbling_and_hopping_match_a_brute_force_and_survive_a_restart() {
+fn count_windows_tumbling_hopping_and_sliding_match_a_brute_force_and_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let keys = ["\"a\"", "\"b\"", "\"c\""];
     let readings: Vec<(&str, i64, f64)> = (0..90i64)
@@ -360,7 +360,14 @@ fn count_windows_tumbling_and_hopping_match_a_brute_force_and_survive_a_restart(
         let hopping = a
             .topic::<Json<String>, Json<WindowResult<f64>>>("hopping")
             .unwrap();
+        let sliding = a
+            .topic::<Json<String>, Json<WindowResult<f64>>>("sliding")
+            .unwrap();
         let sdf = a.dataframe(&input);
+        sdf.sliding_count_window(3)
+            .sum(|r: &Reading| r.value)
+            .emit_final()
+            .to_topic(&sliding);
         sdf.tumbling_count_window(4)
             .sum(|r: &Reading| r.value)
             .emit_final()
@@ -376,8 +383,13 @@ fn count_windows_tumbling_and_hopping_match_a_brute_force_and_survive_a_restart(
     build(dir.path()).run_until_idle().unwrap();
     feed(dir.path(), 2, &readings[45..]);
     build(dir.path()).run_until_idle().unwrap();
-    for (topic, size, step) in [("tumbling", 4, 4), ("hopping", 5, 2)] {
-        let mut got: Vec<(String, i64, i64, f64)> = results::<f64>(dir.path(), topic)
+    for (topic, size, step) in [("tumbling", 4, 4), ("hopping", 5, 2), ("sliding", 3, 1)] {
+        let results = results::<f64>(dir.path(), topic);
+        assert!(
+            results.iter().all(|(_, r, ts)| *ts == r.end),
+            "a result's timestamp is its last record's"
+        );
+        let mut got: Vec<(String, i64, i64, f64)> = results
             .into_iter()
             .map(|(k, r, _)| (k, r.start, r.end, r.value))
             .collect();

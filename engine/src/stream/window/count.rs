@@ -4,8 +4,9 @@
 //! Invariants:
 //! - A key's n-th record (counting from 0 in its partition) opens a window when `n % step == 0`
 //!   and goes into every open window of the key; a window closes with its `size`-th record.
-//! - A result's `start` is the event time of the window's first record and `end` the event time of
-//!   its last record plus one, so `[start, end)` covers the records in event time.
+//! - A result's `start` is the smallest event time of the window's records and `end` the largest,
+//!   both included (Quix Streams' count windows). The stored window keeps `end` exclusive (largest
+//!   time + 1, the layout stores have always had); results subtract the one.
 //! - Per-key state (record count and open windows) lives in memory per partition, loaded from the
 //!   store when the operator first meets that store (by epoch) and written back before every
 //!   checkpoint under `b'w', op u16, b'C', record key` → JSON.
@@ -155,12 +156,11 @@ where
             w.start = w.start.min(ts);
             w.end = w.end.max(ts.saturating_add(1));
             if !emit_final || w.records == size {
-                results.push(result_message(
-                    entry.key.clone(),
-                    w.start,
-                    w.end,
-                    agg.result(&w.acc),
-                ));
+                let last = w.end.saturating_sub(1);
+                let mut result =
+                    result_message(entry.key.clone(), w.start, last, agg.result(&w.acc));
+                result.timestamp_ms = last;
+                results.push(result);
             }
         }
         entry.open.retain(|w| w.records < size);

@@ -168,9 +168,17 @@ where
     }
 
     /// Windows of `size` records per key, one after the other. Closing, grace, idle closing and
-    /// late records do not apply: a window is complete with its `size`-th record.
+    /// late records do not apply: a window is complete with its `size`-th record. A result's
+    /// `start` and `end` are the smallest and largest timestamps of its records, both included
+    /// (as Quix Streams reports them); its timestamp is `end`.
     pub fn tumbling_count_window(&self, size: u64) -> WindowSpec<K, V> {
         self.hopping_count_window(size, size)
+    }
+
+    /// Windows of the last `size` records per key, one ending with every record from the
+    /// `size`-th on (Quix Streams' `sliding_count_window`: a hopping count window of step 1).
+    pub fn sliding_count_window(&self, size: u64) -> WindowSpec<K, V> {
+        self.hopping_count_window(size, 1)
     }
 
     /// Windows of `size` records per key, a new one starting every `step` records (`step` is at
