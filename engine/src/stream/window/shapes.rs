@@ -1,7 +1,7 @@
 //! Which windows a record belongs to, for each kind of time window, and how it changes them.
 //!
-//! - Fixed (tumbling, hopping): epoch-aligned `[n·step, n·step + size)`; a record is added to
-//!   every open window containing it.
+//! - Fixed (tumbling, hopping): epoch-aligned `[n·step, n·step + size)`, none starting before 0
+//!   for a record at or after the epoch; a record is added to every open window containing it.
 //! - Sliding: one window `[t − size + 1, t + 1)` per distinct record time `t` of a key — the
 //!   `size` ms up to and including that record. A record is added to the open windows containing
 //!   it and opens its own; the own window starts from the key's buffered records in its range,
@@ -200,14 +200,16 @@ impl TimeWindows {
     }
 }
 
-/// Starts of the fixed windows containing `ts`, ascending.
+/// Starts of the fixed windows containing `ts`, ascending. No window of a record at or after the
+/// epoch starts before it (Kafka Streams and Quix Streams create none); records before the epoch,
+/// which Kafka refuses, keep their epoch-aligned windows.
 fn fixed_starts(size: i64, step: i64, ts: i64) -> impl Iterator<Item = i64> {
     let last = ts.div_euclid(step) * step;
     let count = (size + step - 1) / step;
     (0..count)
         .rev()
         .map(move |i| last - i * step)
-        .filter(move |s| s.saturating_add(size) > ts)
+        .filter(move |s| s.saturating_add(size) > ts && (*s >= 0 || ts < 0))
 }
 
 /// The accumulator of `records` in the order given (`None` when there are none).
@@ -239,7 +241,8 @@ mod tests {
         assert_eq!(starts(10, 10, -1), [-10]);
         assert_eq!(starts(10, 4, 9), [0, 4, 8]);
         assert_eq!(starts(10, 4, 12), [4, 8, 12]);
-        assert_eq!(starts(10, 4, 3), [-4, 0]);
+        assert_eq!(starts(10, 4, 3), [0], "no window starts before the epoch");
+        assert_eq!(starts(10, 4, -3), [-12, -8, -4]);
         for t in [-7i64, 0, 1, 5, 123_456] {
             assert_eq!(time_from(&time_bytes(t)), Some(t));
         }
