@@ -158,23 +158,22 @@ fn sessions_extend_merge_close_at_gap_plus_grace_and_survive_a_restart() {
     let readings = [
         (s, 0, 1.0),
         (s, 4_000, 2.0),  // within the gap: [0, 4 001)
-        (s, 10_000, 4.0), // new session; 4 000 + 5 s + 1 s = 10 000 closes the first
+        (s, 10_000, 4.0), // 6 s after: a new session; the first closes once stream time passes 10 s
         (t, 5_000, 1_000.0),
-        (t, 10_000, 2_000.0), // exactly a gap after 5 000: a session of its own
-        (s, 14_500, 8.0),     // extends [10 000, 14 501); closes t's first session (5 001 + 5 999)
-        (s, 24_000, 16.0),    // new session; closes t's second and [10 000, 14 501)
-        (s, 19_500, 32.0),    // joins 24 000's session
-        (s, 30_000, 64.0),    // closes [19 500, 24 001)
-        (s, 35_500, 128.0),
-        (s, 33_000, 256.0), // bridges [30 000, 30 001) and [35 500, 35 501): one session
-        (s, 2_000, 512.0),  // late
+        (t, 10_000, 2_000.0), // exactly a gap after 5 000: the same session [5 000, 10 001)
+        (s, 14_500, 8.0),     // extends [10 000, 14 501); closes s's first session
+        (s, 24_000, 16.0),    // new session; closes t's session and [10 000, 14 501)
+        (s, 19_500, 32.0),    // joins 24 000's session (the one it is a gap after has closed)
+        (s, 30_000, 64.0),    // a new session: [19 500, 24 001) is still open at 30 s
+        (s, 35_500, 128.0),   // closes [19 500, 24 001)
+        (s, 33_000, 256.0),   // bridges [30 000, 30 001) and [35 500, 35 501): one session
+        (s, 2_000, 512.0),    // late
         (s, 50_000, 1_024.0),
     ];
     let sessions = |st: &Stream<String, Reading>| st.session_window(ms(5_000), ms(1_000));
     let expected = vec![
         row("s", 0, 4_001, 2, 3.0),
-        row("t", 5_000, 5_001, 1, 1_000.0),
-        row("t", 10_000, 10_001, 1, 2_000.0),
+        row("t", 5_000, 10_001, 2, 3_000.0),
         row("s", 10_000, 14_501, 2, 12.0),
         row("s", 19_500, 24_001, 2, 48.0),
         row("s", 30_000, 35_501, 3, 448.0),
@@ -266,19 +265,21 @@ fn brute_force(
                 }
             } else {
                 let list = sessions.entry(key).or_default();
+                // Closed once stream time passes last + gap + grace; records at most a gap apart
+                // are one session.
                 let closed = |s: &Vec<(i64, f64)>| {
-                    s.iter().map(|r| r.0).max().unwrap() + gap + grace <= stream_time
+                    s.iter().map(|r| r.0).max().unwrap() + gap + grace < stream_time
                 };
                 let (near, far): (Vec<_>, Vec<_>) = list
                     .drain(..)
-                    .partition(|s| !closed(s) && s.iter().any(|r| (r.0 - ts).abs() < gap));
+                    .partition(|s| !closed(s) && s.iter().any(|r| (r.0 - ts).abs() <= gap));
                 let mut merged: Vec<(i64, f64)> = near.into_iter().flatten().collect();
                 merged.push((ts, value));
                 *list = far;
                 let last = merged.iter().map(|r| r.0).max().unwrap();
                 // A late record (its session alone would be closed) is dropped; it never has open
                 // sessions near it, since merging with one would keep it open.
-                if last + gap + grace > stream_time {
+                if last + gap + grace >= stream_time {
                     list.push(merged);
                 }
             }
@@ -302,7 +303,7 @@ fn brute_force(
                 for s in list {
                     let first = s.iter().map(|r| r.0).min().unwrap();
                     let last = s.iter().map(|r| r.0).max().unwrap();
-                    if last + gap + grace <= stream_time {
+                    if last + gap + grace < stream_time {
                         let sum = s.iter().map(|r| r.1).sum();
                         out.insert((key.to_string(), first), (last + 1, s.len() as u64, sum));
                     }

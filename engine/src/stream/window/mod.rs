@@ -135,9 +135,10 @@ where
         self.time_windows(shape, grace, Some(ValueCodec::new()))
     }
 
-    /// Sessions: a key's records less than `gap` apart form one window `[first, last + 1)`; a
-    /// session closes once stream time reaches `last + gap + grace`. A record between two
-    /// sessions merges them. A session keeps its records in state until it closes.
+    /// Sessions: a key's records at most `gap` apart form one window `[first, last + 1)` (Kafka
+    /// Streams' inactivity gap); a session closes once stream time passes `last + gap + grace`.
+    /// A record between two sessions merges them. A session keeps its records in state until it
+    /// closes.
     pub fn session_window(&self, gap: Duration, grace: Duration) -> WindowSpec<K, V>
     where
         V: Serialize + DeserializeOwned,

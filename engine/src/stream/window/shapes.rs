@@ -6,13 +6,15 @@
 //!   `size` ms up to and including that record. A record is added to the open windows containing
 //!   it and opens its own; the own window starts from the key's buffered records in its range,
 //!   so records are kept until no window can contain them any more.
-//! - Session: a key's records less than `gap` apart form one window `[first, last + 1)`; a record
-//!   can extend a session or merge several, whose result is then folded again from the buffered
-//!   records (so any aggregator works, not only mergeable ones).
+//! - Session: a key's records at most `gap` apart form one window `[first, last + 1)` (Kafka
+//!   Streams' inactivity gap, Quix Streams' "no more than the gap"); a record can extend a session
+//!   or merge several, whose result is then folded again from the buffered records (so any
+//!   aggregator works, not only mergeable ones).
 //!
 //! Closing is the same for all: window `[start, end)` closes when stream time ≥ `end + linger`,
-//! where linger is the grace (sessions: gap − 1 + grace, the time after its last record at which
-//! no record can join it any more). A record is late when every window it would join is closed.
+//! where linger is the grace (sessions: gap + grace, so that a session closes once stream time
+//! passes `last + gap + grace`, as in Kafka Streams). A record is late when every window it would
+//! join is closed.
 
 use super::aggregate::Aggregator;
 use super::partition::{Buffered, PartitionWindows};
@@ -25,7 +27,7 @@ pub(crate) enum Shape {
     Fixed { size_ms: i64, step_ms: i64 },
     /// One window of `size_ms` ending with each record.
     Sliding { size_ms: i64 },
-    /// Records less than `gap_ms` apart.
+    /// Records at most `gap_ms` apart.
     Session { gap_ms: i64 },
 }
 
@@ -60,7 +62,7 @@ impl TimeWindows {
     /// Window `[start, end)` closes when stream time ≥ `end + linger()`.
     pub fn linger(&self) -> i64 {
         match self.shape {
-            Shape::Session { gap_ms } => (gap_ms - 1).saturating_add(self.grace_ms),
+            Shape::Session { gap_ms } => gap_ms.saturating_add(self.grace_ms),
             _ => self.grace_ms,
         }
     }
@@ -150,8 +152,8 @@ impl TimeWindows {
                 let (mut start, mut end) = (ts, ts.saturating_add(1));
                 let mut touching = Vec::new();
                 for w in p.key(raw).map(|kw| &kw.windows[..]).unwrap_or_default() {
-                    if w.start.saturating_sub(gap_ms) < ts
-                        && ts < (w.end - 1).saturating_add(gap_ms)
+                    if w.start.saturating_sub(gap_ms) <= ts
+                        && ts <= (w.end - 1).saturating_add(gap_ms)
                     {
                         touching.push((w.start, w.end));
                         (start, end) = (start.min(w.start), end.max(w.end));
