@@ -54,8 +54,14 @@ fn rows(dir: &Path) -> Vec<Row> {
         .collect()
 }
 
+/// A time window's result row: `[start, end)`, timestamp `end − 1`.
 fn row(key: &str, start: i64, end: i64, count: u64, sum: f64) -> Row {
     (key.to_string(), start, end, count, sum, end - 1)
+}
+
+/// A sliding window's result row: `[start, end]` both included, timestamp `end`.
+fn slide(key: &str, start: i64, end: i64, count: u64, sum: f64) -> Row {
+    (key.to_string(), start, end, count, sum, end)
 }
 
 /// Runs `readings` through a fresh pipeline in two halves, restarting the application between
@@ -84,12 +90,12 @@ fn sliding_windows_one_per_record_time_with_grace_and_late_records() {
         (s, 0, 1.0),
         (s, 4_000, 2.0),
         (s, 9_999, 4.0),
-        (s, 10_000, 8.0),   // its window [1, 10 001) leaves out the record at 0
-        (s, 9_000, 16.0),   // out of order within grace: own window, and joins the two above
-        (s, 20_000, 32.0),  // closes every window ending by 18 000
-        (s, 3_000, 64.0),   // 3 000 + 10 s + 2 s ≤ 20 000: no window can take it — late
-        (s, 22_000, 128.0), // exactly end + grace of [10 001, 20 001): closes it
-        (s, 30_000, 256.0), // closes [12 001, 22 001)
+        (s, 10_000, 8.0), // its window [0, 10 000] holds the record exactly 10 s earlier
+        (s, 9_000, 16.0), // out of order within grace: own window, and joins the two above
+        (s, 20_000, 32.0), // closes every window ending by 17 999
+        (s, 3_000, 64.0), // its last window [3 000, 13 000] closed at 15 001: late
+        (s, 22_000, 128.0), // [10 000, 20 000] stays open until stream time 22 001
+        (s, 30_000, 256.0), // closes [10 000, 20 000] and [12 000, 22 000]
     ];
     let (got, late) = run_in_two_halves(&readings, 4, |st| {
         st.sliding_window(Duration::from_secs(10), Duration::from_secs(2))
@@ -97,16 +103,16 @@ fn sliding_windows_one_per_record_time_with_grace_and_late_records() {
     assert_eq!(
         got,
         vec![
-            row("s", -9_999, 1, 1, 1.0),
-            row("s", -5_999, 4_001, 2, 3.0),
-            row("s", -999, 9_001, 3, 19.0),
-            row("s", 0, 10_000, 4, 23.0),
-            row("s", 1, 10_001, 4, 30.0),
-            row("s", 10_001, 20_001, 1, 32.0),
-            row("s", 12_001, 22_001, 2, 160.0),
+            slide("s", -10_000, 0, 1, 1.0),
+            slide("s", -6_000, 4_000, 2, 3.0),
+            slide("s", -1_000, 9_000, 3, 19.0),
+            slide("s", -1, 9_999, 4, 23.0),
+            slide("s", 0, 10_000, 5, 31.0),
+            slide("s", 10_000, 20_000, 2, 40.0),
+            slide("s", 12_000, 22_000, 2, 160.0),
         ]
     );
-    assert_eq!(late, vec![(3_000, -6_999, 3_001)]);
+    assert_eq!(late, vec![(3_000, -7_000, 3_000)]);
 }
 
 #[test]
@@ -118,15 +124,18 @@ fn sliding_record_late_for_its_own_window_still_joins_open_ones() {
         (s, 11_000, 4.0),
         (s, 20_000, 0.0),
     ];
-    // No grace: [1 001, 11 001) closed at stream time 12 000, yet [2 001, 12 001) is open.
+    // No grace: [1 000, 11 000] closed at stream time 12 000, yet [2 000, 12 000] is open.
     let (got, late) = run_in_two_halves(&readings, 2, |st| {
         st.sliding_window(Duration::from_secs(10), Duration::ZERO)
     });
     assert_eq!(
         got,
-        vec![row("s", 1, 10_001, 1, 1.0), row("s", 2_001, 12_001, 3, 7.0)]
+        vec![
+            slide("s", 0, 10_000, 1, 1.0),
+            slide("s", 2_000, 12_000, 3, 7.0)
+        ]
     );
-    assert_eq!(late, vec![(11_000, 1_001, 11_001)]);
+    assert_eq!(late, vec![(11_000, 1_000, 11_000)]);
 }
 
 #[test]
@@ -134,8 +143,8 @@ fn sliding_keeps_a_record_until_the_last_window_that_can_hold_it_closes() {
     let s = "\"s\"";
     let readings = [
         (s, 0, 1.0),
-        (s, 11_999, 2.0), // stream time 0 + 10 s − 1 + 2 s grace
-        (s, 9_999, 4.0),  // [0, 10 000) is still open and includes the record at 0
+        (s, 12_000, 2.0), // stream time 0 + 10 s + 2 s grace
+        (s, 10_000, 4.0), // [0, 10 000] is still open and holds the record at 0
         (s, 30_000, 0.0),
     ];
     let (got, late) = run_in_two_halves(&readings, 2, |st| {
@@ -144,9 +153,9 @@ fn sliding_keeps_a_record_until_the_last_window_that_can_hold_it_closes() {
     assert_eq!(
         got,
         vec![
-            row("s", -9_999, 1, 1, 1.0),
-            row("s", 0, 10_000, 2, 5.0),
-            row("s", 2_000, 12_000, 2, 6.0),
+            slide("s", -10_000, 0, 1, 1.0),
+            slide("s", 0, 10_000, 2, 5.0),
+            slide("s", 2_000, 12_000, 2, 6.0),
         ]
     );
     assert!(late.is_empty());
@@ -254,7 +263,9 @@ fn brute_force(
         let mut own: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
         for (key, ts, value) in records.iter().map(|r| (r.0.as_str(), r.1, r.2)) {
             if let Some(size) = sliding {
-                if ts + size + grace > stream_time {
+                // Windows [t − size, t], both ends included: a record's last window is the one of
+                // a record `size` later, which closes once stream time reaches its end + grace.
+                if ts + size + 1 + grace > stream_time {
                     accepted
                         .entry(key)
                         .or_default()
@@ -292,10 +303,10 @@ fn brute_force(
                         continue; // still open at the end: not emitted
                     }
                     let inside = accepted[key].iter().filter(|(ts, _, before)| {
-                        t - size < *ts && *ts <= t && *before < t + 1 + grace
+                        t - size <= *ts && *ts <= t && *before < t + 1 + grace
                     });
                     let (count, sum) = inside.fold((0, 0.0), |(c, s), r| (c + 1, s + r.1));
-                    out.insert((key.to_string(), t - size + 1), (t + 1, count, sum));
+                    out.insert((key.to_string(), t - size), (t, count, sum));
                 }
             }
         } else {

@@ -98,7 +98,7 @@ where
             let open = p.key(ctx.raw_key).map(|kw| &kw.windows[..]);
             for w in open.unwrap_or_default() {
                 if assigned.updated.contains(&w.start) {
-                    results.push(result(&self.aggregator, w));
+                    results.push(result(&windows, &self.aggregator, w));
                 }
             }
         }
@@ -109,6 +109,7 @@ where
             &mut results,
         );
         if let Some((start, end)) = self.assigned.late {
+            let end = windows.reported_end(end);
             ctx.late_records += 1;
             tracing::warn!(
                 topic = ctx.topic,
@@ -160,18 +161,25 @@ where
         // Draining empties the scratch list whether or not the windows become results.
         let closed = self.closed.drain(..);
         if self.plan.emit == Emit::Final {
-            let agg = &self.aggregator;
-            results
-                .extend(closed.map(|w| result_message(w.key, w.start, w.end, agg.result(&w.acc))));
+            let (windows, agg) = (&self.plan.windows, &self.aggregator);
+            results.extend(closed.map(|w| {
+                let mut r = result_message(w.key, w.start, w.end, agg.result(&w.acc));
+                r.value.end = windows.reported_end(w.end);
+                r
+            }));
         }
     }
 }
 
+/// The result of open window `w`: timestamp `end − 1`, the end its kind reports.
 fn result<K: Clone, V, G: Aggregator<V>>(
+    windows: &TimeWindows,
     agg: &G,
     w: &Open<K, G::Acc>,
 ) -> Message<K, WindowResult<G::Out>> {
-    result_message(w.key.clone(), w.start, w.end, agg.result(&w.acc))
+    let mut r = result_message(w.key.clone(), w.start, w.end, agg.result(&w.acc));
+    r.value.end = windows.reported_end(w.end);
+    r
 }
 
 impl<K, V, G> Operator for WindowOperator<K, V, G>

@@ -379,6 +379,17 @@ where
         }
         for (k, v) in store.scan_prefix(&state_prefix(op, b'W')).map_err(fatal)? {
             let window = parse_window_key(&k).map_err(|e| corrupt(store, &k, "key", e))?;
+            if let Some(span) = record_span {
+                // A sliding window spans `size + 1` ms (`record_span`); one `size` long was
+                // written by an eddy whose windows left out the record `size` earlier.
+                let saturated = window.start == i64::MIN || window.end == i64::MAX;
+                if !saturated && window.end.saturating_sub(window.start) != span {
+                    return Err(corrupt(store, &k, "bounds", format!(
+                        "sliding window [{}, {}) is not {span} ms long: written by an eddy whose                          sliding windows were [t − size + 1, t]; close its windows with that                          version first",
+                        window.start, window.end
+                    )));
+                }
+            }
             let (key, acc) =
                 window_codec::decode(&v).map_err(|e| corrupt(store, &k, "window", e))?;
             let raw = window.raw;

@@ -2,10 +2,12 @@
 //!
 //! - Fixed (tumbling, hopping): epoch-aligned `[n·step, n·step + size)`, none starting before 0
 //!   for a record at or after the epoch; a record is added to every open window containing it.
-//! - Sliding: one window `[t − size + 1, t + 1)` per distinct record time `t` of a key — the
-//!   `size` ms up to and including that record. A record is added to the open windows containing
-//!   it and opens its own; the own window starts from the key's buffered records in its range,
-//!   so records are kept until no window can contain them any more.
+//! - Sliding: one window per distinct record time `t` of a key holding the records in
+//!   `[t − size, t]`, both ends included (Kafka Streams' `SlidingWindows`, Quix Streams'
+//!   sliding windows), kept as `[t − size, t + 1)` and reported as start `t − size`, end `t`. A
+//!   record is added to the open windows containing it and opens its own; the own window starts
+//!   from the key's buffered records in its range, so records are kept until no window can
+//!   contain them any more.
 //! - Session: a key's records at most `gap` apart form one window `[first, last + 1)` (Kafka
 //!   Streams' inactivity gap, Quix Streams' "no more than the gap"); a record can extend a session
 //!   or merge several, whose result is then folded again from the buffered records (so any
@@ -67,11 +69,22 @@ impl TimeWindows {
         }
     }
 
-    /// How long after its time a buffered record may still be needed (sliding windows).
+    /// How long after its time a buffered record may still be needed (sliding windows): until
+    /// the end of the last window that holds it, the one of a record `size` later.
     pub fn record_span(&self) -> Option<i64> {
         match self.shape {
-            Shape::Sliding { size_ms } => Some(size_ms),
+            Shape::Sliding { size_ms } => Some(size_ms.saturating_add(1)),
             _ => None,
+        }
+    }
+
+    /// The `end` a result reports for window `[start, end)`: sliding windows report the time of
+    /// the record that ends them (included, as Kafka Streams and Quix Streams do); the others
+    /// their exclusive end.
+    pub fn reported_end(&self, end: i64) -> i64 {
+        match self.shape {
+            Shape::Sliding { .. } => end.saturating_sub(1),
+            _ => end,
         }
     }
 
@@ -121,13 +134,15 @@ impl TimeWindows {
                 }
             }
             Shape::Sliding { size_ms } => {
-                let (start, end) = (ts.saturating_sub(size_ms - 1), ts.saturating_add(1));
-                if closed(ts.saturating_add(size_ms)) {
+                let (start, end) = (ts.saturating_sub(size_ms), ts.saturating_add(1));
+                // The last window that can hold a record is the one of a record `size` later.
+                let last_end = |t: i64| t.saturating_add(size_ms).saturating_add(1);
+                if closed(last_end(ts)) {
                     out.late = Some((start, end)); // every window containing it has closed
                     return;
                 }
                 let kw = p.key_mut(raw);
-                kw.drop_records(|r| closed(r.ts.saturating_add(size_ms)));
+                kw.drop_records(|r| closed(last_end(r.ts)));
                 kw.buffer(Buffered {
                     ts,
                     order,
@@ -146,7 +161,7 @@ impl TimeWindows {
                         out.updated.push(start);
                     }
                 }
-                p.expire_records_at(raw, ts.saturating_add(size_ms));
+                p.expire_records_at(raw, last_end(ts));
             }
             Shape::Session { gap_ms } => {
                 let (mut start, mut end) = (ts, ts.saturating_add(1));
@@ -257,15 +272,15 @@ mod tests {
             shape: Shape::Session { gap_ms: 10 },
             grace_ms: 5,
         };
-        // A session whose last record is at 100 (end 101) takes records before 110 and closes
-        // when stream time reaches 115.
-        assert_eq!(101 + session.linger(), 115);
+        // A session whose last record is at 100 (end 101) takes records up to 110 and closes
+        // once stream time passes 115.
+        assert_eq!(101 + session.linger(), 116);
         assert_eq!(session.record_span(), None);
         let sliding = TimeWindows {
             shape: Shape::Sliding { size_ms: 10 },
             grace_ms: 5,
         };
         assert_eq!(sliding.linger(), 5);
-        assert_eq!(sliding.record_span(), Some(10));
+        assert_eq!(sliding.record_span(), Some(11));
     }
 }
