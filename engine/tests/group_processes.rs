@@ -295,7 +295,11 @@ fn a_stopped_member_process_loses_its_partitions_and_rejoins_when_continued() {
     wait_for("the first member's commits", || {
         committed_everywhere(&log, 10)
     });
-    assert_eq!(rx_a.try_iter().count(), 20);
+    // Printed before committed, but read from its stdout by another thread: wait for all 20.
+    for _ in 0..20 {
+        rx_a.recv_timeout(Duration::from_secs(20))
+            .expect("the first member's records");
+    }
 
     // Stopped (as by a debugger or SIGSTOP), it keeps its locks but polls no more.
     signal(&a, "-STOP");
