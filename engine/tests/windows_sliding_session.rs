@@ -464,3 +464,37 @@ fn closed_windows_and_expired_records_leave_state_and_changelog() {
         assert!(tombstones > 0, "windows saved by the first run are deleted");
     }
 }
+
+#[test]
+fn sliding_state_written_with_the_earlier_bounds_is_refused_not_misread() {
+    let dir = tempfile::tempdir().unwrap();
+    let sliding = |st: &Stream<String, Reading>| st.sliding_window(secs(10), secs(1));
+    feed(dir.path(), 1, &[("\"s\"", 1_000, 1.0)]);
+    pipeline(dir.path(), Rc::default(), false, sliding)
+        .run_until_idle()
+        .unwrap();
+    // A window of the record at 5 s as an earlier eddy kept it, [−4 999, 5 001): 10 s long
+    // where windows are now 10 s + 1 ms. It reaches the store through the changelog.
+    let time = |t: i64| ((t as u64) ^ (1 << 63)).to_be_bytes();
+    let mut key = vec![b'w', 0, 0, b'W'];
+    key.extend_from_slice(&time(5_001));
+    key.extend_from_slice(&time(-4_999));
+    key.extend_from_slice(b"\"s\"");
+    let log = eddy::Log::open(dir.path()).unwrap();
+    log.topic("w-readings-changelog")
+        .unwrap()
+        .writer(0)
+        .unwrap()
+        .append(&[eddy::Record::keyed(key, r#"["s",[1,5.0]]"#)])
+        .unwrap();
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    feed(dir.path(), 1, &[("\"s\"", 6_000, 2.0)]);
+    let error = pipeline(dir.path(), Rc::default(), false, sliding)
+        .run_until_idle()
+        .expect_err("the earlier window is refused")
+        .to_string();
+    assert!(
+        error.contains("sliding window [-4999, 5001)") && error.contains("t − size + 1"),
+        "{error}"
+    );
+}
