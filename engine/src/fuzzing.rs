@@ -130,6 +130,19 @@ fn edit_log(bytes: &mut Vec<u8>, input: &mut Bytes<'_>) -> bool {
     resealed
 }
 
+/// Applies edits from `input` to `bytes`: `(at u16, value u8)` pairs, each overwriting a byte, or
+/// cutting the file there when the value is 0xff.
+fn overwrite_or_cut(bytes: &mut Vec<u8>, input: &mut Bytes<'_>) {
+    while !input.is_empty() {
+        let (at, value) = (usize::from(input.u16()), input.u8());
+        match bytes.len() {
+            0 => break,
+            len if value == 0xff => bytes.truncate(at % len),
+            len => bytes[at % len] = value,
+        }
+    }
+}
+
 /// Rewrites the CRC of every batch whose header parses, walking batch by batch.
 fn reseal_crcs(bytes: &mut [u8]) {
     let mut at = 0;
@@ -407,14 +420,7 @@ pub fn indexes(data: &[u8]) {
     if mode & 1 == 0 {
         bytes.extend_from_slice(input.0);
     } else {
-        while !input.is_empty() {
-            let (at, value) = (usize::from(input.u16()), input.u8());
-            match bytes.len() {
-                0 => break,
-                len if value == 0xff => bytes.truncate(at % len),
-                len => bytes[at % len] = value,
-            }
-        }
+        overwrite_or_cut(&mut bytes, &mut input);
     }
     fs::write(target, &bytes).expect("index writes");
     check_reads(w, target, data);
@@ -546,14 +552,7 @@ pub fn offsets_file(data: &[u8]) {
                 .expect("commit to a fresh file");
         }
         let mut bytes = fs::read(&path).expect("offsets reads");
-        while !input.is_empty() {
-            let (at, value) = (usize::from(input.u16()), input.u8());
-            match bytes.len() {
-                0 => break,
-                len if value == 0xff => bytes.truncate(at % len),
-                len => bytes[at % len] = value,
-            }
-        }
+        overwrite_or_cut(&mut bytes, &mut input);
         fs::write(&path, &bytes).expect("offsets writes");
     }
     let mut file = OffsetsFile::default();

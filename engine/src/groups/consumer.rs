@@ -169,15 +169,18 @@ impl Consumer {
         self.revoke_all()?;
         self.member = None;
         self.topics = topics.iter().map(|t| (*t).to_owned()).collect();
-        let deadline = self.poll_deadline_ms();
-        self.member = Some(self.group.join(
-            &MemberInfo {
-                id: self.member_id.clone(),
-                topics: self.topics.clone(),
-            },
-            deadline,
-        )?);
+        self.join()?;
         self.members_seen = None;
+        Ok(())
+    }
+
+    /// Registers this member for its topics, with a lease when it has a poll deadline.
+    fn join(&mut self) -> GroupResult<()> {
+        let info = MemberInfo {
+            id: self.member_id.clone(),
+            topics: self.topics.clone(),
+        };
+        self.member = Some(self.group.join(&info, self.poll_deadline_ms())?);
         Ok(())
     }
 
@@ -355,14 +358,7 @@ impl Consumer {
     pub fn poll(&mut self, timeout: Duration) -> GroupResult<Vec<PolledBatch>> {
         self.check_poll_interval()?;
         if std::mem::take(&mut self.rejoin) {
-            let deadline = self.poll_deadline_ms();
-            self.member = Some(self.group.join(
-                &MemberInfo {
-                    id: self.member_id.clone(),
-                    topics: self.topics.clone(),
-                },
-                deadline,
-            )?);
+            self.join()?;
         } else if let (Some(member), Some(deadline)) = (&self.member, self.poll_deadline_ms()) {
             member.renew_lease(deadline)?;
         }

@@ -265,14 +265,15 @@ impl PartitionReader {
     /// The tail to read up to: the published one when it is exact, else the end of the intact
     /// batches, found once and kept while no appender opens.
     fn current_tail(&self) -> LogResult<Tail> {
-        let appender_open = self.appender_open()?;
+        // The lock is probed only when the tail alone does not say it is exact.
+        let exact_alone = self.tail.closed_cleanly() || self.lock.is_none();
+        let appender_open = !exact_alone && self.appender_open()?;
         let published = self.tail.read(if appender_open {
             STUCK_PUBLISH
         } else {
             Duration::ZERO
         });
-        let exact = self.tail.closed_cleanly() || self.lock.is_none() || appender_open;
-        if let (true, Some(published)) = (exact, published) {
+        if let (true, Some(published)) = (exact_alone || appender_open, published) {
             self.found_tail.set(None);
             return Ok(published);
         }
