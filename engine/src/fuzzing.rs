@@ -589,7 +589,9 @@ pub fn window_state(data: &[u8]) {
             let _ = codec::decode::<SavedRecords>(value);
         }
         Some(b'M') => {
-            let _ = codec::decode::<(i64, u64)>(value);
+            if let Ok(meta) = codec::Meta::decode(value) {
+                assert_eq!(codec::Meta::decode(&meta.encode()), Ok(meta));
+            }
         }
         _ => {
             let _ = codec::entry_record_key(key);

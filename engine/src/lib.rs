@@ -115,6 +115,6 @@ pub use state::{
 pub use stream::window::aggregate;
 #[cfg(feature = "streams")]
 pub use stream::{
-    Bincode, Bytes, Emit, ErrorPolicy, Format, Json, Message, Str, Stream, StreamError,
+    Bincode, Bytes, Closing, Emit, ErrorPolicy, Format, Json, Message, Str, Stream, StreamError,
     StreamResult, StreamTopic, TimestampExtractor, WindowResult, WindowSpec, Windowed,
 };

@@ -8,9 +8,15 @@
 //! |---|---|---|
 //! | `W` a time window | end, start, record key | `[key, accumulator]` |
 //! | `B` buffered records | record key | `[[timestamp, arrival order, value], ...]` |
-//! | `M` partition meta | — | `[stream time, arrival counter]` |
+//! | `M` partition meta | — | `[stream time, arrival counter, key time floor]` |
+//! | `T` a key's stream time (closing by key) | record key | the time |
 //! | `C` count windows | record key | `{"key", "seen", "open": [...]}` |
 //! | `N` operator name | — | the name, UTF-8 |
+//!
+//! The key time floor is the stream time that a key without a `T` entry starts from: the
+//! partition's stream time when the state was last written with windows closing by partition
+//! (whose keys had no times of their own), `i64::MIN` in state only ever closed by key. Meta
+//! written before key closing existed has two elements and reads with floor = stream time.
 //!
 //! Invariant: decoding trusts nothing it reads. A key of the wrong length, bytes that are not the
 //! expected JSON, or a window whose bounds could not have been written (start after end) are
@@ -96,6 +102,57 @@ pub(crate) fn decode<T: DeserializeOwned>(value: &[u8]) -> Result<T, String> {
     serde_json::from_slice(value).map_err(|e| e.to_string())
 }
 
+/// The partition meta of a `M` entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Meta {
+    /// The partition's stream time: its largest record time (`i64::MIN` before any).
+    pub stream_time: i64,
+    /// The arrival counter: the next record's order.
+    pub order: u64,
+    /// The stream time of a key without a stored time of its own.
+    pub key_time_floor: i64,
+}
+
+impl Meta {
+    /// The stored form: `[stream time, arrival counter, key time floor]`.
+    pub fn encode(&self) -> Vec<u8> {
+        let Meta {
+            stream_time,
+            order,
+            key_time_floor,
+        } = *self;
+        // Three integers: serialising them cannot fail.
+        serde_json::to_vec(&(stream_time, order, key_time_floor)).unwrap_or_default()
+    }
+
+    /// Reads a stored `M` value, three elements or the earlier two.
+    pub fn decode(value: &[u8]) -> Result<Meta, String> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Current(i64, u64, i64),
+            Earlier(i64, u64),
+        }
+        Ok(match decode::<Stored>(value)? {
+            Stored::Current(stream_time, order, key_time_floor) => Meta {
+                stream_time,
+                order,
+                key_time_floor,
+            },
+            Stored::Earlier(stream_time, order) => Meta {
+                stream_time,
+                order,
+                key_time_floor: stream_time,
+            },
+        })
+    }
+}
+
+/// The store key of the stream time of record key `raw` of operator `op` (closing by key).
+pub(crate) fn key_time_key(op: u16, raw: &[u8]) -> Vec<u8> {
+    keyed_entry(op, b'T', raw)
+}
+
 /// Buffered records of one record key: `(timestamp, arrival order, value)`.
 pub(crate) type SavedRecords = Vec<(i64, u64, serde_json::Value)>;
 
@@ -135,5 +192,23 @@ mod tests {
         );
         assert!(parse_window_key(&window_key(0, i64::MIN, i64::MIN, b"")).is_err());
         assert!(entry_record_key(b"wx").is_err());
+    }
+
+    #[test]
+    fn meta_reads_back_and_earlier_meta_takes_its_stream_time_as_the_key_floor() {
+        let meta = Meta {
+            stream_time: -3,
+            order: 9,
+            key_time_floor: i64::MIN,
+        };
+        assert_eq!(Meta::decode(&meta.encode()), Ok(meta));
+        let earlier = Meta::decode(b"[1500,7]").unwrap();
+        assert_eq!((earlier.stream_time, earlier.key_time_floor), (1500, 1500));
+        assert!(Meta::decode(b"[1500]").is_err());
+        assert!(Meta::decode(b"[1,2,3,4]").is_err());
+        assert!(
+            Meta::decode(b"[1,-2,3]").is_err(),
+            "a negative arrival counter"
+        );
     }
 }

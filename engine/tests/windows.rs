@@ -6,7 +6,7 @@ mod common;
 mod window_common;
 use common::*;
 use eddy::aggregate::{By, Count, Max, Mean, Min};
-use eddy::{Application, Json, Log, WindowResult};
+use eddy::{Application, Closing, Json, Log, WindowResult};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::path::Path;
@@ -16,6 +16,15 @@ use window_common::*;
 
 /// The sensor pipeline: 10 s tumbling windows, 1 s grace, count/min/max/mean, final.
 fn sensor_app(dir: &Path, late: Rc<RefCell<Vec<(i64, i64, i64)>>>) -> Application {
+    sensor_app_closing(dir, late, Closing::default())
+}
+
+/// [`sensor_app`] with windows closing by `closing`.
+fn sensor_app_closing(
+    dir: &Path,
+    late: Rc<RefCell<Vec<(i64, i64, i64)>>>,
+    closing: Closing,
+) -> Application {
     let app = app(dir);
     let input = app
         .topic::<Json<String>, Json<Reading>>("readings")
@@ -28,6 +37,7 @@ fn sensor_app(dir: &Path, late: Rc<RefCell<Vec<(i64, i64, i64)>>>) -> Applicatio
     let v = |r: &Reading| r.value;
     app.dataframe(&input)
         .tumbling_window(secs(10), secs(1))
+        .closing(closing)
         .on_late(move |m, start, end| late.borrow_mut().push((m.value.ts, start, end)))
         .late_topic(&late_out)
         .aggregate((Count, Min(v), Max(v), Mean(v)))
@@ -36,8 +46,17 @@ fn sensor_app(dir: &Path, late: Rc<RefCell<Vec<(i64, i64, i64)>>>) -> Applicatio
     app
 }
 
+/// With one key, closing by key and by partition are the same.
+const BOTH: [Closing; 2] = [Closing::Key, Closing::Partition];
+
 #[test]
 fn tumbling_final_windows_at_their_boundaries_with_grace_and_late_records() {
+    for closing in BOTH {
+        tumbling_boundaries(closing);
+    }
+}
+
+fn tumbling_boundaries(closing: Closing) {
     let dir = tempfile::tempdir().unwrap();
     // Keys are JSON strings here ("\"s1\"").
     feed(
@@ -56,7 +75,7 @@ fn tumbling_final_windows_at_their_boundaries_with_grace_and_late_records() {
         ],
     );
     let late = Rc::new(RefCell::new(Vec::new()));
-    let mut a = sensor_app(dir.path(), late.clone());
+    let mut a = sensor_app_closing(dir.path(), late.clone(), closing);
     a.run_until_idle().unwrap();
     let got = results::<Stats>(dir.path(), "agg");
     assert_eq!(
@@ -80,7 +99,8 @@ fn tumbling_final_windows_at_their_boundaries_with_grace_and_late_records() {
                 },
                 19_999
             ),
-        ]
+        ],
+        "closing by {closing}"
     );
     assert_eq!(a.metrics().late_records, 1);
     assert_eq!(*late.borrow(), vec![(9_800, 0, 10_000)]);
@@ -90,6 +110,12 @@ fn tumbling_final_windows_at_their_boundaries_with_grace_and_late_records() {
 
 #[test]
 fn open_windows_and_stream_time_survive_a_restart() {
+    for closing in BOTH {
+        restart_keeps_windows_and_stream_time(closing);
+    }
+}
+
+fn restart_keeps_windows_and_stream_time(closing: Closing) {
     let dir = tempfile::tempdir().unwrap();
     feed(
         dir.path(),
@@ -97,7 +123,7 @@ fn open_windows_and_stream_time_survive_a_restart() {
         &[("\"s1\"", 1_000, 1.0), ("\"s1\"", 12_500, 2.0)],
     );
     let late = Rc::new(RefCell::new(Vec::new()));
-    sensor_app(dir.path(), late.clone())
+    sensor_app_closing(dir.path(), late.clone(), closing)
         .run_until_idle()
         .unwrap();
     assert_eq!(
@@ -115,7 +141,7 @@ fn open_windows_and_stream_time_survive_a_restart() {
             ("\"s1\"", 40_000, 0.0),
         ],
     );
-    let mut a = sensor_app(dir.path(), late.clone());
+    let mut a = sensor_app_closing(dir.path(), late.clone(), closing);
     a.run_until_idle().unwrap();
     let got = results::<Stats>(dir.path(), "agg");
     assert_eq!(got.len(), 2, "[40 s, 50 s) is still open");
@@ -132,12 +158,21 @@ fn open_windows_and_stream_time_survive_a_restart() {
 
 #[test]
 fn hopping_windows_current_emission_and_several_keys_and_partitions() {
+    for closing in BOTH {
+        hopping_several_keys(closing);
+    }
+}
+
+fn hopping_several_keys(closing: Closing) {
     let dir = tempfile::tempdir().unwrap();
     let mut readings = Vec::new();
     let keys = ["\"a\"", "\"b\"", "\"c\"", "\"d\""];
     for i in 0..40i64 {
         readings.push((keys[(i % 4) as usize], i * 1_000, i as f64));
     }
+    // Key b stops early: closing by key its last windows stay open, closing by partition the
+    // records of a key in its partition close them.
+    readings.retain(|(k, ts, _)| *k != "\"b\"" || *ts < 20_000);
     feed(dir.path(), 3, &readings);
     let a = app(dir.path());
     let input = a
@@ -152,49 +187,63 @@ fn hopping_windows_current_emission_and_several_keys_and_partitions() {
         .unwrap();
     let sdf = a.dataframe(&input);
     sdf.hopping_window(secs(10), secs(5), secs(0))
+        .closing(closing)
         .count()
         .emit_final()
         .to_topic(&hop);
     sdf.tumbling_window(secs(10), secs(0))
+        .closing(closing)
         .last(By::EventTime)
         .emit_current()
         .to_topic(&cur);
     let mut a = a;
     a.run_until_idle().unwrap();
     // Expected by brute force: per key, every hopping window [5k, 5k+10 s), k ≥ 0 (none starts
-    // before the epoch), closed by its partition's stream time.
+    // before the epoch), closed by its key's or its partition's stream time.
     let log = Log::open(dir.path()).unwrap();
     let topic = log.topic("readings").unwrap();
-    let mut expected = Vec::new();
-    for key in keys {
-        let p = topic.partition_for(Some(key.as_bytes()));
-        let stream_time = readings
-            .iter()
-            .filter(|(k, _, _)| topic.partition_for(Some(k.as_bytes())) == p)
-            .map(|r| r.1)
-            .max()
-            .unwrap();
-        for start in (0..40_000).step_by(5_000) {
-            let n = readings
+    let expected_by = |closing: Closing| {
+        let mut expected = Vec::new();
+        for key in keys {
+            let p = topic.partition_for(Some(key.as_bytes()));
+            let stream_time = readings
                 .iter()
-                .filter(|(k, ts, _)| k == &key && *ts >= start && *ts < start + 10_000)
-                .count() as u64;
-            if n > 0 && start + 10_000 <= stream_time {
-                let name: String = serde_json::from_str(key).unwrap();
-                expected.push((name, start, n));
+                .filter(|(k, _, _)| match closing {
+                    Closing::Key => k == &key,
+                    Closing::Partition => topic.partition_for(Some(k.as_bytes())) == p,
+                })
+                .map(|r| r.1)
+                .max()
+                .unwrap();
+            for start in (0..40_000).step_by(5_000) {
+                let n = readings
+                    .iter()
+                    .filter(|(k, ts, _)| k == &key && *ts >= start && *ts < start + 10_000)
+                    .count() as u64;
+                if n > 0 && start + 10_000 <= stream_time {
+                    let name: String = serde_json::from_str(key).unwrap();
+                    expected.push((name, start, n));
+                }
             }
         }
-    }
+        expected.sort();
+        expected
+    };
+    assert_ne!(
+        expected_by(Closing::Key),
+        expected_by(Closing::Partition),
+        "the input tells the strategies apart"
+    );
+    let expected = expected_by(closing);
     let mut got: Vec<(String, i64, u64)> = results::<u64>(dir.path(), "hop")
         .into_iter()
         .map(|(k, r, _)| (k, r.start, r.value))
         .collect();
     got.sort();
-    expected.sort();
-    assert_eq!(got, expected);
+    assert_eq!(got, expected, "closing by {closing}");
     // Current emission: one result per record, the window's last value so far.
     let cur = results::<Reading>(dir.path(), "cur");
-    assert_eq!(cur.len(), 40);
+    assert_eq!(cur.len(), readings.len());
     for (_, r, _) in &cur {
         assert!(r.value.ts >= r.start && r.value.ts < r.end);
     }

@@ -1,87 +1,16 @@
 //! Sliding and session windows against hand-computed expectations (boundaries, grace, late
-//! records, merging sessions, restarts in the middle) and against a brute force over random
-//! out-of-order input on several keys and partitions.
+//! records, merging sessions, restarts in the middle), closing by key and by partition, and
+//! against a brute force over random out-of-order input on several keys and partitions.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;
 mod window_common;
-use eddy::aggregate::{Count, Sum};
-use eddy::{Application, Json, Stream, WindowResult, WindowSpec};
-use std::cell::RefCell;
+use eddy::{Closing, Stream, WindowSpec};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
 use window_common::*;
-
-type Late = Rc<RefCell<Vec<(i64, i64, i64)>>>;
-/// (key, start, end, count, sum, result timestamp)
-type Row = (String, i64, i64, u64, f64, i64);
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// Readings of `dir` → windows chosen by `windows` → (count, sum of values) → topic `agg`.
-fn pipeline(
-    dir: &Path,
-    late: Late,
-    current: bool,
-    windows: impl FnOnce(&Stream<String, Reading>) -> WindowSpec<String, Reading>,
-) -> Application {
-    let app = app(dir);
-    let input = app
-        .topic::<Json<String>, Json<Reading>>("readings")
-        .unwrap()
-        .with_timestamp(|r, _| r.ts);
-    let out = app
-        .topic::<Json<String>, Json<WindowResult<(u64, f64)>>>("agg")
-        .unwrap();
-    let aggregated = windows(&app.dataframe(&input))
-        .on_late(move |m, start, end| late.borrow_mut().push((m.value.ts, start, end)))
-        .aggregate((Count, Sum(|r: &Reading| r.value)));
-    match current {
-        true => aggregated.emit_current().to_topic(&out),
-        false => aggregated.emit_final().to_topic(&out),
-    };
-    app
-}
-
-fn rows(dir: &Path) -> Vec<Row> {
-    results::<(u64, f64)>(dir, "agg")
-        .into_iter()
-        .map(|(k, w, ts)| (k, w.start, w.end, w.value.0, w.value.1, ts))
-        .collect()
-}
-
-/// A time window's result row: `[start, end)`, timestamp `end − 1`.
-fn row(key: &str, start: i64, end: i64, count: u64, sum: f64) -> Row {
-    (key.to_string(), start, end, count, sum, end - 1)
-}
-
-/// A sliding window's result row: `[start, end]` both included, timestamp `end`.
-fn slide(key: &str, start: i64, end: i64, count: u64, sum: f64) -> Row {
-    (key.to_string(), start, end, count, sum, end)
-}
-
-/// Runs `readings` through a fresh pipeline in two halves, restarting the application between
-/// them, and returns the results and the late records.
-fn run_in_two_halves(
-    readings: &[(&str, i64, f64)],
-    split: usize,
-    windows: impl Fn(&Stream<String, Reading>) -> WindowSpec<String, Reading>,
-) -> (Vec<Row>, Vec<(i64, i64, i64)>) {
-    let dir = tempfile::tempdir().unwrap();
-    let late: Late = Rc::default();
-    for half in [&readings[..split], &readings[split..]] {
-        feed(dir.path(), 1, half);
-        pipeline(dir.path(), late.clone(), false, &windows)
-            .run_until_idle()
-            .unwrap();
-    }
-    let late = late.borrow().clone();
-    (rows(dir.path()), late)
-}
 
 #[test]
 fn sliding_windows_one_per_record_time_with_grace_and_late_records() {
@@ -97,7 +26,7 @@ fn sliding_windows_one_per_record_time_with_grace_and_late_records() {
         (s, 22_000, 128.0), // [10 000, 20 000] stays open until stream time 22 001
         (s, 30_000, 256.0), // closes [10 000, 20 000] and [12 000, 22 000]
     ];
-    let (got, late) = run_in_two_halves(&readings, 4, |st| {
+    let (got, late) = run_both_ways(&readings, 4, |st| {
         st.sliding_window(Duration::from_secs(10), Duration::from_secs(2))
     });
     assert_eq!(
@@ -125,7 +54,7 @@ fn sliding_record_late_for_its_own_window_still_joins_open_ones() {
         (s, 20_000, 0.0),
     ];
     // No grace: [1 000, 11 000] closed at stream time 12 000, yet [2 000, 12 000] is open.
-    let (got, late) = run_in_two_halves(&readings, 2, |st| {
+    let (got, late) = run_both_ways(&readings, 2, |st| {
         st.sliding_window(Duration::from_secs(10), Duration::ZERO)
     });
     assert_eq!(
@@ -147,7 +76,7 @@ fn sliding_keeps_a_record_until_the_last_window_that_can_hold_it_closes() {
         (s, 10_000, 4.0), // [0, 10 000] is still open and holds the record at 0
         (s, 30_000, 0.0),
     ];
-    let (got, late) = run_in_two_halves(&readings, 2, |st| {
+    let (got, late) = run_both_ways(&readings, 2, |st| {
         st.sliding_window(Duration::from_secs(10), Duration::from_secs(2))
     });
     assert_eq!(
@@ -179,18 +108,28 @@ fn sessions_extend_merge_close_at_gap_plus_grace_and_survive_a_restart() {
         (s, 2_000, 512.0),    // late
         (s, 50_000, 1_024.0),
     ];
-    let sessions = |st: &Stream<String, Reading>| st.session_window(ms(5_000), ms(1_000));
-    let expected = vec![
+    let mut expected = vec![
         row("s", 0, 4_001, 2, 3.0),
         row("t", 5_000, 10_001, 2, 3_000.0),
         row("s", 10_000, 14_501, 2, 12.0),
         row("s", 19_500, 24_001, 2, 48.0),
         row("s", 30_000, 35_501, 3, 448.0),
     ];
-    for split in [5, 6, 10, 11] {
-        let (got, late) = run_in_two_halves(&readings, split, sessions);
-        assert_eq!(got, expected, "restarted after {split} readings");
-        assert_eq!(late, vec![(2_000, 2_000, 2_001)]);
+    for closing in [Closing::Partition, Closing::Key] {
+        if closing == Closing::Key {
+            // t has no record after its session: only s's records move s's time.
+            expected.retain(|r| r.0 != "t");
+        }
+        let sessions =
+            |st: &Stream<String, Reading>| st.session_window(ms(5_000), ms(1_000)).closing(closing);
+        for split in [5, 6, 10, 11] {
+            let (got, late) = run_in_two_halves(&readings, split, sessions);
+            assert_eq!(
+                got, expected,
+                "by {closing}, restarted after {split} readings"
+            );
+            assert_eq!(late, vec![(2_000, 2_000, 2_001)]);
+        }
     }
 }
 
@@ -241,21 +180,22 @@ fn random_readings(n: usize, keys: usize, seed: u64) -> Vec<(String, i64, f64)> 
         .collect()
 }
 
-/// Window results per partition computed the obvious way: per record, stream time before it, the
-/// windows it would join, and which of those closed.
+/// Window results computed the obvious way, per group of keys sharing a stream time (a
+/// partition when closing by partition, a key when closing by key): per record, stream time
+/// before it, the windows it would join, and which of those closed.
 fn brute_force(
     readings: &[(String, i64, f64)],
-    partition_of: impl Fn(&str) -> u32,
+    clock_of: impl Fn(&str) -> String,
     sliding: Option<i64>,
     gap: i64,
     grace: i64,
 ) -> BTreeMap<(String, i64), (i64, u64, f64)> {
-    let mut by_partition: BTreeMap<u32, Vec<&(String, i64, f64)>> = BTreeMap::new();
+    let mut by_clock: BTreeMap<String, Vec<&(String, i64, f64)>> = BTreeMap::new();
     for r in readings {
-        by_partition.entry(partition_of(&r.0)).or_default().push(r);
+        by_clock.entry(clock_of(&r.0)).or_default().push(r);
     }
     let mut out = BTreeMap::new();
-    for records in by_partition.values() {
+    for records in by_clock.values() {
         let mut stream_time = i64::MIN;
         // Per key: accepted records (ts, value), and for sliding the record times with a window.
         let mut accepted: BTreeMap<&str, Vec<(i64, f64, i64)>> = BTreeMap::new();
@@ -337,13 +277,18 @@ fn sliding_and_session_windows_match_a_brute_force_on_random_input() {
         .map(|(k, t, v)| (k.as_str(), *t, *v))
         .collect();
     let (grace, gap, size) = (1_000, 2_500, 3_000);
-    for sliding in [true, false] {
+    let cases =
+        [true, false].map(|sliding| [Closing::Key, Closing::Partition].map(|c| (sliding, c)));
+    for (sliding, closing) in cases.into_iter().flatten() {
         let dir = tempfile::tempdir().unwrap();
         feed(dir.path(), 3, &borrowed);
         let late: Late = Rc::default();
-        pipeline(dir.path(), late.clone(), false, |st| match sliding {
-            true => st.sliding_window(ms(size as u64), ms(grace as u64)),
-            false => st.session_window(ms(gap as u64), ms(grace as u64)),
+        pipeline(dir.path(), late.clone(), false, |st| {
+            let windows = match sliding {
+                true => st.sliding_window(ms(size as u64), ms(grace as u64)),
+                false => st.session_window(ms(gap as u64), ms(grace as u64)),
+            };
+            windows.closing(closing)
         })
         .run_until_idle()
         .unwrap();
@@ -360,16 +305,14 @@ fn sliding_and_session_windows_match_a_brute_force_on_random_input() {
             let previous = got.insert((format!("\"{key}\""), start), (end, count, sum));
             assert!(previous.is_none(), "{key} {start} emitted twice");
         }
-        let want = brute_force(
-            &readings,
-            |k| partition_of[k],
-            sliding.then_some(size),
-            gap,
-            grace,
-        );
+        let clock_of = |k: &str| match closing {
+            Closing::Key => k.to_string(),
+            Closing::Partition => partition_of[k].to_string(),
+        };
+        let want = brute_force(&readings, clock_of, sliding.then_some(size), gap, grace);
         assert!(want.len() > 100, "{} windows", want.len());
         assert!(!late.borrow().is_empty(), "the input has late records");
-        assert_eq!(got, want, "sliding: {sliding}, seed {seed}");
+        assert_eq!(got, want, "sliding: {sliding}, by {closing}, seed {seed}");
     }
 }
 
@@ -401,17 +344,24 @@ fn sessions_of_many_keys_with_the_same_bounds_match_a_brute_force() {
         .iter()
         .map(|(k, t, v)| (k.as_str(), *t, *v))
         .collect();
-    let (rows, _late) = run_in_two_halves(&borrowed, borrowed.len() / 2, |st| {
-        st.session_window(ms(gap as u64), ms(grace as u64))
-    });
-    let mut got = BTreeMap::new();
-    for (key, start, end, count, sum, _) in rows {
-        let previous = got.insert((format!("\"{key}\""), start), (end, count, sum));
-        assert!(previous.is_none(), "{key} {start} emitted twice");
+    for closing in [Closing::Key, Closing::Partition] {
+        let (rows, _late) = run_in_two_halves(&borrowed, borrowed.len() / 2, |st| {
+            st.session_window(ms(gap as u64), ms(grace as u64))
+                .closing(closing)
+        });
+        let mut got = BTreeMap::new();
+        for (key, start, end, count, sum, _) in rows {
+            let previous = got.insert((format!("\"{key}\""), start), (end, count, sum));
+            assert!(previous.is_none(), "{key} {start} emitted twice");
+        }
+        let clock_of = |k: &str| match closing {
+            Closing::Key => k.to_string(),
+            Closing::Partition => String::new(),
+        };
+        let want = brute_force(&readings, clock_of, None, gap, grace);
+        assert!(want.len() >= 3 * keys as usize, "{} sessions", want.len());
+        assert_eq!(got, want, "by {closing}");
     }
-    let want = brute_force(&readings, |_| 0, None, gap, grace);
-    assert!(want.len() >= 3 * keys as usize, "{} sessions", want.len());
-    assert_eq!(got, want);
 }
 
 /// Live entries of the window store's changelog after compaction, counted by kind (`W` window,
@@ -439,29 +389,46 @@ fn closed_windows_and_expired_records_leave_state_and_changelog() {
     let readings: Vec<(&str, i64, f64)> = (0..60)
         .map(|i| (["\"a\"", "\"b\"", "\"c\""][i % 3], i as i64 * 700, 1.0))
         .collect();
-    let last = [("\"z\"", 1_000_000, 1.0)];
     type Kind = fn(&Stream<String, Reading>) -> WindowSpec<String, Reading>;
     let kinds: [(Kind, usize); 3] = [
         (|st| st.tumbling_window(secs(10), secs(1)), 0),
         (|st| st.sliding_window(secs(10), secs(1)), 1),
         (|st| st.session_window(secs(3), secs(1)), 1),
     ];
-    for (windows, buffers) in kinds {
-        let dir = tempfile::tempdir().unwrap();
-        for part in [&readings[..], &last[..]] {
-            feed(dir.path(), 1, part);
-            pipeline(dir.path(), Rc::default(), false, windows)
+    for closing in [Closing::Partition, Closing::Key] {
+        // Closing by partition one record of a new key closes every earlier window; closing by
+        // key each key needs its own, and every key keeps its time (`T`).
+        let last: Vec<(&str, i64, f64)> = match closing {
+            Closing::Partition => vec![("\"z\"", 1_000_000, 1.0)],
+            Closing::Key => ["\"a\"", "\"b\"", "\"c\"", "\"z\""]
+                .map(|k| (k, 1_000_000, 1.0))
+                .to_vec(),
+        };
+        for (windows, buffers) in kinds {
+            let dir = tempfile::tempdir().unwrap();
+            for part in [&readings[..], &last[..]] {
+                feed(dir.path(), 1, part);
+                pipeline(dir.path(), Rc::default(), false, |st| {
+                    windows(st).closing(closing)
+                })
                 .run_until_idle()
                 .unwrap();
+            }
+            let (live, tombstones) = live_changelog_entries(dir.path());
+            let count = |kind: u8| live.get(&kind).copied().unwrap_or(0);
+            assert_eq!(
+                count(b'W'),
+                last.len(),
+                "only the last records' windows are open"
+            );
+            assert_eq!(count(b'B'), buffers * last.len(), "the last records");
+            let times = match closing {
+                Closing::Partition => 0,
+                Closing::Key => 4,
+            };
+            assert_eq!(count(b'T'), times, "keys' stream times, by {closing}");
+            assert!(tombstones > 0, "windows saved by the first run are deleted");
         }
-        let (live, tombstones) = live_changelog_entries(dir.path());
-        assert_eq!(live.get(&b'W'), Some(&1), "only z's window is open");
-        assert_eq!(
-            live.get(&b'B').copied().unwrap_or(0),
-            buffers,
-            "z's records"
-        );
-        assert!(tombstones > 0, "windows saved by the first run are deleted");
     }
 }
 

@@ -250,6 +250,15 @@ impl Store {
         Ok(cached.value.as_deref())
     }
 
+    /// The value of `key`, from the cache or else from RocksDB, without caching it (for values
+    /// read once).
+    pub fn peek(&self, key: &[u8]) -> StateResult<Option<Vec<u8>>> {
+        match self.cache.get(key) {
+            Some(cached) => Ok(cached.value.clone()),
+            None => self.db.get(key).map_err(rocks("read", &self.path)),
+        }
+    }
+
     /// Drops the clean entries (dirty ones stay until saved).
     fn drop_clean(&mut self) {
         self.cache.retain(|_, c| c.dirty);

@@ -15,7 +15,7 @@ pub use error::{StreamError, StreamResult};
 pub use format::{Bincode, Bytes, Format, Json, Str};
 pub use message::Message;
 pub use registry::{ErrorPolicy, StreamTopic, TimestampExtractor};
-pub use window::{Emit, WindowResult, WindowSpec, Windowed};
+pub use window::{Closing, Emit, WindowResult, WindowSpec, Windowed};
 
 pub(crate) use error::StepError;
 pub(crate) use registry::{Ctx, Registry};

@@ -3,9 +3,15 @@
 #![allow(dead_code, missing_docs, clippy::unwrap_used)]
 
 use super::common::read_all;
-use eddy::{AppConfig, Application, Log, Record, TopicConfig, WindowResult};
+use eddy::aggregate::{Count, Sum};
+use eddy::{
+    AppConfig, Application, Closing, Json, Log, Record, Stream, TopicConfig, WindowResult,
+    WindowSpec,
+};
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 use std::path::Path;
+use std::rc::Rc;
 use std::time::Duration;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -56,4 +62,87 @@ pub fn results<T: for<'de> Deserialize<'de>>(
         }
     }
     out
+}
+
+pub type Late = Rc<RefCell<Vec<(i64, i64, i64)>>>;
+/// (key, start, end, count, sum, result timestamp)
+pub type Row = (String, i64, i64, u64, f64, i64);
+
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Readings of `dir` → windows chosen by `windows` → (count, sum of values) → topic `agg`.
+pub fn pipeline(
+    dir: &Path,
+    late: Late,
+    current: bool,
+    windows: impl FnOnce(&Stream<String, Reading>) -> WindowSpec<String, Reading>,
+) -> Application {
+    let app = app(dir);
+    let input = app
+        .topic::<Json<String>, Json<Reading>>("readings")
+        .unwrap()
+        .with_timestamp(|r, _| r.ts);
+    let out = app
+        .topic::<Json<String>, Json<WindowResult<(u64, f64)>>>("agg")
+        .unwrap();
+    let aggregated = windows(&app.dataframe(&input))
+        .on_late(move |m, start, end| late.borrow_mut().push((m.value.ts, start, end)))
+        .aggregate((Count, Sum(|r: &Reading| r.value)));
+    match current {
+        true => aggregated.emit_current().to_topic(&out),
+        false => aggregated.emit_final().to_topic(&out),
+    };
+    app
+}
+
+pub fn rows(dir: &Path) -> Vec<Row> {
+    results::<(u64, f64)>(dir, "agg")
+        .into_iter()
+        .map(|(k, w, ts)| (k, w.start, w.end, w.value.0, w.value.1, ts))
+        .collect()
+}
+
+/// A time window's result row: `[start, end)`, timestamp `end − 1`.
+pub fn row(key: &str, start: i64, end: i64, count: u64, sum: f64) -> Row {
+    (key.to_string(), start, end, count, sum, end - 1)
+}
+
+/// A sliding window's result row: `[start, end]` both included, timestamp `end`.
+pub fn slide(key: &str, start: i64, end: i64, count: u64, sum: f64) -> Row {
+    (key.to_string(), start, end, count, sum, end)
+}
+
+/// Runs `readings` through a fresh pipeline in two halves, restarting the application between
+/// them, and returns the results and the late records.
+pub fn run_in_two_halves(
+    readings: &[(&str, i64, f64)],
+    split: usize,
+    windows: impl Fn(&Stream<String, Reading>) -> WindowSpec<String, Reading>,
+) -> (Vec<Row>, Vec<(i64, i64, i64)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let late: Late = Rc::default();
+    for half in [&readings[..split], &readings[split..]] {
+        feed(dir.path(), 1, half);
+        pipeline(dir.path(), late.clone(), false, &windows)
+            .run_until_idle()
+            .unwrap();
+    }
+    let late = late.borrow().clone();
+    (rows(dir.path()), late)
+}
+
+/// [`run_in_two_halves`] closing by key and by partition, which must agree (inputs of one key, or
+/// whose keys' stream times never tell the two apart): the results and late records.
+pub fn run_both_ways(
+    readings: &[(&str, i64, f64)],
+    split: usize,
+    windows: impl Fn(&Stream<String, Reading>) -> WindowSpec<String, Reading>,
+) -> (Vec<Row>, Vec<(i64, i64, i64)>) {
+    let by_key = run_in_two_halves(readings, split, |st| windows(st).closing(Closing::Key));
+    let by_partition =
+        run_in_two_halves(readings, split, |st| windows(st).closing(Closing::Partition));
+    assert_eq!(by_key, by_partition, "closing by key and by partition differ");
+    by_key
 }

@@ -1,11 +1,13 @@
 //! Windows on a dataframe: time windows (tumbling, hopping, sliding, session) with a grace period,
 //! count windows
 //! (tumbling, hopping by number of records), aggregations
-//! ([`aggregate`]), final or current emission, late-record handling and idle closing. Semantics,
+//! ([`aggregate`]), final or current emission, closing by key or by partition ([`Closing`]),
+//! late-record handling and idle closing. Semantics,
 //! with a diagram of boundaries and closing, are in `docs/semantics.md`.
 
 pub mod aggregate;
 mod count;
+mod key_state;
 mod operator;
 mod partition;
 mod shapes;
@@ -33,6 +35,53 @@ pub enum Emit {
     Final,
     /// After every record that updates the window.
     Current,
+}
+
+/// Whose stream time closes a time window and makes a record late.
+///
+/// Quix Streams' `closing_strategy`. Count windows close with their last record and ignore it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Closing {
+    /// By its key's own stream time, the largest timestamp of that key's records: one key's
+    /// records never close another key's windows, so each key's results are the same whichever
+    /// keys share its partition. A key's last windows close with its next record, or with
+    /// [`WindowSpec::close_after_idle`] after that key was quiet. Quix Streams' default.
+    #[default]
+    Key,
+    /// By the partition's stream time, the largest timestamp of any record in the partition, as
+    /// Kafka Streams closes windows: a key's windows close when any key's record passes their
+    /// end + grace.
+    Partition,
+}
+
+impl Closing {
+    /// `"key"` or `"partition"`, as Quix Streams spells them.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Closing::Key => "key",
+            Closing::Partition => "partition",
+        }
+    }
+}
+
+impl std::fmt::Display for Closing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Closing {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "key" => Ok(Closing::Key),
+            "partition" => Ok(Closing::Partition),
+            other => Err(format!(
+                "closing strategy {other:?}: expected \"key\" or \"partition\""
+            )),
+        }
+    }
 }
 
 /// One window's result: its bounds `[start, end)` in ms and its aggregated value. The message
@@ -89,6 +138,7 @@ enum Kind<V> {
 pub struct WindowSpec<K, V> {
     stream: Stream<K, V>,
     kind: Kind<V>,
+    closing: Closing,
     idle_close: Option<Duration>,
     late: Vec<LateHandler<K, V>>,
     name: Option<String>,
@@ -162,6 +212,7 @@ where
         WindowSpec {
             stream: self.clone(),
             kind: Kind::Time(windows, codec),
+            closing: Closing::default(),
             idle_close: None,
             late: Vec::new(),
             name: None,
@@ -188,6 +239,7 @@ where
         WindowSpec {
             stream: self.clone(),
             kind: Kind::Count { size, step },
+            closing: Closing::default(),
             idle_close: None,
             late: Vec::new(),
             name: None,
@@ -212,9 +264,17 @@ where
         self
     }
 
-    /// Also close every open window of a partition after `idle` of wall-clock time without a new
-    /// record in it, so that the last window of a quiet stream is emitted. Records that arrive
-    /// later for those windows are late.
+    /// Whose stream time closes the windows: the key's ([`Closing::Key`], the default) or the
+    /// partition's ([`Closing::Partition`]).
+    pub fn closing(mut self, closing: Closing) -> Self {
+        self.closing = closing;
+        self
+    }
+
+    /// Also close open windows after `idle` of wall-clock time without a new record: closing by
+    /// key, every window of a key that had no record for `idle`; closing by partition, every
+    /// window of a partition that had none. So the last window of a quiet key or stream is
+    /// emitted. Records that arrive later for those windows are late.
     pub fn close_after_idle(mut self, idle: Duration) -> Self {
         self.idle_close = Some(idle);
         self
@@ -342,6 +402,7 @@ where
         let WindowSpec {
             stream,
             kind,
+            closing,
             idle_close,
             late,
             name,
@@ -363,6 +424,7 @@ where
                         windows,
                         codec,
                         emit: mode,
+                        closing,
                         idle_close,
                     };
                     WindowOperator::new(id, plan, aggregator, late, downstream)

@@ -7,7 +7,9 @@
 //!   partition's store when the operator first meets that store (by its epoch), and are written
 //!   back to it before every checkpoint — so a restart resumes with exactly the windows, buffered
 //!   records, stream time and late-record decisions of the run that checkpointed.
-//! - Windows close in order of their end, after the record that moved stream time past them.
+//! - Windows close in order of their end, after the record that moved stream time past them:
+//!   closing by key, the key's own stream time and only its windows; closing by partition, the
+//!   partition's and every key's windows.
 
 use std::time::{Duration, Instant};
 
@@ -16,10 +18,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::aggregate::Aggregator;
-use super::partition::{Open, PartitionWindows, ValueCodec};
+use super::key_state::Open;
+use super::partition::{PartitionWindows, ValueCodec};
 use super::shapes::{Assigned, TimeWindows};
 use super::state::{loaded_from, result_message, state_for};
-use super::{Emit, WindowResult};
+use super::{Closing, Emit, WindowResult};
 use crate::state::Store;
 use crate::stream::dataframe::{emit, Edges};
 use crate::stream::registry::{Ctx, Operator};
@@ -35,6 +38,7 @@ pub(crate) struct Plan<V> {
     /// How buffered records are saved (needed by windows that buffer records).
     pub codec: Option<ValueCodec<V>>,
     pub emit: Emit,
+    pub closing: Closing,
     pub idle_close: Option<Duration>,
 }
 
@@ -84,15 +88,18 @@ where
             return Err(StepError::Function("no state store is open".into()));
         };
         let (id, codec, windows) = (self.id, self.plan.codec, self.plan.windows);
+        let by_key = self.plan.closing == Closing::Key;
         let p = state_for(&mut self.partitions, ctx.partition, store, |s| {
-            PartitionWindows::load(id, s, codec, windows.record_span())
+            PartitionWindows::load(id, s, codec, windows.record_span(), by_key)
         })?;
-        p.last_record = Instant::now();
+        if by_key {
+            p.admit(store, ctx.raw_key)?;
+        }
         let order = p.order;
         p.order += 1;
         let assigned = &mut self.assigned;
         windows.assign(p, &mut self.aggregator, ctx.raw_key, &m, order, assigned);
-        p.stream_time = p.stream_time.max(m.timestamp_ms);
+        p.observe(ctx.raw_key, m.timestamp_ms, Instant::now());
         let mut results = std::mem::take(&mut self.results);
         if self.plan.emit == Emit::Current {
             let open = p.key(ctx.raw_key).map(|kw| &kw.windows[..]);
@@ -102,12 +109,10 @@ where
                 }
             }
         }
-        let (linger, limit) = (windows.linger(), p.stream_time);
-        self.close(
-            ctx.partition,
-            |end| end.saturating_add(linger) <= limit,
-            &mut results,
-        );
+        let (linger, limit) = (windows.linger(), p.clock(ctx.raw_key));
+        let due = |end: i64| end.saturating_add(linger) <= limit;
+        let key = by_key.then_some(ctx.raw_key);
+        self.close(ctx.partition, key, due, &mut results);
         if let Some((start, end)) = self.assigned.late {
             let end = windows.reported_end(end);
             ctx.late_records += 1;
@@ -141,24 +146,32 @@ where
         Ok(())
     }
 
-    /// Closes the windows whose end satisfies `due` (smallest end first) and drops buffered
-    /// records that expired; with final emission the results go to `results`.
+    /// Closes the windows whose end satisfies `due` (smallest end first) — those of record key
+    /// `key`, or of the whole partition — and drops buffered records that expired; with final
+    /// emission the results go to `results`.
     fn close(
         &mut self,
         partition: u32,
+        key: Option<&[u8]>,
         due: impl Fn(i64) -> bool,
         results: &mut Vec<Message<K, WindowResult<G::Out>>>,
     ) {
         let Some(p) = self.partitions.get_mut(&partition) else {
             return;
         };
-        p.close_due(
-            &due,
-            self.plan.windows.records_close_with_windows(),
-            &mut self.closed,
-        );
-        p.expire_records(&due);
-        // Draining empties the scratch list whether or not the windows become results.
+        let drop_records = self.plan.windows.records_close_with_windows();
+        match key {
+            Some(raw) => p.close_key_due(raw, &due, drop_records, &mut self.closed),
+            None => {
+                p.close_due(&due, drop_records, &mut self.closed);
+                p.expire_records(&due);
+            }
+        }
+        self.take_closed(results);
+    }
+
+    /// Empties the list of closed windows, into `results` with final emission.
+    fn take_closed(&mut self, results: &mut Vec<Message<K, WindowResult<G::Out>>>) {
         let closed = self.closed.drain(..);
         if self.plan.emit == Emit::Final {
             let (windows, agg) = (&self.plan.windows, &self.aggregator);
@@ -203,21 +216,36 @@ where
         let Some(p) = loaded_from(&mut self.partitions, partition, store) else {
             return Ok(());
         };
-        if !p.has_open() || p.last_record.elapsed() < idle {
-            return Ok(());
-        }
-        // Everything open closes; stream time moves past it so that stragglers count as late.
         let linger = self.plan.windows.linger();
-        if let Some(last) = p.last_end() {
-            p.stream_time = p.stream_time.max(last.saturating_add(linger));
-        }
-        let limit = p.stream_time;
         let mut results = Vec::new();
-        self.close(
-            partition,
-            |end| end.saturating_add(linger) <= limit,
-            &mut results,
-        );
+        match self.plan.closing {
+            Closing::Key => {
+                // Keys are looked over every quarter of the idle period, not at every tick.
+                let now = Instant::now();
+                if !p.has_open() || now < p.next_idle_scan {
+                    return Ok(());
+                }
+                p.next_idle_scan = now + idle / 4;
+                let drop_records = self.plan.windows.records_close_with_windows();
+                for raw in p.idle_keys(idle, now) {
+                    p.close_idle_key(&raw, linger, drop_records, &mut self.closed);
+                }
+                self.take_closed(&mut results);
+            }
+            Closing::Partition => {
+                if !p.has_open() || p.last_record.elapsed() < idle {
+                    return Ok(());
+                }
+                // Everything open closes; stream time moves past it so that stragglers count as
+                // late.
+                if let Some(last) = p.last_end() {
+                    p.stream_time = p.stream_time.max(last.saturating_add(linger));
+                }
+                let limit = p.stream_time;
+                let due = |end: i64| end.saturating_add(linger) <= limit;
+                self.close(partition, None, due, &mut results);
+            }
+        }
         self.emit_all(ctx, &mut results)
     }
 }

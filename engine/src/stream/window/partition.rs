@@ -1,20 +1,25 @@
 //! One partition's open time windows and buffered records, and how they are saved in its store.
 //!
 //! Invariants:
-//! - Every open window is in `keys` (under its record key) and its record key is in `closing`
-//!   under `(end, start)`, so the windows to close are the first buckets of `closing`; each
+//! - Every open window is in `keys` (under its record key) and, closing by partition, its record
+//!   key is in `closing` under `(end, start)`, so the windows to close are the first buckets of `closing`; each
 //!   bucket closes in record-key order. `closing` may also hold keys of windows removed early
 //!   (a session that grew or merged) in buckets too large to search: closing skips them, and
 //!   `open_windows` counts only the windows really open.
 //! - Changes reach the store only through [`PartitionWindows::flush`]: changed windows and record
 //!   buffers as entries, removed ones as tombstones — and only for entries the store holds, so a
 //!   window opened and closed between two checkpoints costs the store nothing.
-//! - Store layout: `W`, `B` and `M` entries of [`crate::window_codec`]; window keys sort by end,
-//!   so the windows to close are also a range in the store.
+//! - Closing by partition, windows close on the partition's stream time through `closing` and
+//!   buffered records expire through `expiring`; closing by key, each key keeps its own stream
+//!   time, and its windows close (and its records expire) only when that key's record or idle
+//!   period says so — `closing` and `expiring` stay empty. A key's time is written to the store
+//!   whenever it moved; a key whose windows all closed stays in memory until that is written.
+//! - Store layout: `W`, `B`, `T` and `M` entries of [`crate::window_codec`]; window keys sort by
+//!   end, so the windows to close are also a range in the store.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hashbrown::hash_map::EntryRef;
 use hashbrown::HashMap;
@@ -22,10 +27,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::key_state::{Buffered, KeyWindows, Open};
 use super::state::{state_prefix, PartitionState};
 use crate::state::Store;
 use crate::stream::StepError;
-use crate::window_codec::{self, keyed_entry, parse_window_key, window_key, SavedRecords};
+use crate::window_codec::{
+    self, key_time_key, keyed_entry, parse_window_key, window_key, Meta, SavedRecords,
+};
 
 /// How buffered values are saved: JSON through serde (captured where `V: Serialize`).
 pub(crate) struct ValueCodec<V> {
@@ -53,86 +61,6 @@ impl<V> Clone for ValueCodec<V> {
 
 impl<V> Copy for ValueCodec<V> {}
 
-/// An open window.
-pub(crate) struct Open<K, A> {
-    pub start: i64,
-    pub end: i64,
-    pub key: Option<K>,
-    pub acc: A,
-    dirty: bool,
-    saved: bool,
-}
-
-/// A record kept for windows that are not open yet (sliding) or may merge (sessions).
-pub(crate) struct Buffered<V> {
-    pub ts: i64,
-    pub order: u64,
-    pub value: V,
-}
-
-/// The open windows and buffered records of one record key.
-pub(crate) struct KeyWindows<K, A, V> {
-    pub windows: Vec<Open<K, A>>,
-    records: Vec<Buffered<V>>,
-    records_dirty: bool,
-    records_saved: bool,
-    /// When the newest buffered record expires (sliding windows), as scheduled in `expiring`.
-    expires_at: Option<i64>,
-    listed: bool,
-}
-
-impl<K, A, V> KeyWindows<K, A, V> {
-    fn new() -> Self {
-        KeyWindows {
-            windows: Vec::new(),
-            records: Vec::new(),
-            records_dirty: false,
-            records_saved: false,
-            expires_at: None,
-            listed: false,
-        }
-    }
-
-    /// The open window starting at `start`, marked changed.
-    pub fn window_mut(&mut self, start: i64) -> Option<&mut Open<K, A>> {
-        let w = self.windows.iter_mut().find(|w| w.start == start)?;
-        w.dirty = true;
-        Some(w)
-    }
-
-    /// Applies `f` to every open window containing `ts`, marking each changed.
-    pub fn update_containing(&mut self, ts: i64, mut f: impl FnMut(&mut Open<K, A>)) {
-        for w in self.windows.iter_mut() {
-            if w.start <= ts && ts < w.end {
-                w.dirty = true;
-                f(w);
-            }
-        }
-    }
-
-    /// Buffered records, in arrival order.
-    pub fn records(&self) -> &[Buffered<V>] {
-        &self.records
-    }
-
-    /// Buffers a record.
-    pub fn buffer(&mut self, record: Buffered<V>) {
-        self.records.push(record);
-        self.records_dirty = true;
-    }
-
-    /// Drops the buffered records `drop` selects.
-    pub fn drop_records(&mut self, drop: impl Fn(&Buffered<V>) -> bool) {
-        let before = self.records.len();
-        self.records.retain(|r| !drop(r));
-        self.records_dirty |= self.records.len() != before;
-    }
-
-    fn is_empty(&self) -> bool {
-        self.windows.is_empty() && self.records.is_empty()
-    }
-}
-
 /// A record key, shared by the map of keys and the closing and flush lists.
 type RawKey = Rc<[u8]>;
 
@@ -144,15 +72,21 @@ const SEARCHED_BUCKET: usize = 16;
 pub(crate) struct PartitionWindows<K, A, V> {
     op: u16,
     epoch: u64,
+    /// Whether windows close by their key's stream time (else by the partition's).
+    by_key: bool,
     /// Largest event time seen (`i64::MIN` before the first record).
     pub stream_time: i64,
+    /// The stream time of a key without a stored time of its own ([`window_codec::Meta`]).
+    key_time_floor: i64,
     /// Arrival counter: the next record's order.
     pub order: u64,
     keys: HashMap<RawKey, KeyWindows<K, A, V>>,
+    /// Closing by partition: the record keys of the open windows by `(end, start)`.
     closing: BTreeMap<(i64, i64), Vec<RawKey>>,
     /// How many windows are open.
     open_windows: usize,
-    /// `(expiry, record key)` of keys with buffered records that expire by time (sliding).
+    /// Closing by partition: `(expiry, record key)` of keys whose buffered records expire by
+    /// time (sliding).
     expiring: BTreeSet<(i64, RawKey)>,
     /// Keys changed since the last flush.
     listed: Vec<RawKey>,
@@ -160,6 +94,8 @@ pub(crate) struct PartitionWindows<K, A, V> {
     deleted: Vec<Vec<u8>>,
     /// When the partition last received a record (for idle closing).
     pub last_record: Instant,
+    /// Closing by key: when to look for idle keys next.
+    pub next_idle_scan: Instant,
 }
 
 impl<K, A, V> PartitionState for PartitionWindows<K, A, V> {
@@ -169,11 +105,13 @@ impl<K, A, V> PartitionState for PartitionWindows<K, A, V> {
 }
 
 impl<K, A, V> PartitionWindows<K, A, V> {
-    fn new(op: u16, epoch: u64) -> Self {
+    fn new(op: u16, epoch: u64, by_key: bool) -> Self {
         PartitionWindows {
             op,
             epoch,
+            by_key,
             stream_time: i64::MIN,
+            key_time_floor: i64::MIN,
             order: 0,
             keys: HashMap::new(),
             closing: BTreeMap::new(),
@@ -182,6 +120,7 @@ impl<K, A, V> PartitionWindows<K, A, V> {
             listed: Vec::new(),
             deleted: Vec::new(),
             last_record: Instant::now(),
+            next_idle_scan: Instant::now(),
         }
     }
 
@@ -192,23 +131,15 @@ impl<K, A, V> PartitionWindows<K, A, V> {
 
     /// The windows and records of `raw` (created when missing), listed for the next flush.
     pub fn key_mut(&mut self, raw: &[u8]) -> &mut KeyWindows<K, A, V> {
-        let entry = match self.keys.entry_ref(raw) {
-            EntryRef::Occupied(o) => o,
-            EntryRef::Vacant(v) => v.insert_entry(KeyWindows::new()),
-        };
-        if !entry.get().listed {
-            self.listed.push(entry.key().clone());
-        }
-        let kw = entry.into_mut();
-        kw.listed = true;
-        kw
+        self.entry(raw).1
     }
 
     /// Like [`Self::key_mut`], with the shared record key.
     fn entry(&mut self, raw: &[u8]) -> (RawKey, &mut KeyWindows<K, A, V>) {
+        let floor = self.key_time_floor;
         let entry = match self.keys.entry_ref(raw) {
             EntryRef::Occupied(o) => o,
-            EntryRef::Vacant(v) => v.insert_entry(KeyWindows::new()),
+            EntryRef::Vacant(v) => v.insert_entry(KeyWindows::new(floor)),
         };
         let key = entry.key().clone();
         let kw = entry.into_mut();
@@ -219,8 +150,33 @@ impl<K, A, V> PartitionWindows<K, A, V> {
         (key, kw)
     }
 
+    /// The stream time that closes the windows of `raw` and makes its records late: the key's
+    /// own when closing by key, else the partition's.
+    pub fn clock(&self, raw: &[u8]) -> i64 {
+        match self.by_key {
+            true => self.keys.get(raw).map_or(self.key_time_floor, |kw| kw.time),
+            false => self.stream_time,
+        }
+    }
+
+    /// Moves stream time (and, closing by key, that of `raw`) to a record of `raw` at `ts`,
+    /// received at `at`.
+    pub fn observe(&mut self, raw: &[u8], ts: i64, at: Instant) {
+        self.stream_time = self.stream_time.max(ts);
+        self.last_record = at;
+        if self.by_key {
+            let (_, kw) = self.entry(raw);
+            kw.last_record = at;
+            if ts > kw.time {
+                kw.time = ts;
+                kw.time_dirty = true;
+            }
+        }
+    }
+
     /// Opens window `[start, end)` of `raw`.
     pub fn open(&mut self, raw: &[u8], start: i64, end: i64, key: Option<K>, acc: A) {
+        let by_key = self.by_key;
         let (shared, kw) = self.entry(raw);
         kw.windows.push(Open {
             start,
@@ -230,7 +186,9 @@ impl<K, A, V> PartitionWindows<K, A, V> {
             dirty: true,
             saved: false,
         });
-        self.closing.entry((end, start)).or_default().push(shared);
+        if !by_key {
+            self.closing.entry((end, start)).or_default().push(shared);
+        }
         self.open_windows += 1;
     }
 
@@ -258,8 +216,9 @@ impl<K, A, V> PartitionWindows<K, A, V> {
         Some(w)
     }
 
-    /// Removes the windows whose end satisfies `due` and appends them to `closed`, smallest end
-    /// first; with `drop_records`, also drops the buffered records inside each closed window.
+    /// Closing by partition: removes the windows whose end satisfies `due` and appends them to
+    /// `closed`, smallest end first; with `drop_records`, also drops the buffered records inside
+    /// each closed window.
     pub fn close_due(
         &mut self,
         due: impl Fn(i64) -> bool,
@@ -302,7 +261,85 @@ impl<K, A, V> PartitionWindows<K, A, V> {
         }
     }
 
-    /// The largest end of an open window.
+    /// Closing by key: removes the windows of `raw` whose end satisfies `due` and appends them to
+    /// `closed`, smallest end first; buffered records go as with [`Self::close_due`], and all of
+    /// them once their expiry is due.
+    pub fn close_key_due(
+        &mut self,
+        raw: &[u8],
+        due: impl Fn(i64) -> bool,
+        drop_records: bool,
+        closed: &mut Vec<Open<K, A>>,
+    ) {
+        let Some((shared, kw)) = self.keys.get_key_value_mut(raw) else {
+            return;
+        };
+        let first = closed.len();
+        let mut i = 0;
+        while i < kw.windows.len() {
+            if !due(kw.windows[i].end) {
+                i += 1;
+                continue;
+            }
+            let w = kw.windows.swap_remove(i);
+            self.open_windows -= 1;
+            if w.saved {
+                self.deleted.push(window_key(self.op, w.end, w.start, raw));
+            }
+            if drop_records {
+                kw.drop_records(|r| w.start <= r.ts && r.ts < w.end);
+            }
+            closed.push(w);
+        }
+        if kw.expires_at.is_some_and(&due) {
+            kw.expires_at = None;
+            kw.drop_records(|_| true);
+        }
+        closed[first..].sort_unstable_by_key(|w| (w.end, w.start));
+        if (closed.len() > first || kw.records_dirty) && !kw.listed {
+            kw.listed = true;
+            self.listed.push(shared.clone());
+        }
+        self.forget_if_empty(raw);
+    }
+
+    /// Closing by key: the keys with open windows that received no record for `idle` before
+    /// `now`, in key order.
+    pub fn idle_keys(&self, idle: Duration, now: Instant) -> Vec<RawKey> {
+        let mut idle_keys: Vec<RawKey> = (self.keys.iter())
+            .filter(|(_, kw)| {
+                !kw.windows.is_empty() && now.saturating_duration_since(kw.last_record) >= idle
+            })
+            .map(|(raw, _)| raw.clone())
+            .collect();
+        idle_keys.sort_unstable();
+        idle_keys
+    }
+
+    /// Closing by key: closes every open window of `raw`, moving its stream time to the last
+    /// one's end + `linger`, so that its later records for them are late.
+    pub fn close_idle_key(
+        &mut self,
+        raw: &[u8],
+        linger: i64,
+        drop_records: bool,
+        closed: &mut Vec<Open<K, A>>,
+    ) {
+        let Some(kw) = self.keys.get_mut(raw) else {
+            return;
+        };
+        if let Some(last) = kw.windows.iter().map(|w| w.end).max() {
+            let time = last.saturating_add(linger);
+            if time > kw.time {
+                (kw.time, kw.time_dirty) = (time, true);
+            }
+        }
+        let time = kw.time;
+        let due = |end: i64| end.saturating_add(linger) <= time;
+        self.close_key_due(raw, due, drop_records, closed);
+    }
+
+    /// Closing by partition: the largest end of an open window.
     pub fn last_end(&self) -> Option<i64> {
         let is_open = |raw: &RawKey, start: i64, end: i64| {
             let kw = self.keys.get(raw);
@@ -322,19 +359,23 @@ impl<K, A, V> PartitionWindows<K, A, V> {
 
     /// Records of `raw` expire (all of them) once `expiry` is due; a later expiry replaces it.
     pub fn expire_records_at(&mut self, raw: &[u8], expiry: i64) {
+        let by_key = self.by_key;
         let (shared, kw) = self.entry(raw);
         let old = kw.expires_at;
         if old.is_some_and(|old| old >= expiry) {
             return;
         }
         kw.expires_at = Some(expiry);
+        if by_key {
+            return; // checked when the key's windows close
+        }
         if let Some(old) = old {
             self.expiring.remove(&(old, shared.clone()));
         }
         self.expiring.insert((expiry, shared));
     }
 
-    /// Drops the buffered records of every key whose expiry is due.
+    /// Closing by partition: drops the buffered records of every key whose expiry is due.
     pub fn expire_records(&mut self, due: impl Fn(i64) -> bool) {
         while self.expiring.first().is_some_and(|first| due(first.0)) {
             let Some((_, raw)) = self.expiring.pop_first() else {
@@ -347,9 +388,10 @@ impl<K, A, V> PartitionWindows<K, A, V> {
         }
     }
 
-    /// Drops the entry of `raw` when it holds nothing (its buffer's tombstone is written).
+    /// Drops the entry of `raw` when it holds nothing left to write (its buffer's tombstone is
+    /// written; a changed key time stays until the next flush writes it).
     fn forget_if_empty(&mut self, raw: &[u8]) {
-        if self.keys.get(raw).is_some_and(|kw| kw.is_empty()) {
+        if (self.keys.get(raw)).is_some_and(|kw| kw.is_empty() && !kw.time_dirty) {
             if let Some(kw) = self.keys.remove(raw) {
                 if kw.records_saved {
                     self.deleted.push(records_key(self.op, raw));
@@ -370,12 +412,14 @@ where
         store: &Store,
         codec: Option<ValueCodec<V>>,
         record_span: Option<i64>,
+        by_key: bool,
     ) -> Result<Self, StepError> {
-        let mut p = PartitionWindows::new(op, store.epoch());
+        let mut p = PartitionWindows::new(op, store.epoch(), by_key);
         let meta = store.scan_prefix(&state_prefix(op, b'M')).map_err(fatal)?;
         if let Some((k, v)) = meta.into_iter().find(|(k, _)| k.len() == 4) {
-            (p.stream_time, p.order) =
-                window_codec::decode(&v).map_err(|e| corrupt(store, &k, "meta", e))?;
+            let meta = Meta::decode(&v).map_err(|e| corrupt(store, &k, "meta", e))?;
+            (p.stream_time, p.order) = (meta.stream_time, meta.order);
+            p.key_time_floor = meta.key_time_floor;
         }
         for (k, v) in store.scan_prefix(&state_prefix(op, b'W')).map_err(fatal)? {
             let window = parse_window_key(&k).map_err(|e| corrupt(store, &k, "key", e))?;
@@ -423,9 +467,24 @@ where
         for raw in std::mem::take(&mut p.listed) {
             if let Some(kw) = p.keys.get_mut(&raw) {
                 kw.listed = false;
+                if by_key {
+                    kw.time = stored_key_time(store, op, &raw)?.map_or(kw.time, |t| t.max(kw.time));
+                }
             }
         }
         Ok(p)
+    }
+
+    /// Closing by key: brings `raw` into memory, with the stream time `store` holds for it, when
+    /// it is not there.
+    pub fn admit(&mut self, store: &Store, raw: &[u8]) -> Result<(), StepError> {
+        if self.keys.contains_key(raw) {
+            return Ok(());
+        }
+        let floor = self.key_time_floor;
+        let time = stored_key_time(store, self.op, raw)?.map_or(floor, |t| t.max(floor));
+        self.keys.insert(raw.into(), KeyWindows::new(time));
+        Ok(())
     }
 
     /// Writes what changed since the last flush into `store`'s cache.
@@ -437,11 +496,20 @@ where
         for key in self.deleted.drain(..) {
             store.put(&key, None);
         }
+        let mut emptied = Vec::new();
         for raw in std::mem::take(&mut self.listed) {
             let Some(kw) = self.keys.get_mut(&raw) else {
                 continue; // gone since: its tombstones are written
             };
             kw.listed = false;
+            if kw.time_dirty {
+                let time = serde_json::to_vec(&kw.time).map_err(|e| bad("key time", e))?;
+                store.put(&key_time_key(self.op, &raw), Some(time));
+                kw.time_dirty = false;
+                if kw.is_empty() {
+                    emptied.push(raw.clone());
+                }
+            }
             for w in kw.windows.iter_mut().filter(|w| w.dirty) {
                 let value = serde_json::to_vec(&(&w.key, &w.acc)).map_err(|e| bad("window", e))?;
                 store.put(&window_key(self.op, w.end, w.start, &raw), Some(value));
@@ -458,10 +526,34 @@ where
                 (kw.records_dirty, kw.records_saved) = (false, true);
             }
         }
-        let meta =
-            serde_json::to_vec(&(self.stream_time, self.order)).map_err(|e| bad("meta", e))?;
-        store.put(&state_prefix(self.op, b'M'), Some(meta));
+        for raw in emptied {
+            self.forget_if_empty(&raw);
+        }
+        for key in self.deleted.drain(..) {
+            store.put(&key, None);
+        }
+        let meta = Meta {
+            stream_time: self.stream_time,
+            order: self.order,
+            // Keys closing by partition have no times of their own: the partition's is theirs.
+            key_time_floor: match self.by_key {
+                true => self.key_time_floor,
+                false => self.stream_time,
+            },
+        };
+        store.put(&state_prefix(self.op, b'M'), Some(meta.encode()));
         Ok(())
+    }
+}
+
+/// The stream time `store` holds for record key `raw` of operator `op` (closing by key).
+fn stored_key_time(store: &Store, op: u16, raw: &[u8]) -> Result<Option<i64>, StepError> {
+    let key = key_time_key(op, raw);
+    match store.peek(&key).map_err(fatal)? {
+        None => Ok(None),
+        Some(v) => window_codec::decode(&v)
+            .map(Some)
+            .map_err(|e| corrupt(store, &key, "key time", e)),
     }
 }
 

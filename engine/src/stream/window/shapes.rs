@@ -13,13 +13,15 @@
 //!   or merge several, whose result is then folded again from the buffered records (so any
 //!   aggregator works, not only mergeable ones).
 //!
-//! Closing is the same for all: window `[start, end)` closes when stream time ≥ `end + linger`,
+//! Closing is the same for all: window `[start, end)` closes when stream time — the key's own or
+//! the partition's, by the closing strategy — reaches `end + linger`,
 //! where linger is the grace (sessions: gap + grace, so that a session closes once stream time
 //! passes `last + gap + grace`, as in Kafka Streams). A record is late when every window it would
 //! join is closed.
 
 use super::aggregate::Aggregator;
-use super::partition::{Buffered, PartitionWindows};
+use super::key_state::Buffered;
+use super::partition::PartitionWindows;
 use crate::stream::Message;
 
 /// The kind of time window.
@@ -110,7 +112,7 @@ impl TimeWindows {
         order: u64,
         out: &mut Assigned,
     ) {
-        let (linger, stream_time) = (self.linger(), p.stream_time);
+        let (linger, stream_time) = (self.linger(), p.clock(raw));
         let closed = move |end: i64| end.saturating_add(linger) <= stream_time;
         out.updated.clear();
         out.late = None;
