@@ -121,11 +121,41 @@ pub fn run_in_two_halves(
     split: usize,
     windows: impl Fn(&Stream<String, Reading>) -> WindowSpec<String, Reading>,
 ) -> (Vec<Row>, Vec<(i64, i64, i64)>) {
+    run_restarting(readings, split, Restart::Reopen, |_| &windows)
+}
+
+/// How the application restarts between two halves of its input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restart {
+    /// Reopens its state stores.
+    Reopen,
+    /// Finds them deleted and restores them from their changelogs.
+    Restore,
+}
+
+/// Runs `readings` in two halves, the first `split` through the windows `windows(0)` and the
+/// rest through `windows(1)`, restarting between them as `restart` says: the results and the
+/// late records.
+pub fn run_restarting<W>(
+    readings: &[(&str, i64, f64)],
+    split: usize,
+    restart: Restart,
+    windows: impl Fn(usize) -> W,
+) -> (Vec<Row>, Vec<(i64, i64, i64)>)
+where
+    W: Fn(&Stream<String, Reading>) -> WindowSpec<String, Reading>,
+{
     let dir = tempfile::tempdir().unwrap();
     let late: Late = Rc::default();
-    for half in [&readings[..split], &readings[split..]] {
+    for (i, half) in [&readings[..split], &readings[split..]]
+        .into_iter()
+        .enumerate()
+    {
+        if i == 1 && restart == Restart::Restore {
+            std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+        }
         feed(dir.path(), 1, half);
-        pipeline(dir.path(), late.clone(), false, &windows)
+        pipeline(dir.path(), late.clone(), false, windows(i))
             .run_until_idle()
             .unwrap();
     }
@@ -141,8 +171,12 @@ pub fn run_both_ways(
     windows: impl Fn(&Stream<String, Reading>) -> WindowSpec<String, Reading>,
 ) -> (Vec<Row>, Vec<(i64, i64, i64)>) {
     let by_key = run_in_two_halves(readings, split, |st| windows(st).closing(Closing::Key));
-    let by_partition =
-        run_in_two_halves(readings, split, |st| windows(st).closing(Closing::Partition));
-    assert_eq!(by_key, by_partition, "closing by key and by partition differ");
+    let by_partition = run_in_two_halves(readings, split, |st| {
+        windows(st).closing(Closing::Partition)
+    });
+    assert_eq!(
+        by_key, by_partition,
+        "closing by key and by partition differ"
+    );
     by_key
 }

@@ -575,3 +575,36 @@ fn corrupt(store: &Store, key: &[u8], what: &str, cause: impl std::fmt::Display)
 fn fatal(e: crate::state::StateError) -> StepError {
     StepError::Fatal(e.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_keys_are_the_quiet_ones_with_open_windows_and_closing_moves_their_time() {
+        let mut p: PartitionWindows<String, u64, ()> = PartitionWindows::new(0, 1, true);
+        let now = Instant::now();
+        let ago = |ms| now.checked_sub(Duration::from_millis(ms)).unwrap();
+        for (raw, quiet_for) in [(&b"c"[..], 300), (b"a", 500), (b"b", 50)] {
+            p.open(raw, 0, 10, None, 0);
+            p.observe(raw, 5, ago(quiet_for));
+        }
+        p.observe(b"z", 7, ago(900)); // quiet, but nothing open
+        let idle = p.idle_keys(Duration::from_millis(200), now);
+        assert_eq!(idle, [Rc::from(&b"a"[..]), Rc::from(&b"c"[..])]);
+
+        let mut closed = Vec::new();
+        p.close_idle_key(b"a", 3, false, &mut closed);
+        assert_eq!(
+            closed.iter().map(|w| (w.start, w.end)).collect::<Vec<_>>(),
+            [(0, 10)]
+        );
+        assert_eq!(
+            p.clock(b"a"),
+            13,
+            "a's time moved to the window's end + linger"
+        );
+        assert_eq!(p.clock(b"b"), 5, "other keys keep theirs");
+        assert!(p.key(b"a").is_some(), "kept until its time is written");
+    }
+}
