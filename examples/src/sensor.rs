@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime};
 use eddy::aggregate::{Count, Max, Mean, Min};
-use eddy::{AppConfig, Application, Header, Json, Log, Str, StreamResult, WindowResult};
+use eddy::{AppConfig, Application, Closing, Header, Json, Log, Str, StreamResult, WindowResult};
 use serde::{Deserialize, Serialize};
 
 use crate::common::AnyResult;
@@ -29,6 +29,9 @@ pub const SENSORS: [&str; 5] = ["Sensor1", "Sensor2", "Sensor3", "Sensor4", "Sen
 pub const WINDOW: Duration = Duration::from_secs(10);
 /// How late (in stream time) a reading may still join its window.
 pub const GRACE: Duration = Duration::from_secs(1);
+/// Whose stream time closes windows in the tutorial: the sensor's own (its processor calls
+/// Quix Streams' `final()`, whose `closing_strategy` is `"key"` unless told otherwise).
+pub const CLOSING: Closing = Closing::Key;
 
 /// One temperature reading.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -158,10 +161,11 @@ pub enum Aggregation {
 }
 
 /// The processor application over `dir`: readings → 10 s tumbling windows (1 s grace) per
-/// sensor → count/min/max/mean of closed windows → `agg-temperature`.
+/// sensor, closing by `closing` → count/min/max/mean of closed windows → `agg-temperature`.
 pub fn processor(
     dir: &Path,
     aggregation: Aggregation,
+    closing: Closing,
     on_error: eddy::ErrorPolicy,
 ) -> StreamResult<Application> {
     let app = Application::new(crate::common::app_config(dir, GROUP, on_error))?;
@@ -182,7 +186,8 @@ pub fn processor(
     let windows = app
         .dataframe(&input)
         .update(|r| tracing::info!("Input value received: {}", json(r)))
-        .tumbling_window(WINDOW, GRACE);
+        .tumbling_window(WINDOW, GRACE)
+        .closing(closing);
     let closed = match aggregation {
         Aggregation::Reduce => windows
             .reduce(

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use eddy::Log;
-use eddy_examples::sensor::{parse_ts, Aggregated, Reading};
+use eddy::{Log, Record};
+use eddy_examples::sensor::{format_ts, parse_ts, Aggregated, Reading};
 use geographiclib_rs::{Geodesic, InverseGeodesic};
 
 fn program(name: &str) -> PathBuf {
@@ -32,6 +32,11 @@ fn command(name: &str, dir: &Path, args: &[&str]) -> Command {
 
 /// Runs a program to completion; asserts it succeeded; returns its stdout.
 fn run(name: &str, dir: &Path, args: &[&str]) -> String {
+    String::from_utf8(run_output(name, dir, args).stdout).unwrap()
+}
+
+/// Runs a program to completion; asserts it succeeded; returns what it wrote.
+fn run_output(name: &str, dir: &Path, args: &[&str]) -> Output {
     let out: Output = command(name, dir, args).output().unwrap();
     assert!(
         out.status.success(),
@@ -39,7 +44,7 @@ fn run(name: &str, dir: &Path, args: &[&str]) -> String {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap()
+    out
 }
 
 fn spawn(name: &str, dir: &Path, args: &[&str]) -> Child {
@@ -63,8 +68,10 @@ fn sigterm(child: &mut Child) {
 /// (sensor, window end) → (count, min, max, mean).
 type Windows = BTreeMap<(String, i64), (u64, f64, f64, f64)>;
 
-/// The closed 10 s windows (1 s grace) of every reading in `raw-temp-data`, computed directly.
-fn expected_windows(dir: &Path) -> (Windows, usize) {
+/// The closed 10 s windows (1 s grace) of every reading in `raw-temp-data`, computed directly,
+/// each sensor's closing by its own readings (the tutorial's closing strategy, "key"), or with
+/// `by_partition` by any reading.
+fn expected_windows(dir: &Path, by_partition: bool) -> (Windows, usize) {
     let topic = Log::open(dir).unwrap().topic("raw-temp-data").unwrap();
     assert_eq!(topic.partitions(), 1);
     let fetch = topic
@@ -72,7 +79,7 @@ fn expected_windows(dir: &Path) -> (Windows, usize) {
         .unwrap()
         .read(0, usize::MAX, usize::MAX)
         .unwrap();
-    let mut stream_time = i64::MIN;
+    let mut stream_time: BTreeMap<String, i64> = BTreeMap::new();
     let mut sums: BTreeMap<(String, i64), (u64, f64, f64, f64)> = BTreeMap::new();
     for r in fetch.iter() {
         let sensor = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
@@ -80,15 +87,20 @@ fn expected_windows(dir: &Path) -> (Windows, usize) {
         let ts = parse_ts(&reading.ts).unwrap();
         let end = ts.div_euclid(10_000) * 10_000 + 10_000;
         let v = reading.value as f64;
-        if end + 1_000 > stream_time {
+        let clock = if by_partition { "" } else { sensor.as_str() };
+        let time = stream_time.entry(clock.to_owned()).or_insert(i64::MIN);
+        if end + 1_000 > *time {
             let w = sums.entry((sensor, end)).or_insert((0, v, v, 0.0));
             *w = (w.0 + 1, w.1.min(v), w.2.max(v), w.3 + v);
         }
-        stream_time = stream_time.max(ts);
+        *time = (*time).max(ts);
     }
     let closed = sums
         .into_iter()
-        .filter(|((_, end), _)| end + 1_000 <= stream_time)
+        .filter(|((sensor, end), _)| {
+            let clock = if by_partition { "" } else { sensor.as_str() };
+            end + 1_000 <= stream_time[clock]
+        })
         .map(|(k, (n, min, max, sum))| (k, (n, min, max, sum / n as f64)))
         .collect();
     (closed, fetch.len())
@@ -138,9 +150,26 @@ fn sensor_pipeline_survives_a_killed_producer_and_a_restarted_processor() {
     let mut processor = spawn("temperature-processor", d, &["--log-level", "warn"]);
     std::thread::sleep(Duration::from_millis(300));
     sigterm(&mut processor);
+    // One sensor's reading long after the others': by the sensors' own times (the tutorial's
+    // closing) it closes only that sensor's windows.
+    let raw = Log::open(d).unwrap().topic("raw-temp-data").unwrap();
+    let last = raw.reader(0).unwrap().end_offset() - 1;
+    let newest = raw.reader(0).unwrap().read(last, 1, 1 << 20).unwrap();
+    let newest = newest.iter().map(|r| r.timestamp).max().unwrap();
+    let late_reading = Reading {
+        ts: format_ts((newest + 60_000) * 1_000),
+        value: 50,
+    };
+    let value = serde_json::to_vec(&late_reading).unwrap();
+    raw.append([Record::keyed("Sensor1", value)]).unwrap();
     let until_idle = ["--until-idle", "--log-level", "warn"];
     run("temperature-processor", d, &until_idle);
-    let (want, readings) = expected_windows(d);
+    let (want, readings) = expected_windows(d, false);
+    assert_ne!(
+        want,
+        expected_windows(d, true).0,
+        "the closing strategies differ here"
+    );
     let (got, results) = produced_windows(d, 0);
     assert!(readings > 3_000, "{readings} readings");
     assert!(want.len() > 500, "{} windows", want.len());
@@ -162,7 +191,15 @@ fn sensor_pipeline_survives_a_killed_producer_and_a_restarted_processor() {
         ],
     );
     let builtin = [&until_idle[..], &["--aggregation", "builtin"]].concat();
-    run("temperature-processor", d, &builtin);
+    let said = run_output("temperature-processor", d, &builtin).stderr;
+    let said = String::from_utf8_lossy(&said);
+    assert!(
+        said.lines()
+            .next()
+            .unwrap_or_default()
+            .starts_with("closing strategy: key"),
+        "the processor says how its windows close: {said}"
+    );
     let (again, appended) = produced_windows(d, results as u64);
     assert_eq!(appended, again.len(), "no window emitted twice");
     assert_windows_equal(&again, &want);

@@ -69,7 +69,12 @@ fn sensor_tutorial(dir: &Path, readings: u64) -> AnyResult<()> {
         print: false,
     };
     sensor::produce(dir, options, &mut std::io::sink())?;
-    let mut app = sensor::processor(dir, Aggregation::Reduce, eddy::ErrorPolicy::Fail)?;
+    let mut app = sensor::processor(
+        dir,
+        Aggregation::Reduce,
+        sensor::CLOSING,
+        eddy::ErrorPolicy::Fail,
+    )?;
     app.run_until_idle()?;
     let log = Log::open(dir)?;
     let topic = log.topic(sensor::AGG_TOPIC)?;
