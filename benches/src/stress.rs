@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use eddy::aggregate::{Count, Sum};
-use eddy::{AppConfig, Application, Json, Log, Record, Str, TopicConfig, WindowResult};
+use eddy::{AppConfig, Application, Closing, Json, Log, Record, Str, TopicConfig, WindowResult};
 
 /// Input topic of the workload.
 pub const INPUT: &str = "stress-input";
@@ -62,6 +62,9 @@ pub struct Workload {
     /// Grace period, ms.
     #[arg(long, default_value_t = 200)]
     pub grace_ms: u64,
+    /// Whose stream time closes windows: `key` or `partition`.
+    #[arg(long, default_value_t = Closing::Key)]
+    pub closing: Closing,
     /// Seed of the generator.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -101,6 +104,7 @@ impl Workload {
             ("--window", kind.to_owned()),
             ("--size-ms", self.size_ms.to_string()),
             ("--grace-ms", self.grace_ms.to_string()),
+            ("--closing", self.closing.to_string()),
             ("--seed", self.seed.to_string()),
         ]
         .into_iter()
@@ -146,6 +150,7 @@ impl Workload {
             Kind::Session => numbers.session_window(size, grace),
         };
         windows
+            .closing(self.closing)
             .aggregate((Count, Sum(|n: &u64| *n as f64)))
             .emit_final()
             .to_topic(&output);

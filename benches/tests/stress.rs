@@ -1,5 +1,6 @@
-//! A CI-sized run of the `stress` harness per window kind: 20 SIGKILL cycles, state deleted or
-//! corrupted between cycles for two of them; every window must match the golden run's.
+//! A CI-sized run of the `stress` harness per window kind and closing strategy: 20 SIGKILL
+//! cycles, state deleted or corrupted between cycles for some of them; every window must match
+//! the golden run's.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::process::Command;
@@ -28,15 +29,21 @@ fn stress(args: &[&str]) -> std::collections::BTreeMap<String, String> {
 }
 
 #[test]
-fn every_window_kind_survives_twenty_kill_cycles() {
-    for (kind, damage) in [
-        ("tumbling", "none"),
-        ("hopping", "delete"),
-        ("sliding", "corrupt"),
-        ("session", "none"),
+fn every_window_kind_survives_twenty_kill_cycles_closing_by_key_and_by_partition() {
+    for (kind, damage, closing) in [
+        ("tumbling", "none", "key"),
+        ("tumbling", "corrupt", "partition"),
+        ("hopping", "delete", "key"),
+        ("hopping", "none", "partition"),
+        ("sliding", "corrupt", "key"),
+        ("sliding", "delete", "partition"),
+        ("session", "none", "key"),
+        ("session", "delete", "partition"),
     ] {
-        let s = stress(&["--window", kind, "--damage", damage]);
+        let args = ["--window", kind, "--damage", damage, "--closing", closing];
+        let s = stress(&args);
         let n = |k: &str| s[k].parse::<u64>().unwrap();
+        let kind = format!("{kind} by {closing}");
         assert_eq!((n("missing"), n("differing")), (0, 0), "{kind}: {s:?}");
         assert_eq!(n("cycles"), 20);
         assert!(
