@@ -4,12 +4,13 @@
 //! per key with 1 s grace yields count, min, max and mean of `value`.
 //!
 //! A run passes [`check`] when every window it emitted equals the window computed over all
-//! readings, none came out twice, and every window closed by the end of the input
-//! (end + grace < last event time) came out. Windows still open at the end may come out or not.
+//! readings, none came out twice, and every window closed by the end of the input came out:
+//! end + grace < the last event time, closing by partition, or the key's own last event time,
+//! closing by key. Windows still open at the end may come out or not.
 
 use std::collections::HashSet;
 
-use eddy::{Log, WindowResult};
+use eddy::{Closing, Log, WindowResult};
 use serde::{Deserialize, Serialize};
 
 /// Event time of the first reading (a multiple of the window size).
@@ -63,8 +64,34 @@ pub fn expected_window(key: &str, start: i64, events: u64, keys: u64) -> Option<
     agg.map(|(n, lo, hi, sum)| (n, lo as f64, hi as f64, sum as f64 / n as f64))
 }
 
+/// The stream time that has closed the windows of sensor `sensor` by the end of the input: the
+/// last reading's closing by partition, the sensor's own last reading's closing by key.
+pub fn final_time(sensor: u64, events: u64, keys: u64, closing: Closing) -> i64 {
+    let last = events.saturating_sub(1);
+    match closing {
+        Closing::Partition => T0 + last as i64,
+        // The largest i ≤ last with i % keys == sensor.
+        Closing::Key => T0 + last as i64 - ((last + keys - sensor % keys) % keys) as i64,
+    }
+}
+
 /// How many (key, window) pairs had closed by the end of the input.
-pub fn closed_windows(events: u64, keys: u64) -> u64 {
+pub fn closed_windows(events: u64, keys: u64, closing: Closing) -> u64 {
+    if closing == Closing::Key {
+        let mut closed = 0;
+        for sensor in 0..keys.min(events) {
+            let time = final_time(sensor, events, keys, closing);
+            let mut last_start = None;
+            for i in (sensor..events).step_by(keys as usize) {
+                let start = T0 + (i as i64 / WINDOW_MS) * WINDOW_MS;
+                if last_start != Some(start) && start + WINDOW_MS + GRACE_MS < time {
+                    closed += 1;
+                }
+                last_start = Some(start);
+            }
+        }
+        return closed;
+    }
     let last = T0 + events as i64 - 1;
     let mut closed = 0;
     let mut start = T0;
@@ -83,10 +110,10 @@ pub fn check(
     topic: &str,
     events: u64,
     keys: u64,
+    closing: Closing,
 ) -> Result<(u64, u64), String> {
     let log = Log::open(dir).map_err(|e| e.to_string())?;
     let topic = log.topic(topic).map_err(|e| e.to_string())?;
-    let last = T0 + events as i64 - 1;
     let (mut seen, mut emitted, mut closed_seen) = (HashSet::new(), 0, 0);
     crate::for_each_window(&topic, |key, w: WindowResult<Aggregate>| {
         let at = || format!("window {key} [{}, {})", w.start, w.end);
@@ -103,12 +130,13 @@ pub fn check(
             return Err(format!("{} is {:?}, expected {want:?}", at(), w.value));
         }
         emitted += 1;
-        if w.end + GRACE_MS < last {
+        let sensor = key.strip_prefix("Sensor").and_then(|n| n.parse().ok());
+        if w.end + GRACE_MS < final_time(sensor.unwrap_or(0), events, keys, closing) {
             closed_seen += 1;
         }
         Ok(())
     })?;
-    let closed = closed_windows(events, keys);
+    let closed = closed_windows(events, keys, closing);
     if closed_seen != closed {
         return Err(format!(
             "{} of {closed} closed windows missing",
@@ -152,9 +180,42 @@ mod tests {
             .keys()
             .filter(|(_, s)| s + WINDOW_MS + GRACE_MS < last)
             .count();
-        assert_eq!(closed_windows(events, keys), closed as u64);
+        assert_eq!(
+            closed_windows(events, keys, Closing::Partition),
+            closed as u64
+        );
         assert_eq!(expected_window("Sensor7", T0, events, keys), None);
         assert_eq!(expected_window("sensor1", T0, events, keys), None);
+    }
+
+    /// Closing by key counts the windows each key's own last reading closed.
+    #[test]
+    fn windows_closed_by_key_are_those_each_keys_last_reading_closed() {
+        for (events, keys) in [(50_000, 7), (50_000, 20_000)] {
+            let mut key_last: HashMap<String, i64> = HashMap::new();
+            let mut windows = HashSet::new();
+            for i in 0..events {
+                let (key, _, ts) = reading(i, keys);
+                key_last.insert(key.clone(), ts);
+                windows.insert((key, ts - ts % WINDOW_MS));
+            }
+            let closed_by = |last: &dyn Fn(&str) -> i64| {
+                let closed = windows
+                    .iter()
+                    .filter(|(k, s)| s + WINDOW_MS + GRACE_MS < last(k));
+                closed.count() as u64
+            };
+            let by_key = closed_by(&|k| key_last[k]);
+            let by_partition = closed_by(&|_| T0 + events as i64 - 1);
+            assert_eq!(closed_windows(events, keys, Closing::Key), by_key);
+            assert_eq!(
+                closed_windows(events, keys, Closing::Partition),
+                by_partition
+            );
+            if keys > 1_000 {
+                assert!(by_key < by_partition, "keys' own times close fewer");
+            }
+        }
     }
 
     /// Writes `windows` as results to topic `agg` under a new directory.
@@ -185,20 +246,38 @@ mod tests {
         let closed: Vec<(String, i64)> = (0..4)
             .flat_map(|n| (0..keys).map(move |k| (format!("Sensor{k}"), T0 + n * WINDOW_MS)))
             .collect();
-        assert_eq!(closed_windows(events, keys), closed.len() as u64);
+        assert_eq!(
+            closed_windows(events, keys, Closing::Partition),
+            closed.len() as u64
+        );
         let ok = written(&closed, events, keys);
-        assert_eq!(check(ok.path(), "agg", events, keys), Ok((12, 12)));
+        assert_eq!(
+            check(ok.path(), "agg", events, keys, Closing::Partition),
+            Ok((12, 12))
+        );
 
         let mut repeated = closed.clone();
         repeated.push(closed[5].clone());
-        let err = check(written(&repeated, events, keys).path(), "agg", events, keys);
+        let err = check(
+            written(&repeated, events, keys).path(),
+            "agg",
+            events,
+            keys,
+            Closing::Partition,
+        );
         assert!(
             err.as_ref().is_err_and(|e| e.contains("came out twice")),
             "{err:?}"
         );
 
         let missing = &closed[1..];
-        let err = check(written(missing, events, keys).path(), "agg", events, keys);
+        let err = check(
+            written(missing, events, keys).path(),
+            "agg",
+            events,
+            keys,
+            Closing::Partition,
+        );
         assert!(
             err.as_ref().is_err_and(|e| e.contains("1 of 12 closed")),
             "{err:?}"
@@ -206,7 +285,13 @@ mod tests {
 
         let mut stranger = closed.clone();
         stranger.push(("Sensor9".into(), T0));
-        let err = check(written(&stranger, events, keys).path(), "agg", events, keys);
+        let err = check(
+            written(&stranger, events, keys).path(),
+            "agg",
+            events,
+            keys,
+            Closing::Partition,
+        );
         assert!(
             err.as_ref()
                 .is_err_and(|e| e.contains("agg partition 0 offset 12: window Sensor9")),

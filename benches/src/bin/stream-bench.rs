@@ -6,7 +6,8 @@
 //! - `restore_1m_entries`: a store rebuilt from a changelog of 1,000,000 entries;
 //! - `tumbling_10s_json_{5,100k}_keys`: the sensor workload — JSON readings 1 ms apart, 10 s
 //!   tumbling windows with 1 s grace, count/min/max/mean per key, final results, every window
-//!   checked afterwards (`eddy_benches::sensor::check`; the program exits 1 on a wrong window).
+//!   checked afterwards (`eddy_benches::sensor::check`; the program exits 1 on a wrong window),
+//!   closing by partition as the peers' programs do; `..._by_key` the same closing by key.
 //!
 //! `cargo run --release -p eddy-benches --bin stream-bench [-- --records N --only PREFIX --dir DIR]`
 
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Parser;
-use eddy::{AppConfig, Application, Json, Log, Record, State, Str, TopicConfig};
+use eddy::{AppConfig, Application, Closing, Json, Log, Record, State, Str, TopicConfig};
 use eddy_benches::{peak_rss_kib, sensor, work_dir, Figure};
 use serde::{Deserialize, Serialize};
 
@@ -176,7 +177,7 @@ fn produce_timed(dir: &Path, n: u64, keys: u64) -> u64 {
 
 /// The sensor workload's figure over `keys` keys, and the peak RSS when the run ended (before
 /// the check).
-fn windowed(dir: &Path, n: u64, keys: u64, name: &'static str) -> (Figure, u64) {
+fn windowed(dir: &Path, n: u64, keys: u64, closing: Closing, name: &'static str) -> (Figure, u64) {
     use eddy::aggregate::{Count, Max, Mean, Min};
     use eddy::WindowResult;
     let bytes = produce_timed(dir, n, keys);
@@ -194,6 +195,7 @@ fn windowed(dir: &Path, n: u64, keys: u64, name: &'static str) -> (Figure, u64) 
             std::time::Duration::from_millis(sensor::WINDOW_MS as u64),
             std::time::Duration::from_millis(sensor::GRACE_MS as u64),
         )
+        .closing(closing)
         .aggregate((Count, Min(v), Max(v), Mean(v)))
         .emit_final()
         .to_topic(&output);
@@ -203,7 +205,7 @@ fn windowed(dir: &Path, n: u64, keys: u64, name: &'static str) -> (Figure, u64) 
     assert_eq!(app.metrics().records_in, n);
     drop(app);
     let rss = peak_rss_kib();
-    let (emitted, closed) = sensor::check(dir, "agg", n, keys).unwrap_or_else(|e| {
+    let (emitted, closed) = sensor::check(dir, "agg", n, keys, closing).unwrap_or_else(|e| {
         eprintln!("{name}: {e}");
         std::process::exit(1);
     });
@@ -241,15 +243,18 @@ fn main() {
         println!("{}", restore(&dir, o.restore_entries).line());
         let _ = std::fs::remove_dir_all(&dir);
     }
-    for (keys, name) in [
-        (5, "tumbling_10s_json_5_keys"),
-        (100_000, "tumbling_10s_json_100k_keys"),
+    // Closing by partition, as the peers' programs close (`benches/peers/`); and by key.
+    for (keys, closing, name) in [
+        (5, Closing::Partition, "tumbling_10s_json_5_keys"),
+        (100_000, Closing::Partition, "tumbling_10s_json_100k_keys"),
+        (5, Closing::Key, "tumbling_10s_json_5_keys_by_key"),
+        (100_000, Closing::Key, "tumbling_10s_json_100k_keys_by_key"),
     ] {
         if !wanted(name) {
             continue;
         }
         let dir = root.join(name);
-        let (figure, rss) = windowed(&dir, o.records, keys, name);
+        let (figure, rss) = windowed(&dir, o.records, keys, closing, name);
         println!("{}", figure.line_with_rss(rss));
         let _ = std::fs::remove_dir_all(&dir);
     }

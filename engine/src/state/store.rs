@@ -351,6 +351,11 @@ impl Store {
             self.db.flush().map_err(rocks("flush", &self.path))?;
         }
         self.changelog_offset = next;
+        // What was just saved is clean now; cached beyond its share, it goes (steps that only
+        // write, such as windows, never read it back through `get`).
+        if self.clean_bytes > self.env.clean_limit() {
+            self.drop_clean();
+        }
         Ok(())
     }
 
@@ -575,4 +580,38 @@ fn move_aside(path: &std::path::Path) -> StateResult<PathBuf> {
         source,
     })?;
     Ok(aside)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Log, TopicConfig};
+
+    #[test]
+    fn entries_only_written_leave_the_cache_after_the_checkpoint_that_saves_them() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = Log::open(dir.path()).expect("log");
+        let changelog = (log.topic_or_create("changelog", TopicConfig::default())).expect("topic");
+        let writer = changelog.writer(0).expect("writer");
+        let env = StateEnv::new(&dir.path().join("state"), 4 << 20, None);
+        let path = dir.path().join("state").join("s");
+        let (mut store, _) = Store::open(&env, path, changelog, writer, false).expect("store");
+        // Twice the share of clean entries, put and never read.
+        let entries = env.clean_limit() * 2 / 100;
+        for i in 0..entries {
+            store.put(format!("k{i:08}").as_bytes(), Some(vec![7; 80]));
+        }
+        let logged = store.log_changes(1).expect("log changes");
+        store.save_changes(logged).expect("save changes");
+        assert!(
+            store.clean_bytes <= env.clean_limit(),
+            "{} cached bytes, share {}",
+            store.clean_bytes,
+            env.clean_limit()
+        );
+        assert!(store.cache.len() < entries);
+        // Dropped from the cache, saved in RocksDB.
+        let first = store.get(b"k00000000").expect("get").map(<[u8]>::to_vec);
+        assert_eq!(first, Some(vec![7; 80]));
+    }
 }

@@ -92,14 +92,13 @@ where
         let p = state_for(&mut self.partitions, ctx.partition, store, |s| {
             PartitionWindows::load(id, s, codec, windows.record_span(), by_key)
         })?;
-        if by_key {
-            p.admit(store, ctx.raw_key)?;
-        }
+        let clock = p.admit(store, ctx.raw_key)?;
         let order = p.order;
         p.order += 1;
         let assigned = &mut self.assigned;
-        windows.assign(p, &mut self.aggregator, ctx.raw_key, &m, order, assigned);
-        p.observe(ctx.raw_key, m.timestamp_ms, Instant::now());
+        let aggregator = &mut self.aggregator;
+        windows.assign(p, aggregator, ctx.raw_key, &m, order, clock, assigned);
+        let limit = p.observe(ctx.raw_key, m.timestamp_ms, Instant::now());
         let mut results = std::mem::take(&mut self.results);
         if self.plan.emit == Emit::Current {
             let open = p.key(ctx.raw_key).map(|kw| &kw.windows[..]);
@@ -109,7 +108,7 @@ where
                 }
             }
         }
-        let (linger, limit) = (windows.linger(), p.clock(ctx.raw_key));
+        let linger = windows.linger();
         let due = |end: i64| end.saturating_add(linger) <= limit;
         let key = by_key.then_some(ctx.raw_key);
         self.close(ctx.partition, key, due, &mut results);

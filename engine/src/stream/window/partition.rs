@@ -150,34 +150,30 @@ impl<K, A, V> PartitionWindows<K, A, V> {
         (key, kw)
     }
 
-    /// The stream time that closes the windows of `raw` and makes its records late: the key's
-    /// own when closing by key, else the partition's.
-    pub fn clock(&self, raw: &[u8]) -> i64 {
-        match self.by_key {
-            true => self.keys.get(raw).map_or(self.key_time_floor, |kw| kw.time),
-            false => self.stream_time,
-        }
-    }
-
     /// Moves stream time (and, closing by key, that of `raw`) to a record of `raw` at `ts`,
-    /// received at `at`.
-    pub fn observe(&mut self, raw: &[u8], ts: i64, at: Instant) {
+    /// received at `at`; returns the stream time that now closes the windows of `raw`.
+    pub fn observe(&mut self, raw: &[u8], ts: i64, at: Instant) -> i64 {
         self.stream_time = self.stream_time.max(ts);
         self.last_record = at;
-        if self.by_key {
-            let (_, kw) = self.entry(raw);
-            kw.last_record = at;
-            if ts > kw.time {
-                kw.time = ts;
-                kw.time_dirty = true;
-            }
+        if !self.by_key {
+            return self.stream_time;
         }
+        let (_, kw) = self.entry(raw);
+        kw.last_record = at;
+        if ts > kw.time {
+            kw.time = ts;
+            kw.time_dirty = true;
+        }
+        kw.time
     }
 
     /// Opens window `[start, end)` of `raw`.
     pub fn open(&mut self, raw: &[u8], start: i64, end: i64, key: Option<K>, acc: A) {
         let by_key = self.by_key;
         let (shared, kw) = self.entry(raw);
+        if kw.windows.capacity() == 0 {
+            kw.windows.reserve_exact(1); // most keys have one window open (tumbling)
+        }
         kw.windows.push(Open {
             start,
             end,
@@ -295,12 +291,17 @@ impl<K, A, V> PartitionWindows<K, A, V> {
             kw.expires_at = None;
             kw.drop_records(|_| true);
         }
+        if closed.len() == first && !kw.records_dirty {
+            return; // nothing changed
+        }
         closed[first..].sort_unstable_by_key(|w| (w.end, w.start));
-        if (closed.len() > first || kw.records_dirty) && !kw.listed {
+        if !kw.listed {
             kw.listed = true;
             self.listed.push(shared.clone());
         }
-        self.forget_if_empty(raw);
+        if kw.is_empty() {
+            self.forget_if_empty(raw);
+        }
     }
 
     /// Closing by key: the keys with open windows that received no record for `idle` before
@@ -475,16 +476,20 @@ where
         Ok(p)
     }
 
-    /// Closing by key: brings `raw` into memory, with the stream time `store` holds for it, when
-    /// it is not there.
-    pub fn admit(&mut self, store: &Store, raw: &[u8]) -> Result<(), StepError> {
-        if self.keys.contains_key(raw) {
-            return Ok(());
+    /// The stream time that closes the windows of `raw` and makes its records late: the key's
+    /// own when closing by key, else the partition's. Closing by key, first brings `raw` into memory with the stream time
+    /// `store` holds for it when it is not there.
+    pub fn admit(&mut self, store: &Store, raw: &[u8]) -> Result<i64, StepError> {
+        if !self.by_key {
+            return Ok(self.stream_time);
+        }
+        if let Some(kw) = self.keys.get(raw) {
+            return Ok(kw.time);
         }
         let floor = self.key_time_floor;
         let time = stored_key_time(store, self.op, raw)?.map_or(floor, |t| t.max(floor));
         self.keys.insert(raw.into(), KeyWindows::new(time));
-        Ok(())
+        Ok(time)
     }
 
     /// Writes what changed since the last flush into `store`'s cache.
@@ -600,11 +605,15 @@ mod tests {
             [(0, 10)]
         );
         assert_eq!(
-            p.clock(b"a"),
-            13,
+            p.key(b"a").map(|kw| kw.time),
+            Some(13),
             "a's time moved to the window's end + linger"
         );
-        assert_eq!(p.clock(b"b"), 5, "other keys keep theirs");
+        assert_eq!(
+            p.key(b"b").map(|kw| kw.time),
+            Some(5),
+            "other keys keep theirs"
+        );
         assert!(p.key(b"a").is_some(), "kept until its time is written");
     }
 }

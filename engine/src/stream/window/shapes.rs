@@ -101,8 +101,10 @@ impl TimeWindows {
         matches!(self.shape, Shape::Session { .. })
     }
 
-    /// Adds message `m` (raw key `raw`, arrival `order`) to its windows in `p`; says what it did
-    /// in `out` (cleared first, so that the caller can reuse it for every record).
+    /// Adds message `m` (raw key `raw`, arrival `order`) to its windows in `p`, where stream
+    /// time `clock` (the key's or the partition's, before `m`) says which have closed; says what
+    /// it did in `out` (cleared first, so that the caller can reuse it for every record).
+    #[allow(clippy::too_many_arguments)]
     pub fn assign<K: Clone, V: Clone, G: Aggregator<V>>(
         &self,
         p: &mut PartitionWindows<K, G::Acc, V>,
@@ -110,9 +112,10 @@ impl TimeWindows {
         raw: &[u8],
         m: &Message<K, V>,
         order: u64,
+        clock: i64,
         out: &mut Assigned,
     ) {
-        let (linger, stream_time) = (self.linger(), p.clock(raw));
+        let (linger, stream_time) = (self.linger(), clock);
         let closed = move |end: i64| end.saturating_add(linger) <= stream_time;
         out.updated.clear();
         out.late = None;
