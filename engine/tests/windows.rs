@@ -251,6 +251,12 @@ fn hopping_several_keys(closing: Closing) {
 
 #[test]
 fn idle_close_emits_the_last_window_of_a_quiet_stream() {
+    for closing in BOTH {
+        idle_close_emits_the_last_window(closing);
+    }
+}
+
+fn idle_close_emits_the_last_window(closing: Closing) {
     let dir = tempfile::tempdir().unwrap();
     feed(
         dir.path(),
@@ -267,6 +273,7 @@ fn idle_close_emits_the_last_window_of_a_quiet_stream() {
         .unwrap();
     a.dataframe(&input)
         .tumbling_window(secs(10), secs(1))
+        .closing(closing)
         .close_after_idle(Duration::from_millis(200))
         .sum(|r: &Reading| r.value)
         .emit_final()
@@ -279,7 +286,7 @@ fn idle_close_emits_the_last_window_of_a_quiet_stream() {
     let mut a = a;
     a.run().unwrap();
     let got = results::<f64>(dir.path(), "agg");
-    assert_eq!(got.len(), 1);
+    assert_eq!(got.len(), 1, "closing by {closing}");
     assert_eq!(
         got[0].1,
         WindowResult {
@@ -295,7 +302,7 @@ fn idle_close_emits_the_last_window_of_a_quiet_stream() {
         1,
         &[("\"s1\"", 1_000, 1.0), ("\"s1\"", 2_000, 3.0)],
     );
-    let mut b = sensor_app(other.path(), Rc::default());
+    let mut b = sensor_app_closing(other.path(), Rc::default(), closing);
     b.run_until_idle().unwrap();
     assert!(results::<Stats>(other.path(), "agg").is_empty());
 }

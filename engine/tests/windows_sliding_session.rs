@@ -122,11 +122,12 @@ fn sessions_extend_merge_close_at_gap_plus_grace_and_survive_a_restart() {
         }
         let sessions =
             |st: &Stream<String, Reading>| st.session_window(ms(5_000), ms(1_000)).closing(closing);
-        for split in [5, 6, 10, 11] {
-            let (got, late) = run_in_two_halves(&readings, split, sessions);
+        let restarts = [Restart::Reopen, Restart::Restore];
+        for (split, restart) in [5, 6, 10, 11].into_iter().zip(restarts.into_iter().cycle()) {
+            let (got, late) = run_restarting(&readings, split, restart, |_| sessions);
             assert_eq!(
                 got, expected,
-                "by {closing}, restarted after {split} readings"
+                "by {closing}, {restart:?} after {split} readings"
             );
             assert_eq!(late, vec![(2_000, 2_000, 2_001)]);
         }
@@ -135,26 +136,29 @@ fn sessions_extend_merge_close_at_gap_plus_grace_and_survive_a_restart() {
 
 #[test]
 fn current_emission_shows_sessions_growing_and_merging() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = "\"s\"";
-    feed(
-        dir.path(),
-        1,
-        &[(s, 0, 1.0), (s, 6_000, 2.0), (s, 3_000, 4.0)],
-    );
-    pipeline(dir.path(), Rc::default(), true, |st| {
-        st.session_window(ms(5_000), ms(10_000))
-    })
-    .run_until_idle()
-    .unwrap();
-    assert_eq!(
-        rows(dir.path()),
-        vec![
-            row("s", 0, 1, 1, 1.0),
-            row("s", 6_000, 6_001, 1, 2.0),
-            row("s", 0, 6_001, 3, 7.0),
-        ]
-    );
+    for closing in [Closing::Key, Closing::Partition] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = "\"s\"";
+        feed(
+            dir.path(),
+            1,
+            &[(s, 0, 1.0), (s, 6_000, 2.0), (s, 3_000, 4.0)],
+        );
+        pipeline(dir.path(), Rc::default(), true, |st| {
+            st.session_window(ms(5_000), ms(10_000)).closing(closing)
+        })
+        .run_until_idle()
+        .unwrap();
+        assert_eq!(
+            rows(dir.path()),
+            vec![
+                row("s", 0, 1, 1, 1.0),
+                row("s", 6_000, 6_001, 1, 2.0),
+                row("s", 0, 6_001, 3, 7.0),
+            ],
+            "closing by {closing}"
+        );
+    }
 }
 
 /// Random readings: `n` over `keys` keys, event time mostly rising with jitter (some of it beyond

@@ -163,20 +163,24 @@ where
     (rows(dir.path()), late)
 }
 
-/// [`run_in_two_halves`] closing by key and by partition, which must agree (inputs of one key, or
-/// whose keys' stream times never tell the two apart): the results and late records.
+/// [`run_in_two_halves`] closing by key and by partition, restarting with the stores reopened and
+/// restored from the changelog, which must all agree (inputs of one key, or whose keys' stream
+/// times never tell the two apart): the results and late records.
 pub fn run_both_ways(
     readings: &[(&str, i64, f64)],
     split: usize,
     windows: impl Fn(&Stream<String, Reading>) -> WindowSpec<String, Reading>,
 ) -> (Vec<Row>, Vec<(i64, i64, i64)>) {
     let by_key = run_in_two_halves(readings, split, |st| windows(st).closing(Closing::Key));
-    let by_partition = run_in_two_halves(readings, split, |st| {
-        windows(st).closing(Closing::Partition)
-    });
-    assert_eq!(
-        by_key, by_partition,
-        "closing by key and by partition differ"
-    );
+    for closing in [Closing::Key, Closing::Partition] {
+        for restart in [Restart::Reopen, Restart::Restore] {
+            let closed = |st: &Stream<String, Reading>| windows(st).closing(closing);
+            let got = run_restarting(readings, split, restart, |_| closed);
+            assert_eq!(
+                got, by_key,
+                "closing by {closing}, {restart:?}: not as by key"
+            );
+        }
+    }
     by_key
 }
