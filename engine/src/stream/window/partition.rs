@@ -511,9 +511,10 @@ where
                 let time = serde_json::to_vec(&kw.time).map_err(|e| bad("key time", e))?;
                 store.put(&key_time_key(self.op, &raw), Some(time));
                 kw.time_dirty = false;
-                if kw.is_empty() {
-                    emptied.push(raw.clone());
-                }
+            }
+            if kw.is_empty() {
+                // Closing by key: windows gone since, or a late record of a key brought in.
+                emptied.push(raw.clone());
             }
             for w in kw.windows.iter_mut().filter(|w| w.dirty) {
                 let value = serde_json::to_vec(&(&w.key, &w.acc)).map_err(|e| bad("window", e))?;
@@ -615,5 +616,31 @@ mod tests {
             "other keys keep theirs"
         );
         assert!(p.key(b"a").is_some(), "kept until its time is written");
+    }
+
+    #[test]
+    fn a_key_without_windows_leaves_memory_at_the_flush_that_writes_its_time() {
+        use crate::state::StateEnv;
+        use crate::{Log, TopicConfig};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = Log::open(dir.path()).expect("log");
+        let changelog = (log.topic_or_create("changelog", TopicConfig::default())).expect("topic");
+        let writer = changelog.writer(0).expect("writer");
+        let env = StateEnv::new(&dir.path().join("state"), 4 << 20, None);
+        let path = dir.path().join("state").join("s");
+        let (mut store, _) = Store::open(&env, path, changelog, writer, false).expect("store");
+        let mut p: PartitionWindows<String, u64, ()> =
+            PartitionWindows::load(0, &store, None, None, true).expect("load");
+
+        // A record that opened nothing (late, say) moved the key's time.
+        assert_eq!(p.admit(&store, b"x").expect("admit"), i64::MIN);
+        assert_eq!(p.observe(b"x", 100, Instant::now()), 100);
+        p.flush(&mut store, None).expect("flush");
+        assert!(p.key(b"x").is_none(), "nothing left in memory");
+        // Brought back, it has the time it had; a late record leaves it as it came.
+        assert_eq!(p.admit(&store, b"x").expect("admit"), 100);
+        assert_eq!(p.observe(b"x", 40, Instant::now()), 100);
+        p.flush(&mut store, None).expect("flush");
+        assert!(p.key(b"x").is_none(), "nothing left in memory");
     }
 }
