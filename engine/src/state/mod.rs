@@ -16,4 +16,6 @@ pub(crate) use handle::StateFailure;
 pub use store::{RestoreCallback, RestoreProgress, RestoreReport};
 
 pub(crate) use env::StateEnv;
+#[cfg(test)]
+pub(crate) use store::test_store;
 pub(crate) use store::Store;

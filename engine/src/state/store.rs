@@ -582,20 +582,28 @@ fn move_aside(path: &std::path::Path) -> StateResult<PathBuf> {
     Ok(aside)
 }
 
+/// A store under `dir` with the smallest memory budget and its changelog in `dir`'s log, for unit
+/// tests of what uses a store.
+#[cfg(test)]
+pub(crate) fn test_store(dir: &std::path::Path) -> (Store, StateEnv) {
+    let log = crate::Log::open(dir).expect("log");
+    let changelog = log.topic_or_create("changelog", crate::TopicConfig::default());
+    let changelog = changelog.expect("topic");
+    let writer = changelog.writer(0).expect("writer");
+    let env = StateEnv::new(&dir.join("state"), 4 << 20, None);
+    let path = dir.join("state").join("s");
+    let (store, _) = Store::open(&env, path, changelog, writer, false).expect("store");
+    (store, env)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Log, TopicConfig};
 
     #[test]
     fn entries_only_written_leave_the_cache_after_the_checkpoint_that_saves_them() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let log = Log::open(dir.path()).expect("log");
-        let changelog = (log.topic_or_create("changelog", TopicConfig::default())).expect("topic");
-        let writer = changelog.writer(0).expect("writer");
-        let env = StateEnv::new(&dir.path().join("state"), 4 << 20, None);
-        let path = dir.path().join("state").join("s");
-        let (mut store, _) = Store::open(&env, path, changelog, writer, false).expect("store");
+        let (mut store, env) = test_store(dir.path());
         // Twice the share of clean entries, put and never read.
         let entries = env.clean_limit() * 2 / 100;
         for i in 0..entries {

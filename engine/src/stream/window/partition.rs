@@ -620,15 +620,8 @@ mod tests {
 
     #[test]
     fn a_key_without_windows_leaves_memory_at_the_flush_that_writes_its_time() {
-        use crate::state::StateEnv;
-        use crate::{Log, TopicConfig};
         let dir = tempfile::tempdir().expect("temp dir");
-        let log = Log::open(dir.path()).expect("log");
-        let changelog = (log.topic_or_create("changelog", TopicConfig::default())).expect("topic");
-        let writer = changelog.writer(0).expect("writer");
-        let env = StateEnv::new(&dir.path().join("state"), 4 << 20, None);
-        let path = dir.path().join("state").join("s");
-        let (mut store, _) = Store::open(&env, path, changelog, writer, false).expect("store");
+        let (mut store, _env) = crate::state::test_store(dir.path());
         let mut p: PartitionWindows<String, u64, ()> =
             PartitionWindows::load(0, &store, None, None, true).expect("load");
 
