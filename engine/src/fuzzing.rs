@@ -312,6 +312,7 @@ pub fn segment_recovery(data: &[u8]) {
         active_base: 0,
         position: 0,
         next_offset: 0,
+        last_stable: None,
     };
     let tail_file = TailFile::open(&partition.join("tail"), tail).expect("tail opens");
     tail_file.publish(tail);

@@ -100,9 +100,9 @@ pub use groups::{
 };
 pub use log::{
     murmur2, partition_for_key, validate_name, Appended, CleanupPolicy, CompactionStats,
-    Durability, Fetch, Header, Log, LogError, LogResult, PartitionInfo, PartitionReader,
-    PartitionWriter, Record, RecordView, RecoveryReport, Topic, TopicConfig, WriterCore,
-    DATA_DIR_FORMAT, SETTING_NAMES, TOPIC_FORMAT,
+    Durability, Fetch, Header, Isolation, Log, LogError, LogResult, PartitionInfo, PartitionReader,
+    PartitionWriter, ProducerIdentity, Record, RecordView, RecoveryReport, Topic, TopicConfig,
+    WriterCore, DATA_DIR_FORMAT, SETTING_NAMES, TOPIC_FORMAT,
 };
 #[cfg(feature = "streams")]
 pub use runtime::{AppConfig, Application, MetricsSnapshot, ProcessingGuarantee, Producer};

@@ -61,7 +61,8 @@ enum Command {
 
 /// Stable exit codes: 0 success, 1 I/O or other failure, 2 bad arguments or names, 3 topic or
 /// partition not found, 4 topic exists, 5 partition locked by another process, 6 corrupt data,
-/// 7 offset out of range, 8 consumer group has live members.
+/// 7 offset out of range, 8 consumer group has live members, 9 fenced (a newer instance of a
+/// transactional producer owns its transactions).
 pub fn exit_code(e: &LogError) -> i32 {
     match e {
         LogError::InvalidName { .. } | LogError::InvalidConfig(_) => 2,
@@ -70,6 +71,7 @@ pub fn exit_code(e: &LogError) -> i32 {
         LogError::Locked { .. } => 5,
         LogError::Corrupt { .. } | LogError::UnsupportedFormat { .. } => 6,
         LogError::OffsetOutOfRange { .. } => 7,
+        LogError::Fenced { .. } => 9,
         LogError::Io { .. }
         | LogError::AppendRefused { .. }
         | LogError::ReadOnly { .. }

@@ -7,13 +7,13 @@
 //!  12   4 partition_leader_epoch always 0
 //!  16   1 magic                  always 2
 //!  17   4 crc                    CRC-32C of bytes 21..end
-//!  21   2 attributes             0 (no compression, create time)
+//!  21   2 attributes             bit 4 transactional, bit 5 control; no compression, create time
 //!  23   4 last_offset_delta      last offset - base offset (kept when compaction drops records)
 //!  27   8 base_timestamp         timestamp of the first record
 //!  35   8 max_timestamp          largest record timestamp
-//!  43   8 producer_id            -1
-//!  51   2 producer_epoch         -1
-//!  53   4 base_sequence          -1
+//!  43   8 producer_id            -1, or the transactional producer's id
+//!  51   2 producer_epoch         -1, or its epoch
+//!  53   4 base_sequence          -1, or the batch's first sequence within its transaction here
 //!  57   4 records_count
 //!  61   . records
 //! ```
@@ -21,6 +21,10 @@
 //! Each record: `length varint, attributes i8, timestamp_delta varlong, offset_delta varint,
 //! key_length varint (-1 null), key, value_length varint (-1 null), value, header_count varint,
 //! then per header key_length varint, key (UTF-8), value_length varint (-1 null), value`.
+//!
+//! A control batch (attributes 0x30) holds one record ending its producer's transaction in the
+//! partition: key `version i16 = 0, type i16` (0 abort, 1 commit), value `version i16 = 0,
+//! coordinator_epoch i32 = 0`, as Kafka writes its markers.
 //!
 //! Invariant: the CRC does not cover the base offset, so the appender may assign offsets by patching
 //! bytes 0..8 of an encoded batch without re-hashing.
@@ -37,6 +41,20 @@ pub(crate) const LOG_OVERHEAD: usize = 12;
 pub(crate) const MAX_BATCH_BYTES: usize = 64 << 20;
 const CRC_START: usize = 21;
 
+/// Attribute bit of a batch written inside a transaction.
+pub(crate) const TRANSACTIONAL: u16 = 0x10;
+/// Attribute bit of a control batch (a transaction marker).
+pub(crate) const CONTROL: u16 = 0x20;
+
+/// A transactional producer: its id and epoch, written into every batch it appends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProducerIdentity {
+    /// The producer id, given once per transactional id and kept in the data directory.
+    pub id: i64,
+    /// Its epoch: bumped by every start of the producer, so that an older instance is fenced.
+    pub epoch: i16,
+}
+
 /// The fixed fields of a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct BatchHeader {
@@ -44,9 +62,13 @@ pub(crate) struct BatchHeader {
     /// Total bytes of the batch including the 12-byte prefix.
     pub total_len: usize,
     pub crc: u32,
+    pub attributes: u16,
     pub last_offset_delta: u32,
     pub base_timestamp: i64,
     pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
     pub count: u32,
 }
 
@@ -55,6 +77,65 @@ impl BatchHeader {
     pub fn last_offset(&self) -> u64 {
         self.base_offset + u64::from(self.last_offset_delta)
     }
+
+    /// Whether the batch was written inside a transaction (markers too).
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL != 0
+    }
+
+    /// Whether the batch is a transaction marker.
+    pub fn is_control(&self) -> bool {
+        self.attributes & CONTROL != 0
+    }
+
+    /// The transactional producer that wrote it, if any.
+    pub fn producer(&self) -> Option<ProducerIdentity> {
+        self.is_transactional().then_some(ProducerIdentity {
+            id: self.producer_id,
+            epoch: self.producer_epoch,
+        })
+    }
+}
+
+/// What a transaction marker says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Marker {
+    Abort,
+    Commit,
+}
+
+/// The marker held by a control batch's one record key (`version i16, type i16`).
+pub(crate) fn marker_of(key: Option<&[u8]>) -> Result<Marker, String> {
+    match key {
+        Some([0, 0, 0, 0]) => Ok(Marker::Abort),
+        Some([0, 0, 0, 1]) => Ok(Marker::Commit),
+        Some(other) => Err(format!(
+            "control record key {other:?} is no marker of version 0"
+        )),
+        None => Err("control record without a key".into()),
+    }
+}
+
+/// The one record of a control batch holding `marker` (Kafka's layout: key `version i16 = 0,
+/// type i16`, value `version i16 = 0, coordinator_epoch i32 = 0`).
+pub(crate) fn marker_record(marker: Marker, now_ms: i64) -> Record {
+    let kind: i16 = match marker {
+        Marker::Abort => 0,
+        Marker::Commit => 1,
+    };
+    let mut key = 0i16.to_be_bytes().to_vec();
+    key.extend_from_slice(&kind.to_be_bytes());
+    let mut value = 0i16.to_be_bytes().to_vec();
+    value.extend_from_slice(&0i32.to_be_bytes());
+    Record::keyed(key, value).at(now_ms)
+}
+
+/// The transactional fields of a batch being encoded.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TxnFields {
+    pub attributes: u16,
+    pub producer: ProducerIdentity,
+    pub base_sequence: i32,
 }
 
 fn be_u32(b: &[u8], at: usize) -> u32 {
@@ -106,9 +187,13 @@ pub(crate) fn parse_header(b: &[u8]) -> Result<BatchHeader, String> {
         base_offset,
         total_len: length + LOG_OVERHEAD,
         crc: be_u32(b, 17),
+        attributes: u16::from_be_bytes([b[21], b[22]]),
         last_offset_delta,
         base_timestamp: be_u64(b, 27) as i64,
         max_timestamp: be_u64(b, 35) as i64,
+        producer_id: be_u64(b, 43) as i64,
+        producer_epoch: i16::from_be_bytes([b[51], b[52]]),
+        base_sequence: be_u32(b, 53) as i32,
         count,
     })
 }
@@ -124,6 +209,7 @@ pub(crate) fn crc_ok(batch: &[u8], header: &BatchHeader) -> bool {
 /// `base_offset`, stopping once the batch reaches `max_bytes` (it always takes at least one
 /// record). Records without a timestamp get `now_ms`. Returns the batch header and how many
 /// records it took.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn encode_batch(
     buf: &mut Vec<u8>,
     base_offset: u64,
@@ -131,11 +217,29 @@ pub(crate) fn encode_batch(
     now_ms: i64,
     max_bytes: usize,
 ) -> (BatchHeader, usize) {
+    encode_batch_with(buf, base_offset, records, now_ms, max_bytes, None)
+}
+
+/// [`encode_batch`], inside a transaction when `txn` is given.
+pub(crate) fn encode_batch_with(
+    buf: &mut Vec<u8>,
+    base_offset: u64,
+    records: &[Record],
+    now_ms: i64,
+    max_bytes: usize,
+    txn: Option<TxnFields>,
+) -> (BatchHeader, usize) {
     let start = buf.len();
     let base_timestamp = records
         .first()
         .map_or(now_ms, |r| r.timestamp.unwrap_or(now_ms));
     put_header(buf, base_offset, 0, base_timestamp, base_timestamp, 0);
+    if let Some(t) = txn {
+        patch(buf, start + 21, &t.attributes.to_be_bytes());
+        patch(buf, start + 43, &t.producer.id.to_be_bytes());
+        patch(buf, start + 51, &t.producer.epoch.to_be_bytes());
+        patch(buf, start + 53, &t.base_sequence.to_be_bytes());
+    }
     let mut max_timestamp = base_timestamp;
     let mut taken = 0usize;
     for record in records {
@@ -153,13 +257,21 @@ pub(crate) fn encode_batch(
     patch(buf, start + 35, &max_timestamp.to_be_bytes());
     patch(buf, start + 57, &count.to_be_bytes());
     finish_batch(buf, start);
+    let (attributes, producer, base_sequence) = match txn {
+        Some(t) => (t.attributes, t.producer, t.base_sequence),
+        None => (0, ProducerIdentity { id: -1, epoch: -1 }, -1),
+    };
     let header = BatchHeader {
         base_offset,
         total_len: buf.len() - start,
         crc: 0,
+        attributes,
         last_offset_delta,
         base_timestamp,
         max_timestamp,
+        producer_id: producer.id,
+        producer_epoch: producer.epoch,
+        base_sequence,
         count,
     };
     (header, taken)
@@ -212,6 +324,11 @@ pub(crate) fn encode_subset(buf: &mut Vec<u8>, original: &BatchHeader, kept: &[(
         max_timestamp,
         kept.len() as u32,
     );
+    // A transactional batch stays one: its producer's fields go with the records kept.
+    patch(buf, start + 21, &original.attributes.to_be_bytes());
+    patch(buf, start + 43, &original.producer_id.to_be_bytes());
+    patch(buf, start + 51, &original.producer_epoch.to_be_bytes());
+    patch(buf, start + 53, &original.base_sequence.to_be_bytes());
     for (offset, r) in kept {
         let ts = r.timestamp.unwrap_or(original.base_timestamp);
         encode_record(

@@ -18,6 +18,7 @@ use super::batch::{decode_records, encode_subset, BatchHeader};
 use super::error::{IoContext, LogResult};
 use super::record::{RecordSlot, RecordView};
 use super::segment::{corrupt, segment_path, sync_dir, BatchCursor, IndexBuilder, SealedSegment};
+use super::transactions::{read_aborted, AbortedTxn};
 use super::writer::WriterCore;
 
 /// A batch being filtered: its header, raw bytes, the records kept, and its record count.
@@ -67,21 +68,69 @@ fn for_each_record(
     }
 }
 
+/// What compaction knows of transactions: the last stable offset when it started, and the
+/// aborted transactions listed then.
+struct Decided {
+    stable: u64,
+    aborted: Vec<AbortedTxn>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Outside transactions, or in a committed one.
+    Committed,
+    Aborted,
+    /// At or past the last stable offset: its transaction may still end either way.
+    Undecided,
+    Marker,
+}
+
+impl Decided {
+    fn fate(&self, h: &BatchHeader, offset: u64) -> Fate {
+        let Some(producer) = h.producer() else {
+            return Fate::Committed;
+        };
+        if h.is_control() {
+            Fate::Marker
+        } else if offset >= self.stable {
+            Fate::Undecided
+        } else if self
+            .aborted
+            .iter()
+            .any(|a| a.covers(producer.id, h.base_offset))
+        {
+            Fate::Aborted
+        } else {
+            Fate::Committed
+        }
+    }
+}
+
 impl WriterCore {
     /// Runs one compaction pass over the sealed segments. Appends continue meanwhile.
     pub fn compact(&self) -> LogResult<CompactionStats> {
         let _one_at_a_time = self.maintenance.lock();
-        let (sealed, active_base, active_end) = {
+        let (sealed, active_base, active_end, stable) = {
             let st = self.state.lock();
-            (st.sealed.clone(), st.active.base, st.active.size)
+            let stable = st.txns.last_stable(st.active.next_offset);
+            (st.sealed.clone(), st.active.base, st.active.size, stable)
         };
         let mut stats = CompactionStats::default();
         if sealed.is_empty() {
             return Ok(stats);
         }
-        // Newest offset of every key, over sealed segments and the written part of the active one.
+        let mut aborted = Vec::new();
+        for base in sealed.iter().map(|s| s.base).chain([active_base]) {
+            aborted.extend(read_aborted(&self.dir, base)?);
+        }
+        let decided = Decided { stable, aborted };
+        // Newest offset of every key, over sealed segments and the written part of the active one:
+        // of committed records only, so that an aborted or undecided write never shadows one.
         let mut newest: HashMap<Vec<u8>, u64> = HashMap::new();
-        let mut note = |_: &BatchHeader, _: &[u8], r: RecordView<'_>| {
+        let mut note = |h: &BatchHeader, _: &[u8], r: RecordView<'_>| {
+            if decided.fate(h, r.offset) != Fate::Committed {
+                return;
+            }
             if let Some(k) = r.key {
                 match newest.get_mut(k) {
                     Some(o) => *o = r.offset,
@@ -104,7 +153,7 @@ impl WriterCore {
             if self.stopping.load(Ordering::Acquire) {
                 break; // the writer is closing; the rest waits for the next pass
             }
-            if let Some(done) = self.rewrite_segment(seg, &newest, retention)? {
+            if let Some(done) = self.rewrite_segment(seg, &newest, &decided, retention)? {
                 stats.segments_rewritten += 1;
                 stats.records_removed += done.0;
                 stats.bytes_before += seg.size;
@@ -119,6 +168,7 @@ impl WriterCore {
         &self,
         seg: &SealedSegment,
         newest: &HashMap<Vec<u8>, u64>,
+        decided: &Decided,
         delete_retention: Duration,
     ) -> LogResult<Option<(u64, SealedSegment)>> {
         let log_path = segment_path(&self.dir, seg.base, "log");
@@ -128,15 +178,20 @@ impl WriterCore {
         let tombstones_expire = SystemTime::now()
             .duration_since(modified)
             .is_ok_and(|age| age >= delete_retention);
-        let keep = |r: &RecordView<'_>| match r.key {
-            None => true,
-            Some(k) => {
+        // Markers and undecided records stay; aborted records go, as in Kafka.
+        let keep = |h: &BatchHeader, r: &RecordView<'_>| match (decided.fate(h, r.offset), r.key) {
+            (Fate::Marker | Fate::Undecided, _) => true,
+            (Fate::Aborted, _) => false,
+            (Fate::Committed, None) => true,
+            (Fate::Committed, Some(k)) => {
                 newest.get(k) == Some(&r.offset) && !(r.value.is_none() && tombstones_expire)
             }
         };
         // Pass 1: does anything go?
         let mut removed = 0u64;
-        for_each_record(&log_path, None, |_, _, r| removed += u64::from(!keep(&r)))?;
+        for_each_record(&log_path, None, |h, _, r| {
+            removed += u64::from(!keep(h, &r))
+        })?;
         if removed == 0 {
             return Ok(None);
         }
@@ -187,7 +242,7 @@ impl WriterCore {
                 flush(batch.take(), &mut out);
                 batch = Some((*h, raw.to_vec(), Vec::new(), h.count));
             }
-            if keep(&r) {
+            if keep(h, &r) {
                 if let Some((_, _, kept, _)) = batch.as_mut() {
                     kept.push((r.offset, r.to_record()));
                 }

@@ -132,6 +132,17 @@ pub enum LogError {
         /// The newest version this build reads.
         supported: u64,
     },
+    /// A transactional producer was refused because a newer instance of it (a higher epoch)
+    /// owns its transactions: this instance is a zombie and must stop.
+    #[error("topic {topic:?} partition {partition}: fenced: {reason}")]
+    Fenced {
+        /// Topic name.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// Which producer and epochs.
+        reason: String,
+    },
     /// An append was refused before anything was written.
     #[error("append to topic {topic:?} partition {partition} refused: {reason}")]
     AppendRefused {

@@ -13,14 +13,16 @@ pub(crate) mod record;
 mod segment;
 pub(crate) mod tail;
 mod topic;
+pub(crate) mod transactions;
 mod varint;
 mod writer;
 
+pub use batch::ProducerIdentity;
 pub use compaction::CompactionStats;
 pub use config::{CleanupPolicy, Durability, TopicConfig, SETTING_NAMES};
 pub use error::{LogError, LogResult};
 pub use partitioner::{murmur2, partition_for_key};
-pub use reader::{Fetch, PartitionReader};
+pub use reader::{Fetch, Isolation, PartitionReader};
 pub use record::{Header, Record, RecordView};
 pub use segment::RecoveryReport;
 pub(crate) use segment::{create_dirs_durably, sync_dir};

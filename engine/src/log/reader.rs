@@ -26,6 +26,7 @@ use super::segment::{
     batch_at, corrupt, intact_end, last_batch_max_timestamp, list_segments, segment_path,
 };
 use super::tail::{Tail, TailFile, STUCK_PUBLISH};
+use super::transactions::{self as txn, AbortedTxn};
 
 /// Records returned by one read. Iterate with [`Fetch::iter`].
 #[derive(Default)]
@@ -123,6 +124,22 @@ pub struct PartitionReader {
     active_index: ActiveIndexCopy,
     /// Average bytes per record of the last fetch, to size the next first read.
     bytes_per_record: u64,
+    /// Which records reads return.
+    isolation: Isolation,
+    /// Reading committed records: the aborted transactions that the current read skips, and
+    /// the last stable offset it stops at.
+    aborted: Vec<AbortedTxn>,
+    stable_limit: u64,
+}
+
+/// Which records a reader returns. Control batches (transaction markers) are never returned.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Isolation {
+    /// Every record, also of transactions still open or aborted (Kafka's `read_uncommitted`).
+    #[default]
+    ReadUncommitted,
+    /// Records up to the last stable offset, skipping aborted transactions (`read_committed`).
+    ReadCommitted,
 }
 
 /// A reader's copy of the active segment's offset index, extended with `pread` as the appender adds
@@ -225,6 +242,9 @@ impl PartitionReader {
             cursor: None,
             active_index: ActiveIndexCopy::default(),
             bytes_per_record: 512,
+            isolation: Isolation::default(),
+            aborted: Vec::new(),
+            stable_limit: u64::MAX,
         })
     }
 
@@ -288,6 +308,7 @@ impl PartitionReader {
             active_base,
             position,
             next_offset,
+            last_stable: None,
         };
         if !appender_open {
             self.found_tail.set(Some(found));
@@ -356,7 +377,60 @@ impl PartitionReader {
     /// batches (at least one batch, whatever its size). An empty fetch means `from` is the end of
     /// the log. Offsets below the log start or past the end are an `OffsetOutOfRange` error.
     pub fn read(&mut self, from: u64, max_records: usize, max_bytes: usize) -> LogResult<Fetch> {
-        let tail = self.current_tail()?;
+        let mut tail = self.current_tail()?;
+        if self.isolation == Isolation::ReadCommitted {
+            let stable = match tail.last_stable {
+                Some(o) => o,
+                None => {
+                    let bases = list_segments(&self.dir)?;
+                    txn::last_stable_of(&self.dir, &bases, tail.position, tail.next_offset)?
+                }
+            };
+            if from >= stable && from <= tail.next_offset {
+                self.check_not_deleted()?;
+                return Ok(Fetch {
+                    next_offset: from,
+                    ..Fetch::default()
+                });
+            }
+            self.stable_limit = stable;
+            self.aborted = self.aborted_after(from, tail)?;
+        }
+        let fetch = self.read_up_to(from, max_records, max_bytes, &mut tail);
+        self.stable_limit = u64::MAX;
+        self.aborted.clear();
+        fetch
+    }
+
+    /// Sets which records reads return.
+    pub fn set_isolation(&mut self, isolation: Isolation) {
+        self.isolation = isolation;
+    }
+
+    /// The aborted transactions that end at or after `from`, from the `.txnindex` of every
+    /// segment that may list them (an abort is listed with its marker, at or after its data).
+    fn aborted_after(&mut self, from: u64, tail: Tail) -> LogResult<Vec<AbortedTxn>> {
+        let bases = list_segments(&self.dir)?;
+        let first = bases.partition_point(|b| *b <= from).saturating_sub(1);
+        let mut out = Vec::new();
+        for &base in bases.get(first..).unwrap_or_default() {
+            if base > tail.active_base {
+                break;
+            }
+            let listed = txn::read_aborted(&self.dir, base)?;
+            out.extend(listed.into_iter().filter(|a| a.last_offset >= from));
+        }
+        Ok(out)
+    }
+
+    fn read_up_to(
+        &mut self,
+        from: u64,
+        max_records: usize,
+        max_bytes: usize,
+        tail: &mut Tail,
+    ) -> LogResult<Fetch> {
+        let tail = *tail;
         if from >= tail.next_offset {
             self.check_not_deleted()?;
             if from > tail.next_offset {
@@ -438,7 +512,8 @@ impl PartitionReader {
                 Err(e) => return Err(e),
             }
             let full = fetch.len() >= max_records || fetch.bytes() >= max_bytes;
-            if full || base == tail.active_base {
+            let stable = fetch.next_offset.max(from) >= self.stable_limit;
+            if full || stable || base == tail.active_base {
                 break;
             }
             // The whole segment was read: in a gap-free topic its records reach the next base.
@@ -596,7 +671,14 @@ impl PartitionReader {
                         ),
                     ));
                 }
-                if h.last_offset() >= from {
+                if h.base_offset >= self.stable_limit {
+                    break; // reading committed records: nothing at or past the stable offset
+                }
+                let skipped = h.is_control()
+                    || h.producer().is_some_and(|p| {
+                        self.aborted.iter().any(|a| a.covers(p.id, h.base_offset))
+                    });
+                if h.last_offset() >= from && !skipped {
                     let before = fetch.slots.len();
                     let decoded =
                         decode_records(&fetch.buf, at, &h, from, max_records, &mut fetch.slots);

@@ -3,9 +3,10 @@
 //! read only up to it, so they never see a batch that is still being written.
 //!
 //! File `tail` (64 bytes, native-endian `u64` words, mapped shared by every process):
-//! `magic, sequence, active_base, position, next_offset, closed`. It is a sequence lock: the
-//! appender makes `sequence` odd, writes the three fields, then makes it even; a reader retries
-//! until it reads the same even sequence before and after the fields.
+//! `magic, sequence, active_base, position, next_offset, closed, last_stable + 1`. It is a
+//! sequence lock: the appender makes `sequence` odd, writes the fields, then makes it even; a
+//! reader retries until it reads the same even sequence before and after the fields. Word 6 is 0
+//! in a tail written before transactions existed: the last stable offset is then unknown.
 //!
 //! The file is shared memory, not a record of what is on disk: after a crash or a power loss it may
 //! say less or more than the segments hold. It is exact while an appender holds the partition, and
@@ -40,6 +41,8 @@ pub(crate) struct Tail {
     pub position: u64,
     /// The next offset to be assigned (the log-end offset).
     pub next_offset: u64,
+    /// The last stable offset: below it every transaction is decided (`None`: not published).
+    pub last_stable: Option<u64>,
 }
 
 /// A mapping of one partition's `tail` file: read-write for the appender, read-only for readers.
@@ -137,6 +140,8 @@ impl TailFile {
         self.word(2).store(tail.active_base, Ordering::Relaxed);
         self.word(3).store(tail.position, Ordering::Relaxed);
         self.word(4).store(tail.next_offset, Ordering::Relaxed);
+        let stable = tail.last_stable.map_or(0, |o| o.saturating_add(1));
+        self.word(6).store(stable, Ordering::Relaxed);
         seq.store((s | 1).wrapping_add(1), Ordering::Release);
     }
 
@@ -177,6 +182,7 @@ impl TailFile {
                 active_base: self.word(2).load(Ordering::Relaxed),
                 position: self.word(3).load(Ordering::Relaxed),
                 next_offset: self.word(4).load(Ordering::Relaxed),
+                last_stable: self.word(6).load(Ordering::Relaxed).checked_sub(1),
             };
             fence(Ordering::Acquire);
             if self.word(1).load(Ordering::Relaxed) == s1 {
@@ -206,6 +212,7 @@ mod tests {
             active_base: 0,
             position: 0,
             next_offset: 0,
+            last_stable: None,
         };
         let writer = TailFile::open(&path, zero).unwrap();
         let reader = TailFile::open(&path, zero).unwrap();
@@ -216,6 +223,7 @@ mod tests {
                         active_base: i,
                         position: i * 2,
                         next_offset: i * 3,
+                        last_stable: Some(i),
                     });
                 }
             });
@@ -242,6 +250,7 @@ mod tests {
             active_base: 0,
             position: 61,
             next_offset: 1,
+            last_stable: Some(1),
         };
         let file = TailFile::open(&path, tail).unwrap();
         assert_eq!(file.read(Duration::ZERO), Some(tail));
@@ -262,6 +271,7 @@ mod tests {
             active_base: 0,
             position: 0,
             next_offset: 0,
+            last_stable: None,
         };
         assert!(TailFile::open(&path, zero).is_err());
         std::fs::write(&path, [7u8; 10]).unwrap();

@@ -220,6 +220,7 @@ impl Log {
             active_base: 0,
             position: 0,
             next_offset: 0,
+            last_stable: Some(0),
         };
         for p in 0..config.partitions {
             let pdir = staging.join(p.to_string());

@@ -27,7 +27,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::batch::{encode_batch, MAX_BATCH_BYTES};
+use super::batch::{
+    encode_batch_with, marker_record, Marker, ProducerIdentity, TxnFields, CONTROL,
+    MAX_BATCH_BYTES, TRANSACTIONAL,
+};
 use super::config::{CleanupPolicy, Durability, TopicConfig};
 use super::error::{IoContext, LogError, LogResult};
 use super::record::Record;
@@ -36,6 +39,7 @@ use super::segment::{
     ActiveSegment, RecoveryReport, SealedSegment,
 };
 use super::tail::{Tail, TailFile};
+use super::transactions::{self as txn, PartitionTxns, SnapshotAt};
 
 /// Records of one append are cut into batches of about this many bytes.
 const TARGET_BATCH_BYTES: usize = 1 << 20;
@@ -59,7 +63,30 @@ impl Appended {
 pub(crate) struct WriterState {
     pub active: ActiveSegment,
     pub sealed: Vec<SealedSegment>,
+    /// Transactions open in the partition.
+    pub txns: PartitionTxns,
     buf: Vec<u8>,
+}
+
+impl WriterState {
+    /// The tail to publish: the active segment's end and the last stable offset.
+    fn tail(&self) -> Tail {
+        Tail {
+            active_base: self.active.base,
+            position: self.active.size,
+            next_offset: self.active.next_offset,
+            last_stable: Some(self.txns.last_stable(self.active.next_offset)),
+        }
+    }
+
+    /// Where a snapshot of the open transactions taken now resumes.
+    fn snapshot_at(&self) -> SnapshotAt {
+        SnapshotAt {
+            segment_base: self.active.base,
+            position: self.active.size,
+            offset: self.active.next_offset,
+        }
+    }
 }
 
 struct SyncState {
@@ -180,11 +207,14 @@ impl PartitionWriter {
             .log
             .sync_data()
             .ctx("fsync segment", &active.log_path)?;
-        let tail_value = Tail {
-            active_base: active.base,
-            position: active.size,
-            next_offset: active.next_offset,
+        let txns = txn::recover(dir, &sealed, &active)?;
+        let state = WriterState {
+            active,
+            sealed,
+            txns,
+            buf: Vec::with_capacity(TARGET_BATCH_BYTES + (64 << 10)),
         };
+        let tail_value = state.tail();
         let tail_path = dir.join("tail");
         let tail = TailFile::open(&tail_path, tail_value)?;
         tail.publish(tail_value);
@@ -195,15 +225,11 @@ impl PartitionWriter {
             partition,
             dir: dir.to_owned(),
             sync: Mutex::new(SyncState {
-                synced_offset: active.next_offset,
+                synced_offset: tail_value.next_offset,
                 syncing: false,
                 fsyncs: 0,
             }),
-            state: Mutex::new(WriterState {
-                active,
-                sealed,
-                buf: Vec::with_capacity(TARGET_BATCH_BYTES + (64 << 10)),
-            }),
+            state: Mutex::new(state),
             config,
             tail,
             synced: Condvar::new(),
@@ -312,6 +338,23 @@ impl WriterCore {
         }
     }
 
+    /// Writes the snapshot of open transactions as of the end of the log (derived data: a
+    /// failure is logged, and the next recovery reads more of the log instead).
+    fn snapshot_txns(&self, st: &WriterState) {
+        if let Err(e) = txn::write_snapshot(&self.dir, st.snapshot_at(), &st.txns) {
+            tracing::warn!(topic = %self.topic, partition = self.partition, error = %e,
+                "cannot write the transaction snapshot; the next open reads the log instead");
+        }
+    }
+
+    fn fenced(&self, reason: String) -> LogError {
+        LogError::Fenced {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            reason,
+        }
+    }
+
     fn refuse(&self, reason: String) -> LogError {
         LogError::AppendRefused {
             topic: self.topic.clone(),
@@ -334,11 +377,60 @@ impl WriterCore {
         self.append_in_batches(records, MAX_BATCH_BYTES, true)
     }
 
+    /// Appends `records` as one batch of `producer`'s transaction in this partition (opened by
+    /// its first batch here, ended by [`end_transaction`](Self::end_transaction)). Refused when
+    /// `producer` is fenced: a newer epoch of it has a transaction open here. Durability as for
+    /// [`append`](Self::append).
+    pub fn append_transactional(
+        &self,
+        producer: ProducerIdentity,
+        records: &[Record],
+    ) -> LogResult<Appended> {
+        self.append_with(records, MAX_BATCH_BYTES, true, Some((producer, None)))
+    }
+
+    /// Ends `producer`'s transaction in this partition with a COMMIT or ABORT marker (written
+    /// even when none is open here, so that ending a transaction twice is harmless) and returns
+    /// the marker's offset. An abort is listed in the segment's `.txnindex` before the last
+    /// stable offset moves past it. Refused when `producer` is fenced.
+    pub fn end_transaction(&self, producer: ProducerIdentity, commit: bool) -> LogResult<u64> {
+        let marker = if commit {
+            Marker::Commit
+        } else {
+            Marker::Abort
+        };
+        let record = marker_record(marker, now_ms());
+        let appended = self.append_with(
+            std::slice::from_ref(&record),
+            MAX_BATCH_BYTES,
+            true,
+            Some((producer, Some(marker))),
+        )?;
+        Ok(appended.base_offset)
+    }
+
+    /// The last stable offset: the first offset of the earliest transaction open here, or the
+    /// end offset when none is.
+    pub fn last_stable_offset(&self) -> u64 {
+        let st = self.state.lock();
+        st.txns.last_stable(st.active.next_offset)
+    }
+
     fn append_in_batches(
         &self,
         records: &[Record],
         batch_bytes: usize,
         atomic: bool,
+    ) -> LogResult<Appended> {
+        self.append_with(records, batch_bytes, atomic, None)
+    }
+
+    fn append_with(
+        &self,
+        records: &[Record],
+        batch_bytes: usize,
+        atomic: bool,
+        txn: Option<(ProducerIdentity, Option<Marker>)>,
     ) -> LogResult<Appended> {
         if self.config.cleanup_policy == CleanupPolicy::Compact {
             if let Some(i) = records.iter().position(|r| r.key.is_none()) {
@@ -353,12 +445,31 @@ impl WriterCore {
             let mut st = self.state.lock();
             self.check_poisoned()?;
             let base_offset = st.active.next_offset;
+            let fields = match txn {
+                Some((producer, marker)) => {
+                    st.txns
+                        .check(producer, marker.is_some())
+                        .map_err(|reason| self.fenced(reason))?;
+                    Some(TxnFields {
+                        attributes: match marker {
+                            Some(_) => TRANSACTIONAL | CONTROL,
+                            None => TRANSACTIONAL,
+                        },
+                        producer,
+                        base_sequence: match marker {
+                            Some(_) => -1,
+                            None => st.txns.next_sequence(producer),
+                        },
+                    })
+                }
+                None => None,
+            };
             let mut rolled = false;
             let mut start = 0;
             let mut failure = None;
             while start < records.len() {
                 let rest = records.get(start..).unwrap_or_default();
-                match self.write_batch(&mut st, rest, now, batch_bytes, atomic) {
+                match self.write_batch(&mut st, rest, now, batch_bytes, atomic, fields) {
                     Ok((taken, roll)) => {
                         rolled |= roll;
                         start += taken;
@@ -369,12 +480,22 @@ impl WriterCore {
                     }
                 }
             }
+            if let (Some((producer, marker)), None) = (txn, &failure) {
+                let written = st.active.next_offset - base_offset;
+                match marker {
+                    None => st.txns.on_data(producer, base_offset, written as u32),
+                    Some(marker) => {
+                        let segment = st.active.base;
+                        if let Some(aborted) = st.txns.on_marker(producer, marker, base_offset) {
+                            // Listed before the published last stable offset moves past it.
+                            txn::append_aborted(&self.dir, segment, &aborted)
+                                .map_err(|e| self.poison(e))?;
+                        }
+                    }
+                }
+            }
             // Batches written before a failure are in the log: readers may see them.
-            self.tail.publish(Tail {
-                active_base: st.active.base,
-                position: st.active.size,
-                next_offset: st.active.next_offset,
-            });
+            self.tail.publish(st.tail());
             if let Some(e) = failure {
                 return Err(e);
             }
@@ -411,10 +532,12 @@ impl WriterCore {
         now: i64,
         batch_bytes: usize,
         atomic: bool,
+        txn: Option<TxnFields>,
     ) -> LogResult<(usize, bool)> {
         let WriterState { active, buf, .. } = st;
         buf.clear();
-        let (header, taken) = encode_batch(buf, active.next_offset, records, now, batch_bytes);
+        let (header, taken) =
+            encode_batch_with(buf, active.next_offset, records, now, batch_bytes, txn);
         if atomic && taken < records.len() {
             return Err(self.refuse(format!(
                 "{} records do not fit one {MAX_BATCH_BYTES}-byte batch",
@@ -462,13 +585,13 @@ impl WriterCore {
         // Every durability setting fsyncs a segment when it is sealed (once per segment, mostly
         // written back by then): after a power loss only the active segment can have lost bytes,
         // so recovery always finds a prefix of the log.
+        let sealed_base = old.base;
         st.sealed.push(old.seal(true)?);
+        // A sealed segment's aborted-transaction index is as durable as its batches.
+        txn::sync_aborted(&self.dir, sealed_base)?;
         sync_dir(&self.dir)?;
-        self.tail.publish(Tail {
-            active_base: st.active.base,
-            position: 0,
-            next_offset: st.active.next_offset,
-        });
+        self.tail.publish(st.tail());
+        self.snapshot_txns(st);
         Ok(())
     }
 
@@ -605,7 +728,7 @@ impl WriterCore {
 
 /// Removes a segment's files, `.log` first so that readers stop listing it at once.
 pub(crate) fn delete_segment_files(dir: &Path, base: u64) -> LogResult<()> {
-    for ext in ["log", "index", "timeindex"] {
+    for ext in ["log", "index", "timeindex", "txnindex"] {
         let path = segment_path(dir, base, ext);
         match std::fs::remove_file(&path) {
             Ok(()) => {}
@@ -666,6 +789,7 @@ impl Drop for PartitionWriter {
         // call `flush` first); after one the tail stays unmarked and readers check the log.
         if self.core.poisoned.get().is_none() {
             let core = &self.core;
+            core.snapshot_txns(&core.state.lock());
             let closed = core
                 .flush()
                 .and_then(|()| core.tail.set_closed(true).ctx("fsync tail", &core.dir));

@@ -1,0 +1,274 @@
+//! Transactions in the log: committed-only readers stop at the last stable offset and skip
+//! aborted records, markers are never returned, fenced producers are refused, and the open
+//! transactions, the last stable offset and the aborted-transaction indexes come back after a
+//! reopen, a lost snapshot, a lost index, torn markers and torn transactional batches.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::path::Path;
+
+use eddy::{Isolation, Log, LogError, PartitionReader, ProducerIdentity, Record, TopicConfig};
+
+fn producer(id: i64, epoch: i16) -> ProducerIdentity {
+    ProducerIdentity { id, epoch }
+}
+
+/// Values and the next offset of a read from 0 with `isolation`.
+fn read(reader: &mut PartitionReader, isolation: Isolation) -> (Vec<String>, u64) {
+    reader.set_isolation(isolation);
+    let fetch = reader.read(0, usize::MAX, usize::MAX).unwrap();
+    let values = fetch
+        .iter()
+        .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
+        .collect();
+    (values, fetch.next_offset())
+}
+
+fn values(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn rec(v: &str) -> Record {
+    Record::keyed("k", v.to_owned())
+}
+
+#[test]
+fn committed_readers_stop_at_the_last_stable_offset_and_skip_aborted_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    let topic = log.topic_or_create("t", TopicConfig::default()).unwrap();
+    let w = topic.writer(0).unwrap();
+    let (p1, p2) = (producer(1, 0), producer(2, 0));
+    w.append(&[rec("a")]).unwrap();
+    w.append_transactional(p1, &[rec("b"), rec("c")]).unwrap();
+    w.append(&[rec("d")]).unwrap();
+    w.append_transactional(p2, &[rec("e")]).unwrap();
+    assert_eq!(
+        w.last_stable_offset(),
+        1,
+        "p1's transaction is open from offset 1"
+    );
+    let mut r = topic.reader(0).unwrap();
+    assert_eq!(
+        read(&mut r, Isolation::ReadUncommitted),
+        (values(&["a", "b", "c", "d", "e"]), 5)
+    );
+    assert_eq!(read(&mut r, Isolation::ReadCommitted), (values(&["a"]), 1));
+
+    assert_eq!(w.end_transaction(p1, true).unwrap(), 5);
+    assert_eq!(w.last_stable_offset(), 4, "p2's is still open");
+    assert_eq!(
+        read(&mut r, Isolation::ReadCommitted),
+        (values(&["a", "b", "c", "d"]), 4)
+    );
+    assert_eq!(w.end_transaction(p2, false).unwrap(), 6);
+    assert_eq!(w.last_stable_offset(), 7);
+    assert_eq!(
+        read(&mut r, Isolation::ReadCommitted),
+        (values(&["a", "b", "c", "d"]), 7),
+        "e was aborted; markers are never returned"
+    );
+    assert_eq!(
+        read(&mut r, Isolation::ReadUncommitted),
+        (values(&["a", "b", "c", "d", "e"]), 7)
+    );
+    // A read from inside the skipped range moves past it.
+    r.set_isolation(Isolation::ReadCommitted);
+    let fetch = r.read(4, 10, usize::MAX).unwrap();
+    assert!(fetch.is_empty());
+    assert_eq!(fetch.next_offset(), 7);
+}
+
+#[test]
+fn an_older_epoch_is_fenced_at_its_next_append_or_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    let topic = log.topic_or_create("t", TopicConfig::default()).unwrap();
+    let w = topic.writer(0).unwrap();
+    w.append_transactional(producer(7, 1), &[rec("new")])
+        .unwrap();
+    let fenced = w.append_transactional(producer(7, 0), &[rec("zombie")]);
+    assert!(matches!(fenced, Err(LogError::Fenced { .. })), "{fenced:?}");
+    assert!(matches!(
+        w.end_transaction(producer(7, 0), true),
+        Err(LogError::Fenced { .. })
+    ));
+    // A newer epoch ends the open transaction (aborting it), then starts its own.
+    w.end_transaction(producer(7, 2), false).unwrap();
+    w.append_transactional(producer(7, 2), &[rec("newer")])
+        .unwrap();
+    w.end_transaction(producer(7, 2), true).unwrap();
+    let mut r = topic.reader(0).unwrap();
+    assert_eq!(read(&mut r, Isolation::ReadCommitted).0, values(&["newer"]));
+}
+
+/// Writes a committed, an aborted and an open transaction to partition 0 of `t` and closes.
+fn three_transactions(dir: &Path) {
+    let log = Log::open(dir).unwrap();
+    let topic = log.topic_or_create("t", TopicConfig::default()).unwrap();
+    let w = topic.writer(0).unwrap();
+    w.append_transactional(producer(1, 0), &[rec("kept")])
+        .unwrap(); // 0
+    w.end_transaction(producer(1, 0), true).unwrap(); // 1
+    w.append_transactional(producer(2, 0), &[rec("aborted")])
+        .unwrap(); // 2
+    w.end_transaction(producer(2, 0), false).unwrap(); // 3
+    w.append(&[rec("plain")]).unwrap(); // 4
+    w.append_transactional(producer(3, 0), &[rec("open")])
+        .unwrap(); // 5
+}
+
+fn partition_dir(dir: &Path) -> std::path::PathBuf {
+    dir.join("topics").join("t").join("0")
+}
+
+#[test]
+fn open_transactions_come_back_after_a_reopen_and_a_lost_snapshot() {
+    for lose in [None, Some("txn-snapshot")] {
+        let dir = tempfile::tempdir().unwrap();
+        three_transactions(dir.path());
+        if let Some(file) = lose {
+            std::fs::remove_file(partition_dir(dir.path()).join(file)).unwrap();
+        }
+        let log = Log::open(dir.path()).unwrap();
+        let topic = log.topic("t").unwrap();
+        let mut r = topic.reader(0).unwrap();
+        // No appender: the reader takes the last stable offset from the tail the last one left.
+        assert_eq!(
+            read(&mut r, Isolation::ReadCommitted),
+            (values(&["kept", "plain"]), 5),
+            "lost {lose:?}"
+        );
+        let w = topic.writer(0).unwrap();
+        assert_eq!(
+            read(&mut r, Isolation::ReadCommitted),
+            (values(&["kept", "plain"]), 5),
+            "lost {lose:?}, reopened"
+        );
+        assert_eq!(
+            w.last_stable_offset(),
+            5,
+            "lost {lose:?}: 3's transaction is open"
+        );
+        assert!(partition_dir(dir.path())
+            .join("00000000000000000000.txnindex")
+            .exists());
+        w.end_transaction(producer(3, 0), true).unwrap();
+        assert_eq!(
+            read(&mut r, Isolation::ReadCommitted),
+            (values(&["kept", "plain", "open"]), 7),
+            "lost {lose:?}"
+        );
+    }
+}
+
+#[test]
+fn after_a_crash_the_active_segments_aborted_index_is_rebuilt_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    three_transactions(dir.path());
+    let part = partition_dir(dir.path());
+    // As a crash leaves it: no clean-close snapshot, the index entry not yet on disk.
+    std::fs::remove_file(part.join("txn-snapshot")).unwrap();
+    std::fs::remove_file(part.join("00000000000000000000.txnindex")).unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    let topic = log.topic("t").unwrap();
+    let w = topic.writer(0).unwrap();
+    assert!(part.join("00000000000000000000.txnindex").exists());
+    assert_eq!(w.last_stable_offset(), 5);
+    let mut r = topic.reader(0).unwrap();
+    assert_eq!(
+        read(&mut r, Isolation::ReadCommitted),
+        (values(&["kept", "plain"]), 5)
+    );
+}
+
+/// Cuts `bytes` off the end of the active segment of partition 0 of `t` (a write cut short).
+fn tear(dir: &Path, bytes: u64) {
+    let path = partition_dir(dir).join("00000000000000000000.log");
+    let len = std::fs::metadata(&path).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(len - bytes).unwrap();
+}
+
+#[test]
+fn a_torn_marker_leaves_its_transaction_open_and_a_torn_batch_leaves_it_as_before() {
+    // The last batch is the commit marker of producer 4: torn, the transaction is open again.
+    let dir = tempfile::tempdir().unwrap();
+    three_transactions(dir.path());
+    {
+        let log = Log::open(dir.path()).unwrap();
+        let w = log.topic("t").unwrap().writer(0).unwrap();
+        w.end_transaction(producer(3, 0), false).unwrap(); // 6
+        w.append_transactional(producer(4, 0), &[rec("four")])
+            .unwrap(); // 7
+        w.end_transaction(producer(4, 0), true).unwrap(); // 8
+    }
+    tear(dir.path(), 5);
+    let log = Log::open(dir.path()).unwrap();
+    let topic = log.topic("t").unwrap();
+    let w = topic.writer(0).unwrap();
+    assert!(
+        w.recovery_report().truncated_bytes > 0,
+        "the marker was cut"
+    );
+    assert_eq!(w.last_stable_offset(), 7, "4's commit was torn away");
+    let mut r = topic.reader(0).unwrap();
+    assert_eq!(
+        read(&mut r, Isolation::ReadCommitted).0,
+        values(&["kept", "plain"])
+    );
+    w.end_transaction(producer(4, 0), true).unwrap();
+    assert_eq!(
+        read(&mut r, Isolation::ReadCommitted).0,
+        values(&["kept", "plain", "four"])
+    );
+    drop(w);
+
+    // A torn transactional batch: the transaction it would have opened does not exist.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = Log::open(dir.path()).unwrap();
+        let topic = log.topic_or_create("t", TopicConfig::default()).unwrap();
+        let w = topic.writer(0).unwrap();
+        w.append(&[rec("plain")]).unwrap();
+        w.append_transactional(producer(5, 0), &[rec("torn")])
+            .unwrap();
+    }
+    tear(dir.path(), 3);
+    let log = Log::open(dir.path()).unwrap();
+    let topic = log.topic("t").unwrap();
+    let w = topic.writer(0).unwrap();
+    assert_eq!((w.end_offset(), w.last_stable_offset()), (1, 1));
+    let mut r = topic.reader(0).unwrap();
+    assert_eq!(read(&mut r, Isolation::ReadCommitted).0, values(&["plain"]));
+}
+
+#[test]
+fn compaction_drops_aborted_records_keeps_markers_and_never_lets_them_shadow_committed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    let mut config = TopicConfig::default();
+    config.set("cleanup.policy=compact").unwrap();
+    let topic = log.topic_or_create("c", config).unwrap();
+    let w = topic.writer(0).unwrap();
+    w.append_transactional(producer(1, 0), &[Record::keyed("k", "committed")])
+        .unwrap();
+    w.end_transaction(producer(1, 0), true).unwrap();
+    w.append_transactional(producer(2, 0), &[Record::keyed("k", "aborted")])
+        .unwrap();
+    w.end_transaction(producer(2, 0), false).unwrap();
+    w.roll_now().unwrap();
+    w.append(&[Record::keyed("other", "x")]).unwrap();
+    let stats = w.compact().unwrap();
+    assert_eq!(stats.records_removed, 1, "{stats:?}");
+    let mut r = topic.reader(0).unwrap();
+    let all = read(&mut r, Isolation::ReadUncommitted).0;
+    assert_eq!(
+        all,
+        values(&["committed", "x"]),
+        "the aborted write is gone"
+    );
+    assert_eq!(
+        read(&mut r, Isolation::ReadCommitted).0,
+        values(&["committed", "x"])
+    );
+}
