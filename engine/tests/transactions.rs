@@ -4,6 +4,7 @@
 //! reopen, a lost snapshot, a lost index, torn markers and torn transactional batches.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod common;
 use std::path::Path;
 
 use eddy::{Isolation, Log, LogError, PartitionReader, ProducerIdentity, Record, TopicConfig};
@@ -99,6 +100,19 @@ fn an_older_epoch_is_fenced_at_its_next_append_or_marker() {
     w.end_transaction(producer(7, 2), true).unwrap();
     let mut r = topic.reader(0).unwrap();
     assert_eq!(read(&mut r, Isolation::ReadCommitted).0, values(&["newer"]));
+    // With nothing open, and after a reopen (from the snapshot, or from the log without it),
+    // the older epochs stay fenced.
+    let zombie = w.append_transactional(producer(7, 1), &[rec("zombie")]);
+    assert!(matches!(zombie, Err(LogError::Fenced { .. })), "{zombie:?}");
+    drop(w);
+    for lose_snapshot in [false, true] {
+        if lose_snapshot {
+            std::fs::remove_file(partition_dir(dir.path()).join("txn-snapshot")).unwrap();
+        }
+        let w = topic.writer(0).unwrap();
+        let zombie = w.append_transactional(producer(7, 1), &[rec("zombie")]);
+        assert!(matches!(zombie, Err(LogError::Fenced { .. })), "{zombie:?}");
+    }
 }
 
 /// Writes a committed, an aborted and an open transaction to partition 0 of `t` and closes.
@@ -271,4 +285,50 @@ fn compaction_drops_aborted_records_keeps_markers_and_never_lets_them_shadow_com
         read(&mut r, Isolation::ReadCommitted).0,
         values(&["committed", "x"])
     );
+}
+
+#[test]
+fn a_committed_consumer_and_eddy_consume_stop_at_the_open_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    let topic = log.topic_or_create("t", TopicConfig::default()).unwrap();
+    let w = topic.writer(0).unwrap();
+    w.append(&[rec("before")]).unwrap();
+    w.append_transactional(producer(1, 0), &[rec("pending")])
+        .unwrap();
+    w.append(&[rec("after")]).unwrap();
+
+    let mut config = eddy::ConsumerConfig::new("g");
+    config.isolation = Isolation::ReadCommitted;
+    let mut c = eddy::Consumer::new(&log, config).unwrap();
+    c.subscribe(&["t"]).unwrap();
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !c.caught_up().unwrap() && std::time::Instant::now() < deadline {
+        for batch in c.poll(std::time::Duration::from_millis(10)).unwrap() {
+            got.extend(batch.records.iter().map(|r| r.value.unwrap().to_vec()));
+        }
+    }
+    assert!(
+        c.caught_up().unwrap(),
+        "caught up at the last stable offset"
+    );
+    assert_eq!(got, vec![b"before".to_vec()]);
+    let shown = |isolation: &str| {
+        let out = common::run_ok(dir.path(), &["consume", "t", "--isolation", isolation], "");
+        out.lines().map(str::to_owned).collect::<Vec<_>>()
+    };
+    assert_eq!(shown("read-committed"), ["before"]);
+    assert_eq!(shown("read-uncommitted"), ["before", "pending", "after"]);
+
+    w.end_transaction(producer(1, 0), true).unwrap();
+    let mut more = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while more.len() < 2 && std::time::Instant::now() < deadline {
+        for batch in c.poll(std::time::Duration::from_millis(10)).unwrap() {
+            more.extend(batch.records.iter().map(|r| r.value.unwrap().to_vec()));
+        }
+    }
+    assert_eq!(more, vec![b"pending".to_vec(), b"after".to_vec()]);
+    assert_eq!(shown("read-committed"), ["before", "pending", "after"]);
 }

@@ -10,7 +10,8 @@ use super::output::{write_record, Output};
 use super::time::parse_timestamp_ms;
 use super::CliError;
 use crate::{
-    AutoOffsetReset, Consumer, ConsumerConfig, GroupError, Log, LogError, PartitionReader, Topic,
+    AutoOffsetReset, Consumer, ConsumerConfig, GroupError, Isolation, Log, LogError,
+    PartitionReader, Topic,
 };
 
 #[derive(Args)]
@@ -64,6 +65,26 @@ pub(crate) struct ConsumeArgs {
     /// blocked pipe) loses its partitions to the other members (Kafka's max.poll.interval.ms).
     #[arg(long, default_value_t = 300_000, value_name = "MS")]
     max_poll_interval_ms: u64,
+    /// Which records to print: `read-uncommitted` (every one, as Kafka's console consumer) or
+    /// `read-committed` (only those of committed transactions, up to the last stable offset).
+    #[arg(long, value_enum, default_value = "read-uncommitted")]
+    isolation: IsolationArg,
+}
+
+/// `--isolation`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum IsolationArg {
+    ReadUncommitted,
+    ReadCommitted,
+}
+
+impl From<IsolationArg> for Isolation {
+    fn from(a: IsolationArg) -> Isolation {
+        match a {
+            IsolationArg::ReadUncommitted => Isolation::ReadUncommitted,
+            IsolationArg::ReadCommitted => Isolation::ReadCommitted,
+        }
+    }
 }
 
 impl ConsumeArgs {
@@ -104,6 +125,7 @@ pub(crate) fn run(log: &Log, args: ConsumeArgs) -> Result<(), CliError> {
     let mut sources = Vec::with_capacity(partitions.len());
     for p in partitions {
         let mut reader = topic.reader(p)?;
+        reader.set_isolation(args.isolation.into());
         let next = if let Some(o) = args.offset {
             o
         } else if let Some(ts) = start_ts {
@@ -195,6 +217,7 @@ fn run_group(log: &Log, args: &ConsumeArgs, group: &str) -> Result<(), CliError>
     let mut config = ConsumerConfig::new(group);
     config.max_poll_records = args.poll_records.max(1);
     config.max_poll_interval = Some(Duration::from_millis(args.max_poll_interval_ms.max(1)));
+    config.isolation = args.isolation.into();
     config.auto_offset_reset = if args.from_end {
         AutoOffsetReset::Latest
     } else {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use super::error::{GroupError, GroupResult};
 use super::membership::{assign, GroupDir, MemberHandle, MemberInfo, OwnerHandle};
 use super::offsets::{OffsetsFile, TopicPartition};
-use crate::log::{Fetch, Log, LogError, PartitionReader};
+use crate::log::{Fetch, Isolation, Log, LogError, PartitionReader};
 
 /// Where a member starts in a partition that has no committed offset (Kafka's
 /// `auto.offset.reset`).
@@ -62,6 +62,9 @@ pub struct ConsumerConfig {
     /// after its partitions moved never lands); the following `poll` rejoins and takes a fresh
     /// assignment from the committed offsets. Default: 5 minutes; `None` never expires.
     pub max_poll_interval: Option<Duration>,
+    /// Which records polls return: every one (the default, as Kafka's `isolation.level`), or
+    /// only committed ones, up to each partition's last stable offset.
+    pub isolation: Isolation,
 }
 
 impl ConsumerConfig {
@@ -79,6 +82,7 @@ impl ConsumerConfig {
             fsync_commits: false,
             release_manually: false,
             max_poll_interval: Some(Duration::from_secs(300)),
+            isolation: Isolation::ReadUncommitted,
         }
     }
 }
@@ -381,12 +385,16 @@ impl Consumer {
     /// owned (for bounded runs: "caught up").
     pub fn caught_up(&mut self) -> GroupResult<bool> {
         self.rebalance_if_due()?;
-        Ok(self.pending.is_empty()
-            && self.members_seen.is_some()
-            && self
-                .owned
-                .values()
-                .all(|o| o.position >= o.reader.end_offset()))
+        if !self.pending.is_empty() || self.members_seen.is_none() {
+            return Ok(false);
+        }
+        for o in self.owned.values_mut() {
+            // Reading committed records, a transaction still open is not there to catch up on.
+            if o.position < o.reader.readable_end()? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     fn fetch_once(&mut self) -> GroupResult<Vec<PolledBatch>> {
@@ -553,6 +561,7 @@ impl Consumer {
             self.offsets.refresh(&self.group.offsets_path())?;
             let topic = self.log.topic(&key.0)?;
             let mut reader = topic.reader(key.1)?;
+            reader.set_isolation(self.config.isolation);
             let position = match self.offsets.offsets.get(&key) {
                 Some(&o) => o,
                 None => match self.config.auto_offset_reset {

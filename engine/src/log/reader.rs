@@ -379,13 +379,7 @@ impl PartitionReader {
     pub fn read(&mut self, from: u64, max_records: usize, max_bytes: usize) -> LogResult<Fetch> {
         let mut tail = self.current_tail()?;
         if self.isolation == Isolation::ReadCommitted {
-            let stable = match tail.last_stable {
-                Some(o) => o,
-                None => {
-                    let bases = list_segments(&self.dir)?;
-                    txn::last_stable_of(&self.dir, &bases, tail.position, tail.next_offset)?
-                }
-            };
+            let stable = self.stable_end(tail)?;
             if from >= stable && from <= tail.next_offset {
                 self.check_not_deleted()?;
                 return Ok(Fetch {
@@ -405,6 +399,27 @@ impl PartitionReader {
     /// Sets which records reads return.
     pub fn set_isolation(&mut self, isolation: Isolation) {
         self.isolation = isolation;
+    }
+
+    /// Where reads with the reader's isolation end for now: the end offset, or reading
+    /// committed records the last stable offset.
+    pub fn readable_end(&mut self) -> LogResult<u64> {
+        let tail = self.current_tail()?;
+        match self.isolation {
+            Isolation::ReadUncommitted => Ok(tail.next_offset),
+            Isolation::ReadCommitted => self.stable_end(tail),
+        }
+    }
+
+    /// The last stable offset: published by the appender, else worked out from the log.
+    fn stable_end(&self, tail: Tail) -> LogResult<u64> {
+        match tail.last_stable {
+            Some(o) => Ok(o.min(tail.next_offset)),
+            None => {
+                let bases = list_segments(&self.dir)?;
+                txn::last_stable_of(&self.dir, &bases, tail.position, tail.next_offset)
+            }
+        }
     }
 
     /// The aborted transactions that end at or after `from`, from the `.txnindex` of every

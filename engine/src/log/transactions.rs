@@ -5,7 +5,8 @@
 //!
 //! Invariants:
 //! - A producer has at most one open transaction per partition. Its data batches carry its id and
-//!   epoch; a batch or marker of an older epoch than its open transaction's is refused (fenced).
+//!   epoch; a batch or marker of an older epoch than the newest this partition has seen of that
+//!   producer is refused (fenced), with a transaction open or not.
 //! - The LSO is the first offset of the earliest open transaction, or the log end when none is
 //!   open: every offset below it belongs to a decided transaction or to none.
 //! - An ABORT marker's transaction is listed in the `.txnindex` of the segment holding the marker
@@ -35,7 +36,9 @@ const SNAPSHOT: &str = "txn-snapshot";
 const SNAPSHOT_MAGIC: &[u8; 8] = b"EDDYTXN1";
 /// Bytes of one snapshot entry: producer id i64, epoch i16, first offset u64, next sequence i32.
 const SNAPSHOT_ENTRY_LEN: usize = 22;
-/// Most open transactions a snapshot may list (bounds its allocation).
+/// Bytes of one snapshot entry of a producer's newest epoch: producer id i64, epoch i16.
+const EPOCH_ENTRY_LEN: usize = 10;
+/// Most open transactions (and producers) a snapshot may list (bounds its allocation).
 const MAX_SNAPSHOT_ENTRIES: usize = 1 << 20;
 
 /// An open transaction of one producer in the partition.
@@ -94,6 +97,8 @@ impl AbortedTxn {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct PartitionTxns {
     open: BTreeMap<i64, OpenTxn>,
+    /// The newest epoch seen of every producer that wrote here.
+    epochs: BTreeMap<i64, i16>,
 }
 
 impl PartitionTxns {
@@ -107,11 +112,15 @@ impl PartitionTxns {
     /// transaction has a newer epoch (`producer` is a fenced instance) or an older one (which
     /// must be ended first).
     pub fn check(&self, producer: ProducerIdentity, marker: bool) -> Result<(), String> {
+        if let Some(&newest) = self.epochs.get(&producer.id) {
+            if newest > producer.epoch {
+                return Err(format!(
+                    "producer {} epoch {} is fenced: epoch {newest} has written here",
+                    producer.id, producer.epoch
+                ));
+            }
+        }
         match self.open.get(&producer.id) {
-            Some(t) if t.epoch > producer.epoch => Err(format!(
-                "producer {} epoch {} is fenced: epoch {} has a transaction open here",
-                producer.id, producer.epoch, t.epoch
-            )),
             Some(t) if t.epoch < producer.epoch && !marker => Err(format!(
                 "producer {} epoch {} cannot begin a transaction here while epoch {}'s is open",
                 producer.id, producer.epoch, t.epoch
@@ -127,6 +136,7 @@ impl PartitionTxns {
 
     /// Records a data batch of `producer` at `base_offset` with `count` records (checked).
     pub fn on_data(&mut self, producer: ProducerIdentity, base_offset: u64, count: u32) {
+        self.saw(producer);
         let t = self.open.entry(producer.id).or_insert(OpenTxn {
             epoch: producer.epoch,
             first_offset: base_offset,
@@ -143,6 +153,7 @@ impl PartitionTxns {
         marker: Marker,
         offset: u64,
     ) -> Option<AbortedTxn> {
+        self.saw(producer);
         let lso = self.last_stable(offset);
         let ended = self.open.remove(&producer.id)?;
         (marker == Marker::Abort).then_some(AbortedTxn {
@@ -151,6 +162,11 @@ impl PartitionTxns {
             last_offset: offset,
             last_stable_offset: lso,
         })
+    }
+
+    fn saw(&mut self, producer: ProducerIdentity) {
+        let newest = self.epochs.entry(producer.id).or_insert(producer.epoch);
+        *newest = (*newest).max(producer.epoch);
     }
 
     /// Follows one batch read back from the log (recovery, a reader finding the LSO), with the
@@ -262,6 +278,11 @@ pub(crate) fn write_snapshot(dir: &Path, at: SnapshotAt, txns: &PartitionTxns) -
         b.extend_from_slice(&t.first_offset.to_be_bytes());
         b.extend_from_slice(&t.next_sequence.to_be_bytes());
     }
+    b.extend_from_slice(&(txns.epochs.len() as u32).to_be_bytes());
+    for (id, epoch) in &txns.epochs {
+        b.extend_from_slice(&id.to_be_bytes());
+        b.extend_from_slice(&epoch.to_be_bytes());
+    }
     let crc = crc32c::crc32c(&b);
     b.extend_from_slice(&crc.to_be_bytes());
     let path = dir.join(SNAPSHOT);
@@ -275,7 +296,7 @@ pub(crate) fn write_snapshot(dir: &Path, at: SnapshotAt, txns: &PartitionTxns) -
 pub(crate) fn read_snapshot(dir: &Path) -> Option<(SnapshotAt, PartitionTxns)> {
     let path = dir.join(SNAPSHOT);
     let len = std::fs::metadata(&path).ok()?.len() as usize;
-    if len > 40 + MAX_SNAPSHOT_ENTRIES * SNAPSHOT_ENTRY_LEN {
+    if len > 44 + MAX_SNAPSHOT_ENTRIES * (SNAPSHOT_ENTRY_LEN + EPOCH_ENTRY_LEN) {
         return None;
     }
     let b = std::fs::read(&path).ok()?;
@@ -290,11 +311,21 @@ pub(crate) fn read_snapshot(dir: &Path) -> Option<(SnapshotAt, PartitionTxns)> {
         offset: u64_at(24)?,
     };
     let count = u32::from_be_bytes(body.get(32..36)?.try_into().ok()?) as usize;
-    if body.len() != 36 + count * SNAPSHOT_ENTRY_LEN {
+    let epochs_at = 36 + count.min(MAX_SNAPSHOT_ENTRIES) * SNAPSHOT_ENTRY_LEN;
+    let epochs = u32::from_be_bytes(body.get(epochs_at..epochs_at + 4)?.try_into().ok()?) as usize;
+    if count > MAX_SNAPSHOT_ENTRIES
+        || epochs > MAX_SNAPSHOT_ENTRIES
+        || body.len() != epochs_at + 4 + epochs * EPOCH_ENTRY_LEN
+    {
         return None;
     }
     let mut txns = PartitionTxns::default();
-    for e in body.get(36..)?.chunks_exact(SNAPSHOT_ENTRY_LEN) {
+    for e in body.get(epochs_at + 4..)?.chunks_exact(EPOCH_ENTRY_LEN) {
+        let id = i64::from_be_bytes(e.get(0..8)?.try_into().ok()?);
+        txns.epochs
+            .insert(id, i16::from_be_bytes(e.get(8..10)?.try_into().ok()?));
+    }
+    for e in body.get(36..epochs_at)?.chunks_exact(SNAPSHOT_ENTRY_LEN) {
         let id = i64::from_be_bytes(e.get(0..8)?.try_into().ok()?);
         let t = OpenTxn {
             epoch: i16::from_be_bytes(e.get(8..10)?.try_into().ok()?),
@@ -486,6 +517,17 @@ mod tests {
             "a newer epoch may abort it"
         );
         assert!(t.check(producer(1, 3), false).is_ok());
+        // Ended by epoch 4, epoch 3 stays fenced though nothing is open.
+        assert_eq!(
+            t.on_marker(producer(1, 4), Marker::Abort, 1)
+                .map(|a| a.first_offset),
+            Some(0)
+        );
+        assert!(
+            t.check(producer(1, 3), false).is_err(),
+            "fenced after the abort"
+        );
+        assert!(t.check(producer(1, 4), false).is_ok());
     }
 
     #[test]
