@@ -69,6 +69,7 @@
 
 #![deny(missing_docs)]
 
+mod coordinator;
 mod groups;
 mod log;
 #[cfg(feature = "streams")]
@@ -93,6 +94,9 @@ pub mod cli;
 /// given.
 pub const DEFAULT_DATA_DIR: &str = "./eddy-data";
 
+pub use coordinator::{
+    Completed, TransactionOffsets, TransactionalProducer, DEFAULT_TRANSACTION_TIMEOUT_MS,
+};
 pub use groups::{
     parse_iso_duration, AutoOffsetReset, Consumer, ConsumerConfig, GroupDescription, GroupError,
     GroupResult, Groups, MemberInfo, PartitionLag, PolledBatch, ResetRow, ResetScope, ResetTarget,

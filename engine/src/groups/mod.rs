@@ -16,3 +16,11 @@ pub use consumer::{AutoOffsetReset, Consumer, ConsumerConfig, PolledBatch};
 pub use error::{GroupError, GroupResult};
 pub use membership::MemberInfo;
 pub use offsets::TopicPartition;
+
+/// The directories of group `name` under `data_dir`, created when missing.
+pub(crate) fn group_dir(
+    data_dir: &std::path::Path,
+    name: &str,
+) -> GroupResult<membership::GroupDir> {
+    membership::GroupDir::new(data_dir, name, true)
+}
