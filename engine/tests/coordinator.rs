@@ -32,7 +32,10 @@ fn committed(log: &Log, topic: &str) -> Vec<String> {
 fn group_offset(log: &Log, group: &str) -> Option<u64> {
     let groups = Groups::new(log);
     let d = groups.describe(group).ok()?;
-    d.partitions.iter().find(|p| p.topic == "in").and_then(|p| p.current_offset)
+    d.partitions
+        .iter()
+        .find(|p| p.topic == "in")
+        .and_then(|p| p.current_offset)
 }
 
 fn offsets(at: u64) -> Option<TransactionOffsets> {
@@ -83,7 +86,14 @@ fn a_crash_before_the_decision_aborts_and_one_after_it_commits() {
     assert_eq!(completed, Completed::Aborted);
     assert!(committed(&log, "out").is_empty());
     assert_eq!(group_offset(&log, "g"), None);
-    assert_eq!(log.topic("out").unwrap().writer(0).unwrap().last_stable_offset(), 2);
+    assert_eq!(
+        log.topic("out")
+            .unwrap()
+            .writer(0)
+            .unwrap()
+            .last_stable_offset(),
+        2
+    );
 
     // Decided (its state says committing) when it died, before any marker: the next start
     // writes the markers and the offsets.
@@ -116,7 +126,9 @@ fn a_newer_instance_fences_the_older_at_its_next_append_or_commit() {
         matches!(r, Err(eddy::GroupError::Log(LogError::Fenced { .. })))
     };
     assert!(fenced(zombie.append("out", 0, &[rec("again")]).map(|_| ())));
-    assert!(fenced(zombie.append("changelog", 0, &[rec("new")]).map(|_| ())));
+    assert!(fenced(
+        zombie.append("changelog", 0, &[rec("new")]).map(|_| ())
+    ));
     assert!(fenced(zombie.commit(None)));
     current.append("out", 0, &[rec("current")]).unwrap();
     current.commit(None).unwrap();
@@ -131,7 +143,11 @@ fn a_transaction_open_past_its_timeout_is_aborted_by_the_next_start_and_its_owne
     stuck.set_transaction_timeout(Duration::from_millis(50));
     stuck.append("out", 0, &[rec("stuck")]).unwrap();
     let writer = log.topic("out").unwrap().writer(0).unwrap();
-    assert_eq!(writer.last_stable_offset(), 0, "stalled by the open transaction");
+    assert_eq!(
+        writer.last_stable_offset(),
+        0,
+        "stalled by the open transaction"
+    );
     std::thread::sleep(Duration::from_millis(100));
     let (_other, _) = TransactionalProducer::start(&log, "task-1").unwrap();
     assert_eq!(writer.last_stable_offset(), 2, "aborted: the marker at 1");

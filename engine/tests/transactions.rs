@@ -332,3 +332,36 @@ fn a_committed_consumer_and_eddy_consume_stop_at_the_open_transaction() {
     assert_eq!(more, vec![b"pending".to_vec(), b"after".to_vec()]);
     assert_eq!(shown("read-committed"), ["before", "pending", "after"]);
 }
+
+#[test]
+fn committed_reads_across_segments_rolled_between_data_and_markers() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    let mut config = TopicConfig::default();
+    config.set("segment.ms=1000").unwrap();
+    let topic = log.topic_or_create("t", config).unwrap();
+    let w = topic.writer(0).unwrap();
+    let (kept, gone) = (producer(1, 0), producer(2, 0));
+    // Old timestamps: a marker (stamped now) rolls the segment.
+    let old = |v: &str| Record::keyed("k", v.to_owned()).at(1_700_000_000_000);
+    w.append(&[old("plain")]).unwrap();
+    w.append_transactional(kept, &[old("committed")]).unwrap();
+    w.append_transactional(gone, &[old("aborted")]).unwrap();
+    w.end_transaction(gone, false).unwrap();
+    w.end_transaction(kept, true).unwrap();
+    w.append_transactional(kept, &[old("later")]).unwrap();
+    let mut r = topic.reader(0).unwrap();
+    r.set_isolation(Isolation::ReadCommitted);
+    for from in 0..6 {
+        r.read(from, 100, usize::MAX).unwrap();
+    }
+    w.end_transaction(kept, true).unwrap();
+    for from in 0..7 {
+        let fetch = r.read(from, 100, usize::MAX).unwrap();
+        assert_eq!(fetch.next_offset(), 7, "from {from}");
+    }
+    assert_eq!(
+        read(&mut r, Isolation::ReadCommitted).0,
+        values(&["plain", "committed", "later"])
+    );
+}

@@ -8,6 +8,8 @@
 //!   after skipping the records Kafka holds past `kafka_next` (sent by a run that stopped before
 //!   committing them), which is exact as long as only this mirror writes the Kafka partition —
 //!   checked by comparing the last skipped record with Kafka's last record.
+//! - Only committed records are forwarded (the local consumer reads committed, up to each
+//!   partition's last stable offset): an aborted transaction's records never reach Kafka.
 //! - The producer is idempotent and retries without a time limit: a broker outage stalls the
 //!   mirror (the producer's queue fills, then the local consumer stops polling) while the local
 //!   log goes on taking records; nothing is dropped or reordered.
@@ -16,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use eddy::{Consumer, ConsumerConfig, Log, PolledBatch, Record, RecordView};
+use eddy::{Consumer, ConsumerConfig, Isolation, Log, PolledBatch, Record, RecordView};
 use parking_lot::Mutex;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -182,6 +184,8 @@ pub fn mirror_out(
     consumer_config.commit_on_revoke = false;
     consumer_config.release_manually = true;
     consumer_config.fsync_commits = true;
+    // Only committed records leave: an aborted transaction's never reach Kafka.
+    consumer_config.isolation = Isolation::ReadCommitted;
     let mut consumer = Consumer::new(log, consumer_config)?;
     consumer.subscribe(&[config.topic.as_str()])?;
     let mut mirror = MirrorOut {
@@ -393,17 +397,18 @@ impl MirrorOut<'_> {
         if skip == 0 {
             return Ok(local_next);
         }
-        let start = local_next + skip;
-        let local = self.local_record(p, start - 1)?;
+        // Offsets of committed records can have gaps (markers, aborted transactions): count
+        // the records the mirror forwards.
+        let (last, local) = self.nth_forwarded(p, local_next, skip)?;
+        let start = last + 1;
         let remote = patiently(stop, || read_one(&self.config.kafka, to, p, kafka_end - 1))?;
         if local != remote {
             return Err(MirrorError::Mismatch(format!(
                 "Kafka topic {to} partition {p} holds {skip} records past group {}'s commit, \
-                 but its last (offset {}) differs from local topic {topic} offset {}: \
+                 but its last (offset {}) differs from local topic {topic} offset {last}: \
                  something else writes to the Kafka partition",
                 self.config.group,
                 kafka_end - 1,
-                start - 1
             )));
         }
         tracing::info!(
@@ -416,21 +421,30 @@ impl MirrorOut<'_> {
         Ok(start)
     }
 
-    fn local_record(&self, p: u32, offset: u64) -> MirrorResult<Record> {
+    /// The `n`-th record (from 1) that the mirror forwards from partition `p` at or after local
+    /// offset `from` — committed records only — with its offset.
+    fn nth_forwarded(&self, p: u32, from: u64, n: u64) -> MirrorResult<(u64, Record)> {
         let mut reader = self.log.topic(&self.config.topic)?.reader(p)?;
-        let fetch = reader.read(offset, 1, 1 << 20)?;
-        let found = fetch
-            .iter()
-            .find(|r| r.offset == offset)
-            .map(|r| r.to_record());
-        match found {
-            Some(r) => Ok(r),
-            None => Err(MirrorError::Mismatch(format!(
-                "Kafka topic {} partition {p} holds more records past group {}'s commit than \
-                 local topic {} has (none at offset {offset}): something else writes to the \
-                 Kafka partition",
-                self.config.to, self.config.group, self.config.topic
-            ))),
+        reader.set_isolation(Isolation::ReadCommitted);
+        let (mut next, mut seen) = (from, 0u64);
+        loop {
+            let want = usize::try_from(n - seen).unwrap_or(usize::MAX);
+            let fetch = reader.read(next, want, 1 << 20)?;
+            for r in fetch.iter() {
+                seen += 1;
+                if seen == n {
+                    return Ok((r.offset, r.to_record()));
+                }
+            }
+            if fetch.next_offset() == next {
+                return Err(MirrorError::Mismatch(format!(
+                    "Kafka topic {} partition {p} holds {n} records past group {}'s commit, \
+                     more than local topic {} has from offset {from} ({seen}): something else \
+                     writes to the Kafka partition",
+                    self.config.to, self.config.group, self.config.topic
+                )));
+            }
+            next = fetch.next_offset();
         }
     }
 
@@ -520,7 +534,16 @@ impl MirrorOut<'_> {
         if !self.consumer.caught_up()? {
             return Ok(false);
         }
-        Ok(self.lag()? == 0)
+        // Markers and aborted records after the last acknowledged one are nothing to send.
+        let topic = self.log.topic(&self.config.topic)?;
+        for (&p, s) in &self.partitions {
+            let mut reader = topic.reader(p)?;
+            reader.set_isolation(Isolation::ReadCommitted);
+            if !reader.read(s.acked, 1, 1 << 16)?.is_empty() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Local records not yet acknowledged, over the partitions this mirror owns.

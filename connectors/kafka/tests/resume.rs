@@ -177,3 +177,35 @@ fn foreign_records_wrong_partition_counts_and_truncation_are_refused() {
         other => panic!("expected a truncation error, got {other:?}"),
     }
 }
+
+#[test]
+fn mirror_out_forwards_committed_records_only() {
+    let broker = LocalBroker::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    let stop = AtomicBool::new(false);
+    let t = log.topic_or_create("txn", TopicConfig::default()).unwrap();
+    let w = t.writer(0).unwrap();
+    let (kept, gone) = (
+        eddy::ProducerIdentity { id: 1, epoch: 0 },
+        eddy::ProducerIdentity { id: 2, epoch: 0 },
+    );
+    let rec = |v: &str| Record::keyed("k", v.to_owned()).at(1_700_000_000_000);
+    w.append(&[rec("plain")]).unwrap();
+    w.append_transactional(kept, &[rec("committed")]).unwrap();
+    w.append_transactional(gone, &[rec("aborted")]).unwrap();
+    w.end_transaction(gone, false).unwrap();
+    w.end_transaction(kept, true).unwrap();
+    w.append_transactional(kept, &[rec("still open")]).unwrap();
+    let out = out_config(&broker.brokers(), "txn", "k-txn");
+    assert_eq!(mirror_out(&log, &out, &stop).unwrap().records, 2);
+    let inward = in_config(&broker.brokers(), "k-txn", "copy");
+    assert_eq!(mirror_in(&log, &inward, &stop).unwrap().records, 2);
+    let mut r = log.topic("copy").unwrap().reader(0).unwrap();
+    let fetch = r.read(0, 100, 1 << 20).unwrap();
+    let got: Vec<Vec<u8>> = fetch.iter().map(|r| r.value.unwrap().to_vec()).collect();
+    assert_eq!(got, [b"plain".to_vec(), b"committed".to_vec()]);
+    // Once it commits, the open transaction's record follows.
+    w.end_transaction(kept, true).unwrap();
+    assert_eq!(mirror_out(&log, &out, &stop).unwrap().records, 1);
+}

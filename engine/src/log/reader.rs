@@ -616,6 +616,7 @@ impl PartitionReader {
         .min(max_bytes.saturating_sub(fetch.buf.len()) as u64)
         .min(limit.saturating_sub(position));
         fetch.buf.reserve(expect as usize);
+        let mut stable_reached = false;
         while position < limit && fetch.slots.len() < max_records {
             let room = max_bytes.saturating_sub(fetch.buf.len());
             if room == 0 && !fetch.slots.is_empty() {
@@ -668,6 +669,10 @@ impl PartitionReader {
                     break; // partial batch at the end of the chunk
                 }
                 let file_pos = position + (at - start) as u64;
+                if h.base_offset >= self.stable_limit {
+                    stable_reached = true; // reading committed records: none at or past it
+                    break;
+                }
                 if h.base_offset < expected || h.last_offset() >= upper {
                     return Err(corrupt(&seg.path, file_pos, format!(
                         "batch offsets {}..={} outside {expected}..{upper} (topic {:?} partition {})",
@@ -685,9 +690,6 @@ impl PartitionReader {
                             h.base_offset, self.topic, self.partition
                         ),
                     ));
-                }
-                if h.base_offset >= self.stable_limit {
-                    break; // reading committed records: nothing at or past the stable offset
                 }
                 let skipped = h.is_control()
                     || h.producer().is_some_and(|p| {
@@ -720,7 +722,7 @@ impl PartitionReader {
             }
             fetch.buf.truncate(at);
             position += (at - start) as u64;
-            if at == start {
+            if at == start || stable_reached {
                 break;
             }
         }
