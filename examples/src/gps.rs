@@ -3,12 +3,16 @@
 //! algorithm) into `distance-calcs`; group `database-writer` upserts each track's latest distance
 //! into SQLite table `dist_calc`; then the first group is rewound and reprocesses in kilometres.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use eddy::{AppConfig, Application, Consumer, ConsumerConfig, Json, Log, Str, StreamResult};
+use eddy::{
+    AppConfig, Application, Consumer, ConsumerConfig, Json, Log, Str, StreamResult,
+    RESET_KEEP_STATE_METADATA, RESET_METADATA,
+};
 use geographiclib_rs::{Geodesic, InverseGeodesic};
 use serde::{Deserialize, Serialize};
 
@@ -147,23 +151,42 @@ pub fn db_path(dir: &Path, db: Option<&Path>) -> PathBuf {
     db.map_or_else(|| dir.join(DB_FILE), Path::to_path_buf)
 }
 
-/// Opens the database, creating table `dist_calc` when missing.
+/// Opens the database, creating table `dist_calc` (the distances) and table `eddy_offsets`
+/// (the next input offset per partition that the rows include) when missing.
 pub fn open_db(path: &Path) -> AnyResult<rusqlite::Connection> {
     let db = rusqlite::Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     db.execute_batch(
-        "CREATE TABLE IF NOT EXISTS dist_calc (track_id INTEGER PRIMARY KEY, distance REAL)",
+        "CREATE TABLE IF NOT EXISTS dist_calc (track_id INTEGER PRIMARY KEY, distance REAL);
+         CREATE TABLE IF NOT EXISTS eddy_offsets (topic TEXT NOT NULL, partition INTEGER NOT \
+         NULL, next_offset INTEGER NOT NULL, PRIMARY KEY (topic, partition));",
     )?;
     Ok(db)
 }
 
+/// The input offsets the database's rows include: `(topic, partition)` → next offset.
+fn db_offsets(db: &rusqlite::Connection) -> AnyResult<HashMap<(String, u32), u64>> {
+    let mut select = db.prepare("SELECT topic, partition, next_offset FROM eddy_offsets")?;
+    let rows = select.query_map([], |row| {
+        let (topic, partition, next): (String, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
+        Ok(((topic, partition as u32), next as u64))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// The database writer: consumes `distance-calcs` as group `database-writer` and upserts each
-/// track's latest distance, one transaction per polled batch, committing the group's offsets
-/// after the transaction. Stops when `stop` is set, or (with `until_idle`) once caught up.
+/// track's latest distance, one transaction per polled batch. Effectively once: the transaction
+/// also stores each partition's next input offset (table `eddy_offsets`), so that records the
+/// database already includes are skipped after a crash between its commit and the group's
+/// (the group's offsets, committed after, are for tools and lag); a reset of the group (commit
+/// metadata `eddy:reset`) is followed, so that rewinding it rewrites the rows. Stops when `stop`
+/// is set, or (with `until_idle`) once caught up. Returns how many records it applied.
 pub fn write_db(dir: &Path, db: &Path, until_idle: bool, stop: Arc<AtomicBool>) -> AnyResult<u64> {
     let log = Log::open(dir)?;
     let mut db = open_db(db)?;
+    let mut applied = db_offsets(&db)?;
     let mut consumer = Consumer::new(&log, ConsumerConfig::new(WRITER_GROUP))?;
     consumer.subscribe(&[DISTANCES_TOPIC])?;
+    let mut checked: HashSet<(String, u32)> = HashSet::new();
     let mut written = 0;
     while !stop.load(Ordering::SeqCst) {
         let batches = consumer.poll(Duration::from_millis(100))?;
@@ -173,14 +196,33 @@ pub fn write_db(dir: &Path, db: &Path, until_idle: bool, stop: Arc<AtomicBool>) 
             }
             continue;
         }
+        for batch in &batches {
+            let tp = (batch.topic.clone(), batch.partition);
+            if checked.insert(tp.clone()) {
+                // A partition met for the first time since the start: a reset of the group
+                // since the database last wrote moves the database's position too.
+                let committed = consumer.committed_with_metadata(&tp.0, tp.1)?;
+                if let Some((offset, meta)) = committed {
+                    if meta == RESET_METADATA || meta == RESET_KEEP_STATE_METADATA {
+                        applied.insert(tp, offset);
+                    }
+                }
+            }
+        }
         let tx = db.transaction()?;
         {
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO dist_calc (track_id, distance) VALUES (?1, ?2) \
                  ON CONFLICT(track_id) DO UPDATE SET distance = excluded.distance",
             )?;
+            let mut position = tx.prepare_cached(
+                "INSERT INTO eddy_offsets (topic, partition, next_offset) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+            )?;
             for batch in &batches {
-                for r in batch.records.iter() {
+                let tp = (batch.topic.clone(), batch.partition);
+                let skip_below = applied.get(&tp).copied().unwrap_or(0);
+                for r in batch.records.iter().filter(|r| r.offset >= skip_below) {
                     let at = || {
                         format!(
                             "{} partition {} offset {}",
@@ -198,6 +240,9 @@ pub fn write_db(dir: &Path, db: &Path, until_idle: bool, stop: Arc<AtomicBool>) 
                     upsert.execute(rusqlite::params![d.track_id as i64, d.distance])?;
                     written += 1;
                 }
+                let next = batch.records.next_offset().max(skip_below);
+                position.execute(rusqlite::params![tp.0, tp.1 as i64, next as i64])?;
+                applied.insert(tp, next);
             }
         }
         tx.commit()?;
