@@ -271,22 +271,32 @@ impl TransactionalProducer {
         partition: u32,
         records: &[Record],
     ) -> GroupResult<Appended> {
-        let key = (topic.to_owned(), partition);
-        let writer = match self.open.iter().find(|(k, _)| *k == key) {
-            Some((_, w)) => Arc::clone(w),
-            None => {
-                let writer = self.log.topic(topic)?.writer(partition)?;
-                let deadline = now_ms().saturating_add(self.timeout_ms);
-                self.update(|s| {
-                    s.status = Status::Ongoing;
-                    s.partitions.insert(key.clone());
-                    s.deadline_ms = deadline;
-                })?;
-                self.open.push((key, Arc::clone(&writer)));
-                writer
-            }
-        };
+        let writer = self.include(topic, partition)?;
         Ok(writer.append_transactional(self.identity, records)?)
+    }
+
+    /// Makes `topic`/`partition` part of the open transaction (opening one), for appends made
+    /// through its appender with [`PartitionWriter::append_transactional`] and this producer's
+    /// identity; returns the appender.
+    pub fn include(&mut self, topic: &str, partition: u32) -> GroupResult<Arc<PartitionWriter>> {
+        let key = (topic.to_owned(), partition);
+        if let Some((_, w)) = self.open.iter().find(|(k, _)| *k == key) {
+            return Ok(Arc::clone(w));
+        }
+        let writer = self.log.topic(topic)?.writer(partition)?;
+        let deadline = now_ms().saturating_add(self.timeout_ms);
+        self.update(|s| {
+            s.status = Status::Ongoing;
+            s.partitions.insert(key.clone());
+            s.deadline_ms = deadline;
+        })?;
+        self.open.push((key, Arc::clone(&writer)));
+        Ok(writer)
+    }
+
+    /// Whether a transaction is open (a partition was included since the last commit or abort).
+    pub fn has_open(&self) -> bool {
+        !self.open.is_empty()
     }
 
     /// Commits the open transaction, with `offsets` committed to their group in the same

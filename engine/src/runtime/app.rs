@@ -14,12 +14,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::config::AppConfig;
+use super::config::{AppConfig, ProcessingGuarantee};
 use super::metrics::{bump, Metrics, MetricsSnapshot};
 use super::producer::Producer;
 use super::task::{start_task, Task, CHECKPOINT_METADATA};
 use crate::groups::{Consumer, ConsumerConfig, TopicPartition};
-use crate::log::{Header, Log, Record, RecordView, TopicConfig};
+use crate::log::{Header, Isolation, Log, Record, RecordView, TopicConfig};
 use crate::state::StateEnv;
 use crate::stream::{
     Ctx, ErrorPolicy, Format, Outputs, Registry, StepError, Stream, StreamError, StreamResult,
@@ -43,13 +43,13 @@ enum Until {
 /// [`stop_handle`](Self::stop_handle)), [`run_until_idle`](Self::run_until_idle) or
 /// [`run_records`](Self::run_records). It runs on the thread that built it.
 pub struct Application {
-    config: AppConfig,
+    pub(super) config: AppConfig,
     log: Log,
-    registry: Rc<Registry>,
+    pub(super) registry: Rc<Registry>,
     env: StateEnv,
-    metrics: Arc<Metrics>,
+    pub(super) metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
-    crash_point: CrashPoint,
+    pub(super) crash_point: CrashPoint,
 }
 
 /// A test aid, compiled in only with the `crash-points` feature (which eddy's own tests turn
@@ -58,7 +58,7 @@ pub struct Application {
 /// deterministically between the steps whose order `docs/semantics.md` describes. Without the
 /// feature the variable is never read.
 #[derive(Default)]
-struct CrashPoint(Option<(String, u64)>);
+pub(super) struct CrashPoint(Option<(String, u64)>);
 
 impl CrashPoint {
     #[cfg(feature = "crash-points")]
@@ -75,7 +75,7 @@ impl CrashPoint {
         CrashPoint(None)
     }
 
-    fn reached(&self, step: &str, checkpoint: u64) {
+    pub(super) fn reached(&self, step: &str, checkpoint: u64) {
         if let Some((at, n)) = &self.0 {
             if at == step && *n == checkpoint {
                 std::process::abort();
@@ -214,11 +214,19 @@ impl Application {
                 // Restores and checkpoints run between polls; a stuck application is a
                 // stopped one, not a member to work around.
                 max_poll_interval: None,
+                // Under exactly-once, an upstream application's aborted outputs are not input.
+                isolation: match self.config.processing_guarantee {
+                    ProcessingGuarantee::ExactlyOnce => Isolation::ReadCommitted,
+                    ProcessingGuarantee::AtLeastOnce => Isolation::ReadUncommitted,
+                },
                 ..ConsumerConfig::new(self.config.group.clone())
             },
         )?;
         let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&refs)?;
+        if self.exactly_once() {
+            self.registry.outputs.borrow_mut().buffer_per_task();
+        }
         let mut runner = Runner {
             app: self,
             consumer,
@@ -240,12 +248,12 @@ impl Application {
     }
 }
 
-struct Runner<'a> {
-    app: &'a mut Application,
-    consumer: Consumer,
-    tasks: BTreeMap<TopicPartition, Task>,
-    last_checkpoint: Instant,
-    since_checkpoint: u64,
+pub(super) struct Runner<'a> {
+    pub(super) app: &'a mut Application,
+    pub(super) consumer: Consumer,
+    pub(super) tasks: BTreeMap<TopicPartition, Task>,
+    pub(super) last_checkpoint: Instant,
+    pub(super) since_checkpoint: u64,
     processed: u64,
 }
 
@@ -273,7 +281,7 @@ impl Runner<'_> {
             }
             self.tick_operators()?;
             if self.app.registry.outputs.borrow().wants_flush() {
-                self.app.registry.outputs.borrow_mut().flush()?;
+                self.flush_outputs()?;
             }
             if self.checkpoint_due() {
                 self.checkpoint()?;
@@ -281,7 +289,7 @@ impl Runner<'_> {
             match until {
                 Until::Records(n) if self.processed >= n => break,
                 Until::Idle if !polled_any => {
-                    self.app.registry.outputs.borrow_mut().flush()?;
+                    self.flush_outputs()?;
                     // The consumer's positions are the tasks' positions here: every batch
                     // polled has been processed, and new tasks seeked to their starts.
                     if self.consumer.caught_up()? {
@@ -305,6 +313,9 @@ impl Runner<'_> {
     }
 
     fn checkpoint(&mut self) -> StreamResult<()> {
+        if self.app.exactly_once() {
+            return self.checkpoint_transactions();
+        }
         let number = self.app.metrics.checkpoints.load(Ordering::Relaxed) + 1;
         self.app.registry.outputs.borrow_mut().flush()?;
         self.app.crash_point.reached("outputs", number);
@@ -390,6 +401,7 @@ impl Runner<'_> {
                 stateful,
                 self.app.config.fsync,
                 self.app.config.auto_offset_reset,
+                self.app.exactly_once(),
             )?;
             let m = &self.app.metrics;
             if let Some(r) = &start.restore {
@@ -430,6 +442,7 @@ impl Runner<'_> {
             let Some(source) = sources.get(&tp.0) else {
                 continue;
             };
+            outputs.set_task(Some(tp));
             for op in source.shared.operators.borrow().iter() {
                 let mut ctx = Ctx {
                     topic: &tp.0,
@@ -445,6 +458,7 @@ impl Runner<'_> {
                     .map_err(|e| step_failure(tp, e))?;
             }
         }
+        outputs.set_task(None);
         Ok(())
     }
 
@@ -458,6 +472,8 @@ impl Runner<'_> {
             return Ok(());
         };
         let mut outputs = registry.outputs.borrow_mut();
+        // Under exactly-once, what this task's records produce joins its transaction.
+        outputs.set_task(Some(tp));
         let metrics = &self.app.metrics;
         let mut count = 0u64;
         let mut late = 0u64;
@@ -520,6 +536,7 @@ impl Runner<'_> {
             count += 1;
         }
         task.position = task.position.max(fetch.next_offset());
+        outputs.set_task(None);
         bump(&metrics.records_in, count);
         bump(&metrics.late_records, late);
         self.since_checkpoint += count;
@@ -529,7 +546,7 @@ impl Runner<'_> {
 }
 
 /// An operator's failure outside the processing of a record.
-fn step_failure(tp: &TopicPartition, e: StepError) -> StreamError {
+pub(super) fn step_failure(tp: &TopicPartition, e: StepError) -> StreamError {
     match e {
         StepError::Fatal(e) => e,
         StepError::Deserialize(cause) | StepError::Function(cause) => StreamError::Setup(format!(

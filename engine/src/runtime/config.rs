@@ -15,6 +15,13 @@ pub enum ProcessingGuarantee {
     /// before a crash appear again (see `docs/semantics.md`).
     #[default]
     AtLeastOnce,
+    /// Each checkpoint of a task is one transaction: its outputs (dead-letter and late-record
+    /// topics included), its changelog records and its input offset become visible to committed
+    /// readers together or not at all, whatever crashes when; inputs are read committed. A task
+    /// that starts fences every older instance of itself (a paused process whose partitions
+    /// moved): at its next append or commit it fails with a "fenced" error. Outputs appear only
+    /// at checkpoints (to committed readers), so end-to-end latency is the commit interval.
+    ExactlyOnce,
 }
 
 /// Settings of an application; [`AppConfig::new`] gives the defaults.

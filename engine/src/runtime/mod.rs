@@ -7,6 +7,7 @@ mod config;
 mod metrics;
 mod producer;
 mod task;
+mod transactional;
 
 pub use app::Application;
 pub use config::{AppConfig, ProcessingGuarantee};

@@ -10,6 +10,7 @@
 //!   process died between the store's checkpoint and the group commit;
 //! - otherwise: at the committed offset, or where `auto_offset_reset` says.
 
+use crate::coordinator::{Completed, TransactionalProducer};
 use crate::groups::{
     AutoOffsetReset, Consumer, GroupError, RESET_KEEP_STATE_METADATA, RESET_METADATA,
 };
@@ -26,6 +27,13 @@ pub(crate) struct Task {
     /// Offset last committed for this partition by this instance (or found at start).
     pub committed: Option<u64>,
     pub store: Option<Store>,
+    /// Exactly-once: the task's transactional producer.
+    pub producer: Option<TransactionalProducer>,
+}
+
+/// The transactional id of the task of `(topic, partition)` in `group`.
+pub(crate) fn transactional_id(group: &str, topic: &str, partition: u32) -> String {
+    format!("{group}.{topic}.{partition}")
 }
 
 /// What opening a task restored.
@@ -54,7 +62,26 @@ pub(crate) fn start_task(
     stateful: bool,
     fsync: bool,
     reset: AutoOffsetReset,
+    exactly_once: bool,
 ) -> StreamResult<TaskStart> {
+    // First the previous instance's transaction is completed (its offsets with it), so that the
+    // changelog holds no open transaction and the committed offset is the decided one.
+    let producer = match exactly_once {
+        true => {
+            let id = transactional_id(group, topic, partition);
+            let (p, completed) = TransactionalProducer::start(log, &id)?;
+            if completed != Completed::Nothing {
+                tracing::info!(
+                    topic,
+                    partition,
+                    ?completed,
+                    "completed the transaction a previous instance of the task left"
+                );
+            }
+            Some(p)
+        }
+        false => None,
+    };
     let committed = consumer.committed_with_metadata(topic, partition)?;
     // Not the consumer's position: the poll that assigned the partition may have read past it.
     let mut position = match &committed {
@@ -96,6 +123,9 @@ pub(crate) fn start_task(
         let writer = changelog.writer(partition)?;
         let dir = env.store_dir(group, topic, partition);
         let (mut s, report) = Store::open(env, dir, changelog, writer, fsync)?;
+        if let Some(p) = &producer {
+            s.set_producer(p.identity());
+        }
         match (&committed, s.input_offset()) {
             (Some((c, meta)), state) if meta == RESET_METADATA && state != Some(*c) => {
                 if state.is_some() {
@@ -123,6 +153,7 @@ pub(crate) fn start_task(
             position,
             committed: committed.map(|(c, _)| c),
             store,
+            producer,
         },
         restore,
         state_reset,

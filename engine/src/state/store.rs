@@ -23,7 +23,7 @@ use rocksdb::{WriteBatch, WriteOptions, DB};
 
 use super::env::StateEnv;
 use super::error::{rocks, StateError, StateResult};
-use crate::log::{PartitionWriter, Record, Topic};
+use crate::log::{PartitionWriter, ProducerIdentity, Record, Topic};
 
 const META_CHANGELOG_OFFSET: &[u8] = b"\0changelog-offset";
 const META_INPUT_OFFSET: &[u8] = b"\0input-offset";
@@ -114,6 +114,8 @@ pub(crate) struct Store {
     input_offset: Option<u64>,
     fsync: bool,
     epoch: u64,
+    /// Exactly-once: the transactional producer whose transaction the changelog records join.
+    producer: Option<ProducerIdentity>,
 }
 
 /// Source of store epochs: every opened store gets a new one.
@@ -176,8 +178,28 @@ impl Store {
             input_offset,
             fsync,
             epoch: EPOCHS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            producer: None,
         };
         Ok((store, report))
+    }
+
+    /// Whether a checkpoint at `input_offset` would append anything to the changelog.
+    pub fn has_changes(&self, input_offset: u64) -> bool {
+        !self.dirty.is_empty() || self.input_offset != Some(input_offset)
+    }
+
+    /// Makes later changelog appends part of `producer`'s transactions (exactly-once); the
+    /// caller lists the changelog partition in each transaction before it checkpoints.
+    pub fn set_producer(&mut self, producer: ProducerIdentity) {
+        self.producer = Some(producer);
+    }
+
+    /// The changelog topic and partition.
+    pub fn changelog_partition(&self) -> (String, u32) {
+        (
+            self.changelog.topic().to_owned(),
+            self.changelog.partition(),
+        )
     }
 
     /// The error for an entry under `key` that does not decode.
@@ -312,7 +334,10 @@ impl Store {
         self.clean_bytes += self.dirty_bytes;
         self.dirty_bytes = 0;
         records.push(Record::keyed(MARKER_KEY, input_offset.to_be_bytes()));
-        let appended = self.changelog.append_atomic(&records)?;
+        let appended = match self.producer {
+            Some(p) => self.changelog.append_transactional(p, &records)?,
+            None => self.changelog.append_atomic(&records)?,
+        };
         if self.fsync {
             self.changelog.flush()?;
         }
@@ -436,6 +461,8 @@ impl Replay<'_> {
 
     fn run(&mut self, db: &DB, started: Instant) -> StateResult<()> {
         let mut reader = self.topic.reader(self.partition)?;
+        // Changelog records of aborted transactions (exactly-once) are not state.
+        reader.set_isolation(crate::log::Isolation::ReadCommitted);
         let end = reader.end_offset();
         if self.position > end {
             return Err(self.bad(

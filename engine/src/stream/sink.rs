@@ -1,10 +1,17 @@
 //! [`Outputs`]: records produced by a running application, buffered per topic-partition and
 //! appended in batches — when the buffers grow past 1 MiB, and always before a checkpoint commits
-//! input offsets (outputs first, so that no committed input lacks its outputs).
+//! input offsets (outputs first, so that no committed input lacks its outputs). Under
+//! exactly-once they are buffered per task instead (the input topic-partition whose record
+//! produced them), for the runtime to append inside that task's transaction.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::groups::TopicPartition;
 use crate::log::{partition_for_key, LogResult, PartitionWriter, Record, Topic};
+
+/// Records a task produced: `(output topic id, partition, record)`, in order.
+type TaskRecords = Vec<(usize, u32, Record)>;
 
 /// Buffered bytes above which the runtime appends outputs without waiting for a checkpoint.
 const FLUSH_BYTES: usize = 1 << 20;
@@ -20,6 +27,9 @@ pub(crate) struct Outputs {
     topics: Vec<OutTopic>,
     pending_bytes: usize,
     fsync: bool,
+    /// Exactly-once: records buffered per task, and the task whose record is being processed.
+    by_task: Option<BTreeMap<TopicPartition, TaskRecords>>,
+    current: Option<TopicPartition>,
     /// Records appended so far.
     pub sent: u64,
 }
@@ -30,8 +40,40 @@ impl Outputs {
             topics: Vec::new(),
             pending_bytes: 0,
             fsync,
+            by_task: None,
+            current: None,
             sent: 0,
         }
+    }
+
+    /// Buffers what each task produces apart, for its transaction (exactly-once).
+    pub fn buffer_per_task(&mut self) {
+        self.by_task.get_or_insert_with(BTreeMap::new);
+    }
+
+    /// The task whose record is being processed (exactly-once), or none.
+    pub fn set_task(&mut self, task: Option<&TopicPartition>) {
+        self.current = task.cloned();
+    }
+
+    /// Takes what `task` produced, grouped by output topic-partition in order of first use:
+    /// `(topic, partition, records)`.
+    pub fn take_task(&mut self, task: &TopicPartition) -> Vec<(Topic, u32, Vec<Record>)> {
+        let Some(records) = self.by_task.as_mut().and_then(|m| m.remove(task)) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(usize, u32, Vec<Record>)> = Vec::new();
+        for (id, p, r) in records {
+            self.pending_bytes = self.pending_bytes.saturating_sub(size_of_record(&r));
+            match out.iter_mut().find(|(i, q, _)| *i == id && *q == p) {
+                Some((_, _, list)) => list.push(r),
+                None => out.push((id, p, vec![r])),
+            }
+        }
+        let topics = &self.topics;
+        out.into_iter()
+            .filter_map(|(id, p, list)| Some((topics.get(id)?.topic.clone(), p, list)))
+            .collect()
     }
 
     /// The id under which records for `topic` are sent (registering it once).
@@ -63,12 +105,22 @@ impl Outputs {
             Some(k) => partition_for_key(k, n),
             None => keyless_partition % n.max(1),
         };
-        self.pending_bytes += record.key.as_ref().map_or(0, Vec::len)
-            + record.value.as_ref().map_or(0, Vec::len)
-            + 32;
+        self.pending_bytes += size_of_record(&record);
+        if let (Some(by_task), Some(task)) = (&mut self.by_task, &self.current) {
+            by_task
+                .entry(task.clone())
+                .or_default()
+                .push((id, p, record));
+            return;
+        }
         if let Some(bucket) = out.pending.get_mut(p as usize) {
             bucket.push(record);
         }
+    }
+
+    /// Whether anything is buffered per task (exactly-once).
+    pub fn has_task_records(&self) -> bool {
+        self.by_task.as_ref().is_some_and(|m| !m.is_empty())
     }
 
     /// Whether enough is buffered to append now.
@@ -114,4 +166,9 @@ impl Outputs {
             out.writers.iter_mut().for_each(|w| *w = None);
         }
     }
+}
+
+/// What a buffered record counts against the flush threshold.
+fn size_of_record(r: &Record) -> usize {
+    r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len) + 32
 }

@@ -1,0 +1,165 @@
+//! Exactly-once processing: a stateful application SIGKILLed at random points and aborted right
+//! after every step of a checkpoint, restarted each time. Its committed output must hold exactly
+//! one result per input record — the running count 1, 2, 3, ... of each key, none repeated, none
+//! missing. The children are this test binary re-executed to run `eos_child_app`.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use eddy::{
+    AppConfig, Application, Isolation, Json, Log, ProcessingGuarantee, Record, State, Str,
+    TopicConfig,
+};
+
+const KEYS: u64 = 20;
+const PARTITIONS: u32 = 3;
+
+fn build(dir: &Path, guarantee: ProcessingGuarantee) -> Application {
+    let mut c = AppConfig::new(dir, "eos");
+    c.commit_interval = Duration::from_millis(15);
+    c.commit_every = 200;
+    c.max_poll_records = 200;
+    c.processing_guarantee = guarantee;
+    let app = Application::new(c).unwrap();
+    let input = app
+        .topic_with_config::<Str, Json<u64>>("in", TopicConfig::with_partitions(PARTITIONS))
+        .unwrap();
+    let output = app.topic::<Str, Json<u64>>("counts").unwrap();
+    app.dataframe(&input)
+        .stateful_map(|_n: u64, s: &mut State<'_>| {
+            let count: u64 = s.get("count").unwrap_or(0) + 1;
+            s.set("count", &count);
+            count
+        })
+        .to_topic(&output);
+    app
+}
+
+#[test]
+#[ignore = "entry point of a child process started by the tests in this file"]
+fn eos_child_app() {
+    let Ok(dir) = std::env::var("EDDY_EOS_CHILD") else {
+        return;
+    };
+    build(Path::new(&dir), ProcessingGuarantee::ExactlyOnce)
+        .run()
+        .unwrap();
+}
+
+fn child(dir: &Path) -> Command {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args(["eos_child_app", "--exact", "--ignored", "--nocapture"])
+        .env("EDDY_EOS_CHILD", dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c
+}
+
+fn produce(dir: &Path, from: u64, to: u64) {
+    let log = Log::open(dir).unwrap();
+    let topic = log
+        .topic_or_create("in", TopicConfig::with_partitions(PARTITIONS))
+        .unwrap();
+    topic
+        .append((from..to).map(|i| {
+            Record::keyed(
+                serde_json::to_vec(&format!("k{}", i % KEYS)).unwrap(),
+                i.to_string(),
+            )
+        }))
+        .unwrap();
+}
+
+/// Per key, the committed counts in output order.
+fn committed_counts(dir: &Path) -> BTreeMap<String, Vec<u64>> {
+    let log = Log::open(dir).unwrap();
+    let topic = log.topic("counts").unwrap();
+    let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for p in 0..topic.partitions() {
+        let mut r = topic.reader(p).unwrap();
+        r.set_isolation(Isolation::ReadCommitted);
+        let fetch = r.read(0, usize::MAX, usize::MAX).unwrap();
+        for rec in fetch.iter() {
+            let key: String = serde_json::from_slice(rec.key.unwrap()).unwrap();
+            out.entry(key)
+                .or_default()
+                .push(serde_json::from_slice(rec.value.unwrap()).unwrap());
+        }
+    }
+    out
+}
+
+/// Counts 1..=n for each key of `records` input records, as an uninterrupted run gives them.
+fn exact(records: u64) -> BTreeMap<String, Vec<u64>> {
+    (0..KEYS)
+        .map(|k| {
+            let n = (records + KEYS - 1 - k) / KEYS;
+            (format!("k{k}"), (1..=n).collect())
+        })
+        .collect()
+}
+
+/// How many committed results repeat one already seen.
+fn repeats(counts: &BTreeMap<String, Vec<u64>>) -> usize {
+    counts
+        .values()
+        .map(|v| v.len() - v.iter().collect::<std::collections::BTreeSet<_>>().len())
+        .sum()
+}
+
+#[test]
+fn sigkills_at_random_points_leave_exactly_one_committed_result_per_record() {
+    let dir = tempfile::tempdir().unwrap();
+    // Kill moments from a fixed xorshift sequence: 20..80 ms into each child, while it works.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % 60
+    };
+    let (mut produced, per_cycle, cycles) = (0u64, 20_000u64, 12);
+    for _ in 0..cycles {
+        produce(dir.path(), produced, produced + per_cycle);
+        produced += per_cycle;
+        let mut c = child(dir.path()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(20 + next()));
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+    let mut app = build(dir.path(), ProcessingGuarantee::ExactlyOnce);
+    app.run_until_idle().unwrap();
+    let got = committed_counts(dir.path());
+    assert_eq!(repeats(&got), 0, "a result committed twice");
+    assert_eq!(got, exact(produced));
+}
+
+#[test]
+fn an_abort_after_every_checkpoint_step_leaves_all_or_nothing_of_it() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut produced = 0u64;
+    for step in ["outputs", "changelog", "commit", "store"] {
+        for n in [1u64, 3] {
+            produce(dir.path(), produced, produced + 1_000);
+            produced += 1_000;
+            let status = child(dir.path())
+                .env("EDDY_TEST_CRASH_AT", format!("{step}:{n}"))
+                .status()
+                .unwrap();
+            assert_eq!(
+                status.signal(),
+                Some(6),
+                "aborted after {step} of checkpoint {n}"
+            );
+            let got = committed_counts(dir.path());
+            assert_eq!(repeats(&got), 0, "after {step} of checkpoint {n}");
+        }
+    }
+    let mut app = build(dir.path(), ProcessingGuarantee::ExactlyOnce);
+    app.run_until_idle().unwrap();
+    assert_eq!(committed_counts(dir.path()), exact(produced));
+}
