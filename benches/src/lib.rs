@@ -33,12 +33,14 @@ pub fn for_each_window<T: DeserializeOwned>(
 ) -> Result<(), String> {
     for p in 0..topic.partitions() {
         let mut reader = topic.reader(p).map_err(|e| e.to_string())?;
+        // What committed readers see: under exactly-once, no aborted or unfinished window.
+        reader.set_isolation(eddy::Isolation::ReadCommitted);
         let mut next = 0;
         loop {
             let fetch = reader
                 .read(next, 10_000, 8 << 20)
                 .map_err(|e| e.to_string())?;
-            if fetch.is_empty() {
+            if fetch.is_empty() && fetch.next_offset() == next {
                 break;
             }
             for r in fetch.iter() {

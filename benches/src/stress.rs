@@ -13,7 +13,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use eddy::aggregate::{Count, Sum};
-use eddy::{AppConfig, Application, Closing, Json, Log, Record, Str, TopicConfig, WindowResult};
+use eddy::{
+    AppConfig, Application, Closing, Json, Log, ProcessingGuarantee, Record, Str, TopicConfig,
+    WindowResult,
+};
 
 /// Input topic of the workload.
 pub const INPUT: &str = "stress-input";
@@ -33,6 +36,15 @@ pub enum Kind {
     Sliding,
     /// Sessions with a gap of `size`.
     Session,
+}
+
+/// The delivery guarantee of the pipeline (`ProcessingGuarantee`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Guarantee {
+    /// Repeated windows after a crash are possible (counted as duplicated).
+    AtLeastOnce,
+    /// The committed output holds each window once.
+    ExactlyOnce,
 }
 
 /// The workload and its pipeline.
@@ -65,6 +77,9 @@ pub struct Workload {
     /// Whose stream time closes windows: `key` or `partition`.
     #[arg(long, default_value_t = Closing::Key)]
     pub closing: Closing,
+    /// Delivery guarantee of the pipeline.
+    #[arg(long, value_enum, default_value = "at-least-once")]
+    pub guarantee: Guarantee,
     /// Seed of the generator.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -105,6 +120,14 @@ impl Workload {
             ("--size-ms", self.size_ms.to_string()),
             ("--grace-ms", self.grace_ms.to_string()),
             ("--closing", self.closing.to_string()),
+            (
+                "--guarantee",
+                match self.guarantee {
+                    Guarantee::AtLeastOnce => "at-least-once",
+                    Guarantee::ExactlyOnce => "exactly-once",
+                }
+                .to_owned(),
+            ),
             ("--seed", self.seed.to_string()),
         ]
         .into_iter()
@@ -132,6 +155,10 @@ impl Workload {
     pub fn application(&self, dir: &Path) -> eddy::StreamResult<Application> {
         let mut config = AppConfig::new(dir, GROUP);
         config.commit_interval = Duration::from_millis(50);
+        config.processing_guarantee = match self.guarantee {
+            Guarantee::AtLeastOnce => ProcessingGuarantee::AtLeastOnce,
+            Guarantee::ExactlyOnce => ProcessingGuarantee::ExactlyOnce,
+        };
         let app = Application::new(config)?;
         let input = app.topic_with_config::<Str, Json<u64>>(
             INPUT,

@@ -54,3 +54,28 @@ fn every_window_kind_survives_twenty_kill_cycles_closing_by_key_and_by_partition
         assert!(n("windows_expected") > 1_000, "{kind}: {s:?}");
     }
 }
+
+#[test]
+fn under_exactly_once_no_window_is_missing_differing_or_repeated() {
+    for (kind, damage) in [
+        ("tumbling", "none"),
+        ("hopping", "delete"),
+        ("sliding", "none"),
+        ("session", "corrupt"),
+    ] {
+        let args = [
+            "--window",
+            kind,
+            "--damage",
+            damage,
+            "--guarantee",
+            "exactly-once",
+        ];
+        let s = stress(&args);
+        let n = |k: &str| s[k].parse::<u64>().unwrap();
+        let found = (n("missing"), n("differing"), n("duplicated"));
+        assert_eq!(found, (0, 0, 0), "{kind}: {s:?}");
+        assert!(n("killed") >= 10, "{kind}: {s:?}");
+        assert!(n("windows_expected") > 1_000, "{kind}: {s:?}");
+    }
+}

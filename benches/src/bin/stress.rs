@@ -5,7 +5,7 @@
 //! first, so that every child has work when it is killed — and finally to the end. Every window the crashed run
 //! emitted is compared with the golden run's. Prints one line:
 //!
-//! `name=stress closing=<key|partition> cycles=<n> killed=<n> events=<n> events_per_s=<golden rate> restore_ms_p50=<n>
+//! `name=stress closing=<key|partition> guarantee=<AtLeastOnce|ExactlyOnce> cycles=<n> killed=<n> events=<n> events_per_s=<golden rate> restore_ms_p50=<n>
 //! restore_ms_p99=<n> restore_ms_max=<n> windows_expected=<n> missing=<n> differing=<n>
 //! duplicated=<n> peak_rss_kib=<n>`
 //!
@@ -235,11 +235,13 @@ fn harness(options: &Options) -> Result<bool, String> {
 
     let c = compare(&expected, &read_windows(&crashed)?);
     println!(
-        "name=stress closing={} cycles={} killed={killed} events={} events_per_s={:.0} \
+        "name=stress closing={} guarantee={:?} cycles={} killed={killed} events={} \
+         events_per_s={:.0} \
          restore_ms_p50={} \
          restore_ms_p99={} restore_ms_max={} windows_expected={} missing={} differing={} \
          duplicated={} peak_rss_kib={}",
         w.closing,
+        w.guarantee,
         options.cycles,
         w.events,
         w.events as f64 / golden_time.as_secs_f64(),
