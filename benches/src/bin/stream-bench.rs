@@ -9,13 +9,17 @@
 //!   checked afterwards (`eddy_benches::sensor::check`; the program exits 1 on a wrong window),
 //!   closing by partition as the peers' programs do; `..._by_key` the same closing by key.
 //!
-//! `cargo run --release -p eddy-benches --bin stream-bench [-- --records N --only PREFIX --dir DIR]`
+//! `cargo run --release -p eddy-benches --bin stream-bench [-- --records N --only PREFIX --dir DIR
+//! --guarantee at-least-once|exactly-once]`
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Parser;
-use eddy::{AppConfig, Application, Closing, Json, Log, Record, State, Str, TopicConfig};
+use eddy::{
+    AppConfig, Application, Closing, Json, Log, ProcessingGuarantee, Record, State, Str,
+    TopicConfig,
+};
 use eddy_benches::{peak_rss_kib, sensor, work_dir, Figure};
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +44,13 @@ struct Options {
     /// Run only the figures whose name starts with this (so that peak RSS is theirs alone).
     #[arg(long, default_value = "")]
     only: String,
+    /// Delivery guarantee of every figure's application.
+    #[arg(long, value_enum, default_value = "at-least-once")]
+    guarantee: eddy_benches::stress::Guarantee,
 }
+
+/// The guarantee `--guarantee` chose (set once in `main`).
+static GUARANTEE: std::sync::OnceLock<ProcessingGuarantee> = std::sync::OnceLock::new();
 
 /// Appends `n` JSON readings over `keys` keys to `topic`.
 /// Appends `n` keyed records `record(i)` = (key, JSON value, timestamp) to `topic`, in batches
@@ -82,6 +92,7 @@ fn produce_readings(dir: &Path, topic: &str, n: u64, keys: u64) -> u64 {
 fn config(dir: &Path, group: &str) -> AppConfig {
     let mut c = AppConfig::new(dir, group);
     c.memory_budget = 256 << 20;
+    c.processing_guarantee = GUARANTEE.get().copied().unwrap_or_default();
     c
 }
 
@@ -222,6 +233,10 @@ fn windowed(dir: &Path, n: u64, keys: u64, closing: Closing, name: &'static str)
 
 fn main() {
     let o = Options::parse();
+    let _ = GUARANTEE.set(match o.guarantee {
+        eddy_benches::stress::Guarantee::AtLeastOnce => ProcessingGuarantee::AtLeastOnce,
+        eddy_benches::stress::Guarantee::ExactlyOnce => ProcessingGuarantee::ExactlyOnce,
+    });
     let (_guard, root) = work_dir(o.dir.clone());
     let wanted = |name: &str| name.starts_with(&o.only);
     for (name, run) in [
