@@ -213,6 +213,64 @@ pub fn read_windows(dir: &Path) -> Result<(Windows, u64, u64), String> {
     Ok((windows, same, other))
 }
 
+/// What a committed reader tailing the output while the crashed run goes on saw: distinct
+/// windows, and windows it saw again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveTail {
+    /// Distinct windows seen.
+    pub windows: u64,
+    /// Windows seen a second time.
+    pub repeated: u64,
+}
+
+/// Tails `dir`'s output as a committed reader until `stop` is set (then reads to the end once
+/// more), counting the windows it sees and those it sees twice.
+pub fn tail_output(dir: &Path, stop: &std::sync::atomic::AtomicBool) -> Result<LiveTail, String> {
+    use std::sync::atomic::Ordering;
+    let mut seen = std::collections::HashSet::new();
+    let mut tail = LiveTail::default();
+    let mut readers: Vec<(eddy::PartitionReader, u64)> = Vec::new();
+    loop {
+        let last_pass = stop.load(Ordering::Acquire);
+        if readers.is_empty() {
+            let log = Log::open_read_only(dir);
+            if let Ok(topic) = log.topic(OUTPUT) {
+                for p in 0..topic.partitions() {
+                    let mut r = topic.reader(p).map_err(|e| e.to_string())?;
+                    r.set_isolation(eddy::Isolation::ReadCommitted);
+                    readers.push((r, 0));
+                }
+            }
+        }
+        for (reader, next) in &mut readers {
+            loop {
+                let fetch = reader
+                    .read(*next, 10_000, 8 << 20)
+                    .map_err(|e| e.to_string())?;
+                for r in fetch.iter() {
+                    let key = String::from_utf8_lossy(r.key.unwrap_or_default()).into_owned();
+                    let w: WindowResult<(u64, f64)> =
+                        serde_json::from_slice(r.value.unwrap_or_default())
+                            .map_err(|e| format!("output offset {}: {e}", r.offset))?;
+                    match seen.insert((key, w.start, w.end)) {
+                        true => tail.windows += 1,
+                        false => tail.repeated += 1,
+                    }
+                }
+                let moved = fetch.next_offset() != *next;
+                *next = fetch.next_offset();
+                if !moved {
+                    break;
+                }
+            }
+        }
+        if last_pass {
+            return Ok(tail);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// How a crashed run's windows compare with the golden run's.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Comparison {

@@ -75,6 +75,9 @@ fn under_exactly_once_no_window_is_missing_differing_or_repeated() {
         let n = |k: &str| s[k].parse::<u64>().unwrap();
         let found = (n("missing"), n("differing"), n("duplicated"));
         assert_eq!(found, (0, 0, 0), "{kind}: {s:?}");
+        // What a committed reader tailing the output during the kills saw: each window once.
+        assert_eq!(n("live_duplicated"), 0, "{kind}: {s:?}");
+        assert_eq!(n("live_windows"), n("windows_expected"), "{kind}: {s:?}");
         assert!(n("killed") >= 10, "{kind}: {s:?}");
         assert!(n("windows_expected") > 1_000, "{kind}: {s:?}");
     }

@@ -7,7 +7,8 @@
 //!
 //! `name=stress closing=<key|partition> guarantee=<AtLeastOnce|ExactlyOnce> cycles=<n> killed=<n> events=<n> events_per_s=<golden rate> restore_ms_p50=<n>
 //! restore_ms_p99=<n> restore_ms_max=<n> windows_expected=<n> missing=<n> differing=<n>
-//! duplicated=<n> peak_rss_kib=<n>`
+//! duplicated=<n> live_windows=<n> live_duplicated=<n> peak_rss_kib=<n>` — the `live_` counts are
+//! those of a committed reader in this process tailing the output while the children run.
 //!
 //! and exits 1 when a window is missing or differs.
 
@@ -17,7 +18,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use eddy_benches::stress::{compare, read_windows, Workload};
+use eddy_benches::stress::{compare, read_windows, tail_output, Workload};
 use eddy_benches::{peak_rss_kib, work_dir};
 
 /// Options of `stress`.
@@ -207,6 +208,12 @@ fn harness(options: &Options) -> Result<bool, String> {
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} cycles {msg}")
             .map_err(|e| e.to_string())?,
     );
+    // A committed reader in this process tails the output while the children write it.
+    let stop_tail = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let live = {
+        let (dir, stop) = (crashed.clone(), stop_tail.clone());
+        std::thread::spawn(move || tail_output(&dir, &stop))
+    };
     let mut rng = fastrand::Rng::with_seed(w.seed ^ 0x5eed);
     let (mut killed, mut restores) = (0u32, Vec::new());
     // Kills land anywhere in a child's life, as long as the last child that ended by itself
@@ -233,13 +240,17 @@ fn harness(options: &Options) -> Result<bool, String> {
     restores.extend(run_child(w, &crashed, None)?.restored_ms);
     restores.sort_unstable();
 
+    stop_tail.store(true, std::sync::atomic::Ordering::Release);
+    let live = live
+        .join()
+        .map_err(|_| "the live reader panicked".to_string())??;
     let c = compare(&expected, &read_windows(&crashed)?);
     println!(
         "name=stress closing={} guarantee={:?} cycles={} killed={killed} events={} \
          events_per_s={:.0} \
          restore_ms_p50={} \
          restore_ms_p99={} restore_ms_max={} windows_expected={} missing={} differing={} \
-         duplicated={} peak_rss_kib={}",
+         duplicated={} live_windows={} live_duplicated={} peak_rss_kib={}",
         w.closing,
         w.guarantee,
         options.cycles,
@@ -252,6 +263,8 @@ fn harness(options: &Options) -> Result<bool, String> {
         c.missing,
         c.differing,
         c.duplicated,
+        live.windows,
+        live.repeated,
         peak_rss_kib()
     );
     Ok(c.missing == 0 && c.differing == 0)
