@@ -620,3 +620,28 @@ pub fn user_input(data: &[u8]) {
         assert_eq!(again, config);
     }
 }
+
+/// A partition's transaction files, damaged: a `txn-snapshot` and a `.txnindex` made of the
+/// input. Reading them never panics nor allocates past their bounds; a snapshot that reads back
+/// writes back to one that reads the same; every aborted-transaction entry read is one.
+pub fn txn_files(data: &[u8]) {
+    use crate::log::transactions as txn;
+    let dir = scratch("txn_files");
+    let mut input = Bytes(data);
+    let split = usize::from(input.u8()) * 4;
+    let (snapshot, index) = input.0.split_at(split.min(input.0.len()));
+    fs::write(dir.join("txn-snapshot"), snapshot).expect("snapshot writes");
+    if let Some((at, txns)) = txn::read_snapshot(&dir) {
+        txn::write_snapshot(&dir, at, &txns).expect("snapshot rewrites");
+        assert_eq!(
+            txn::read_snapshot(&dir),
+            Some((at, txns)),
+            "a snapshot reads back"
+        );
+    }
+    fs::write(dir.join(format!("{:020}.txnindex", 0)), index).expect("index writes");
+    if let Ok(aborted) = txn::read_aborted(&dir, 0) {
+        assert!(aborted.iter().all(|a| a.first_offset < a.last_offset));
+        assert!(aborted.len() * txn::TXN_ENTRY_LEN <= index.len());
+    }
+}

@@ -44,3 +44,8 @@ fn user_input() {
 fn window_state() {
     run_all("window_state", eddy::fuzzing::window_state);
 }
+
+#[test]
+fn txn_files() {
+    run_all("txn_files", eddy::fuzzing::txn_files);
+}
