@@ -18,7 +18,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use eddy_benches::stress::{compare, read_windows, tail_output, Workload};
+use eddy_benches::stress::{compare, read_windows, tail_output, LiveTail, Workload};
 use eddy_benches::{peak_rss_kib, work_dir};
 
 /// Options of `stress`.
@@ -184,6 +184,44 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The thread tailing the crashed run's output as a committed reader; stopped and joined by
+/// `finish`, or on drop when the harness fails before.
+struct LiveReader {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Result<LiveTail, String>>>,
+}
+
+impl LiveReader {
+    fn start(dir: &Path) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (dir, flag) = (dir.to_owned(), stop.clone());
+        let thread = std::thread::spawn(move || tail_output(&dir, &flag));
+        LiveReader {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops it after one last pass to the end; what it saw, or its error.
+    fn finish(&mut self) -> Result<LiveTail, String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| "the live reader panicked".to_string())?,
+            None => Err("the live reader was already stopped".into()),
+        }
+    }
+}
+
+impl Drop for LiveReader {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let _ = self.finish();
+        }
+    }
+}
+
 fn percentile(sorted: &[u64], pct: usize) -> u64 {
     match sorted.len() {
         0 => 0,
@@ -209,11 +247,7 @@ fn harness(options: &Options) -> Result<bool, String> {
             .map_err(|e| e.to_string())?,
     );
     // A committed reader in this process tails the output while the children write it.
-    let stop_tail = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let live = {
-        let (dir, stop) = (crashed.clone(), stop_tail.clone());
-        std::thread::spawn(move || tail_output(&dir, &stop))
-    };
+    let mut live = LiveReader::start(&crashed);
     let mut rng = fastrand::Rng::with_seed(w.seed ^ 0x5eed);
     let (mut killed, mut restores) = (0u32, Vec::new());
     // Kills land anywhere in a child's life, as long as the last child that ended by itself
@@ -240,10 +274,7 @@ fn harness(options: &Options) -> Result<bool, String> {
     restores.extend(run_child(w, &crashed, None)?.restored_ms);
     restores.sort_unstable();
 
-    stop_tail.store(true, std::sync::atomic::Ordering::Release);
-    let live = live
-        .join()
-        .map_err(|_| "the live reader panicked".to_string())??;
+    let live = live.finish()?;
     let c = compare(&expected, &read_windows(&crashed)?);
     println!(
         "name=stress closing={} guarantee={:?} cycles={} killed={killed} events={} \

@@ -117,6 +117,9 @@ pub struct PartitionReader {
     contiguous: bool,
     /// The end of the log found by scanning while no appender is open and the tail is not exact.
     found_tail: std::cell::Cell<Option<Tail>>,
+    /// The last stable offset worked out from the log for a tail that did not publish one, so
+    /// that reads of the same tail do not read the log again.
+    found_stable: std::cell::Cell<Option<(Tail, u64)>>,
     segments: Vec<u64>,
     open: Option<OpenSegment>,
     /// (segment base, byte position, offset) where the last read stopped.
@@ -237,6 +240,7 @@ impl PartitionReader {
             tail_inode,
             contiguous,
             found_tail: std::cell::Cell::new(None),
+            found_stable: std::cell::Cell::new(None),
             segments: list_segments(dir)?,
             open: None,
             cursor: None,
@@ -416,8 +420,16 @@ impl PartitionReader {
         match tail.last_stable {
             Some(o) => Ok(o.min(tail.next_offset)),
             None => {
+                if let Some((seen, stable)) = self.found_stable.get() {
+                    if seen == tail {
+                        return Ok(stable);
+                    }
+                }
                 let bases = list_segments(&self.dir)?;
-                txn::last_stable_of(&self.dir, &bases, tail.position, tail.next_offset)
+                let stable =
+                    txn::last_stable_of(&self.dir, &bases, tail.position, tail.next_offset)?;
+                self.found_stable.set(Some((tail, stable)));
+                Ok(stable)
             }
         }
     }

@@ -153,10 +153,11 @@ impl Outputs {
                     writer.flush()?;
                 }
                 self.sent += bucket.len() as u64;
+                let flushed: usize = bucket.iter().map(size_of_record).sum();
+                self.pending_bytes = self.pending_bytes.saturating_sub(flushed);
                 bucket.clear();
             }
         }
-        self.pending_bytes = 0;
         Ok(())
     }
 
