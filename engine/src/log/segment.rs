@@ -309,15 +309,11 @@ impl ActiveSegment {
     }
 
     /// Opens the last segment after a restart or crash: keeps the index entries that check out,
-    /// scans the log past the last one, truncates a torn tail and refuses to drop valid data that
-    /// follows a damaged batch.
-    pub fn recover(
-        dir: &Path,
-        base: u64,
-        capacity: usize,
-        interval: u64,
-        report: &mut RecoveryReport,
-    ) -> LogResult<Self> {
+    /// scans the log past the last one and refuses to drop valid data that follows a damaged
+    /// batch. A torn tail is left in the file, past `size`, until [`Self::cut_torn_tail`]: the
+    /// caller cuts it only once every other check of the partition has passed, so that a refused
+    /// recovery leaves the segment's bytes as they were.
+    pub fn recover(dir: &Path, base: u64, capacity: usize, interval: u64) -> LogResult<Self> {
         let log_path = segment_path(dir, base, "log");
         let log = open_log(&log_path, false)?;
         let len = log.metadata().ctx("stat segment", &log_path)?.len();
@@ -378,11 +374,6 @@ impl ActiveSegment {
                 }
             }
         };
-        if end < len {
-            log.set_len(end).ctx("truncate torn tail", &log_path)?;
-            log.sync_all().ctx("fsync segment", &log_path)?;
-            report.truncated_bytes += len - end;
-        }
         if first_timestamp.is_none() && end > 0 {
             first_timestamp = batch_at(&log, &log_path, 0, end)?.map(|h| h.base_timestamp);
         }
@@ -397,6 +388,20 @@ impl ActiveSegment {
             time_index,
             builder,
         })
+    }
+
+    /// Cuts the file back to `size` (the torn tail [`Self::recover`] left) and makes the cut
+    /// durable; reports the bytes removed.
+    pub fn cut_torn_tail(&self, report: &mut RecoveryReport) -> LogResult<()> {
+        let len = (self.log.metadata())
+            .ctx("stat segment", &self.log_path)?
+            .len();
+        if len > self.size {
+            (self.log.set_len(self.size)).ctx("truncate torn tail", &self.log_path)?;
+            (self.log.sync_all()).ctx("fsync segment", &self.log_path)?;
+            report.truncated_bytes += len - self.size;
+        }
+        Ok(())
     }
 
     /// Whether appending `bytes` more should first roll to a new segment.

@@ -191,7 +191,7 @@ impl PartitionWriter {
         let mut recovery = RecoveryReport::default();
         let active = match bases.pop() {
             None => ActiveSegment::create(dir, 0, capacity, interval)?,
-            Some(last) => ActiveSegment::recover(dir, last, capacity, interval, &mut recovery)?,
+            Some(last) => ActiveSegment::recover(dir, last, capacity, interval)?,
         };
         let mut sealed = Vec::with_capacity(bases.len());
         for (i, base) in bases.iter().enumerate() {
@@ -202,12 +202,14 @@ impl PartitionWriter {
             }
             sealed.push(seg);
         }
-        // What recovery left is made durable once, so that `durable_offset` starts out true.
+        let txns = txn::recover(dir, &sealed, &active)?;
+        // Every check passed: only now is a torn tail cut. What recovery left is made durable
+        // once, so that `durable_offset` starts out true.
+        active.cut_torn_tail(&mut recovery)?;
         active
             .log
             .sync_data()
             .ctx("fsync segment", &active.log_path)?;
-        let txns = txn::recover(dir, &sealed, &active)?;
         let state = WriterState {
             active,
             sealed,
