@@ -98,6 +98,28 @@ pub struct TransactionalProducer {
     timeout_ms: i64,
     /// Partitions of the open transaction, and their appenders.
     open: Vec<((String, u32), Arc<PartitionWriter>)>,
+    /// Appenders of every partition this producer wrote to, kept across transactions: they lend
+    /// their partitions between calls, so keeping them blocks nobody.
+    writers: Writers,
+}
+
+/// Appenders by partition, each lending its partition between calls (`PartitionWriter::share`):
+/// a transactional producer stopped between two calls holds no partition, so the instance that
+/// fences it can write the markers that abort its transaction.
+#[derive(Default)]
+struct Writers(std::collections::BTreeMap<(String, u32), Arc<PartitionWriter>>);
+
+impl Writers {
+    fn get(&mut self, log: &Log, topic: &str, partition: u32) -> GroupResult<Arc<PartitionWriter>> {
+        let key = (topic.to_owned(), partition);
+        if let Some(w) = self.0.get(&key) {
+            return Ok(Arc::clone(w));
+        }
+        let w = log.topic(topic)?.writer(partition)?;
+        w.share();
+        self.0.insert(key, Arc::clone(&w));
+        Ok(w)
+    }
 }
 
 fn corrupt(path: &Path, reason: String) -> GroupError {
@@ -232,7 +254,7 @@ impl TransactionalProducer {
             }
             state.epoch += 1;
             write_state(&dir, &state)?;
-            complete(log, &dir, &mut state)?
+            complete(log, &mut Writers::default(), &dir, &mut state)?
         };
         let state = read_state(&dir.join("state"))?
             .ok_or_else(|| corrupt(&dir.join("state"), "vanished".into()))?;
@@ -246,6 +268,7 @@ impl TransactionalProducer {
             dir,
             timeout_ms: DEFAULT_TRANSACTION_TIMEOUT_MS,
             open: Vec::new(),
+            writers: Writers::default(),
         };
         abort_expired(log, transactional_id)?;
         Ok((producer, completed))
@@ -283,7 +306,7 @@ impl TransactionalProducer {
         if let Some((_, w)) = self.open.iter().find(|(k, _)| *k == key) {
             return Ok(Arc::clone(w));
         }
-        let writer = self.log.topic(topic)?.writer(partition)?;
+        let writer = self.writers.get(&self.log, topic, partition)?;
         let deadline = now_ms().saturating_add(self.timeout_ms);
         self.update(|s| {
             s.status = Status::Ongoing;
@@ -313,7 +336,7 @@ impl TransactionalProducer {
         self.open.clear();
         let _g = lock(&self.dir.join("lock"))?;
         let mut state = self.current_state()?;
-        complete(&self.log, &self.dir, &mut state)?;
+        complete(&self.log, &mut self.writers, &self.dir, &mut state)?;
         Ok(())
     }
 
@@ -328,7 +351,7 @@ impl TransactionalProducer {
                 self.id
             )));
         }
-        complete(&self.log, &self.dir, &mut state)?;
+        complete(&self.log, &mut self.writers, &self.dir, &mut state)?;
         Ok(())
     }
 
@@ -353,7 +376,12 @@ impl TransactionalProducer {
 /// Completes the transaction `state` describes (the caller holds the id's lock): a decided one
 /// gets COMMIT markers and its offsets, an undecided one ABORT markers; then the state is empty
 /// for the next transaction.
-fn complete(log: &Log, dir: &Path, state: &mut State) -> GroupResult<Completed> {
+fn complete(
+    log: &Log,
+    writers: &mut Writers,
+    dir: &Path,
+    state: &mut State,
+) -> GroupResult<Completed> {
     let producer = ProducerIdentity {
         id: state.producer_id,
         epoch: state.epoch,
@@ -364,7 +392,7 @@ fn complete(log: &Log, dir: &Path, state: &mut State) -> GroupResult<Completed> 
         Status::Ongoing => false,
     };
     for (topic, partition) in &state.partitions {
-        let writer = log.topic(topic)?.writer(*partition)?;
+        let writer = writers.get(log, topic, *partition)?;
         writer.end_transaction(producer, commit)?;
         writer.flush()?;
     }
@@ -426,7 +454,7 @@ fn abort_expired(log: &Log, except: &str) -> GroupResult<()> {
             "aborting a transaction open past its timeout");
         state.epoch += 1;
         write_state(&dir, &state)?;
-        complete(log, &dir, &mut state)?;
+        complete(log, &mut Writers::default(), &dir, &mut state)?;
     }
     Ok(())
 }

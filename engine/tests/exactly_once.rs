@@ -1,16 +1,18 @@
 //! Exactly-once processing: a stateful application SIGKILLed at random points and aborted right
 //! after every step of a checkpoint, restarted each time. Its committed output must hold exactly
 //! one result per input record — the running count 1, 2, 3, ... of each key, none repeated, none
-//! missing. The children are this test binary re-executed to run `eos_child_app`.
+//! missing. The children are this test binary re-executed to run `eos_child_app`. An instance
+//! stopped in the middle of a checkpoint, its tasks taken over by another, is fenced when it is
+//! continued.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use eddy::{
-    AppConfig, Application, Isolation, Json, Log, ProcessingGuarantee, Record, State, Str,
+    AppConfig, Application, Groups, Isolation, Json, Log, ProcessingGuarantee, Record, State, Str,
     TopicConfig,
 };
 
@@ -23,6 +25,13 @@ fn build(dir: &Path, guarantee: ProcessingGuarantee) -> Application {
     c.commit_every = 200;
     c.max_poll_records = 200;
     c.processing_guarantee = guarantee;
+    // Instances started side by side keep their own stores, as Kafka Streams' do.
+    if let Ok(state) = std::env::var("EDDY_EOS_STATE_DIR") {
+        c.state_dir = Some(state.into());
+    }
+    if let Ok(ms) = std::env::var("EDDY_EOS_POLL_MS") {
+        c.max_poll_interval = Some(Duration::from_millis(ms.parse().unwrap()));
+    }
     let app = Application::new(c).unwrap();
     let input = app
         .topic_with_config::<Str, Json<u64>>("in", TopicConfig::with_partitions(PARTITIONS))
@@ -75,12 +84,19 @@ fn produce(dir: &Path, from: u64, to: u64) {
 
 /// Per key, the committed counts in output order.
 fn committed_counts(dir: &Path) -> BTreeMap<String, Vec<u64>> {
+    counts(dir, Isolation::ReadCommitted)
+}
+
+/// Per key, the counts a reader with `isolation` sees, in output order.
+fn counts(dir: &Path, isolation: Isolation) -> BTreeMap<String, Vec<u64>> {
     let log = Log::open(dir).unwrap();
-    let topic = log.topic("counts").unwrap();
+    let Ok(topic) = log.topic("counts") else {
+        return BTreeMap::new();
+    };
     let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for p in 0..topic.partitions() {
         let mut r = topic.reader(p).unwrap();
-        r.set_isolation(Isolation::ReadCommitted);
+        r.set_isolation(isolation);
         let fetch = r.read(0, usize::MAX, usize::MAX).unwrap();
         for rec in fetch.iter() {
             let key: String = serde_json::from_slice(rec.key.unwrap()).unwrap();
@@ -162,4 +178,97 @@ fn an_abort_after_every_checkpoint_step_leaves_all_or_nothing_of_it() {
     let mut app = build(dir.path(), ProcessingGuarantee::ExactlyOnce);
     app.run_until_idle().unwrap();
     assert_eq!(committed_counts(dir.path()), exact(produced));
+}
+
+fn wait_for(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The state letter of process `pid` in `/proc` (`T`: stopped).
+fn process_state(pid: u32) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = stat.rsplit_once(')').unwrap().1;
+    after_name.trim_start().chars().next().unwrap()
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([name, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {name}");
+}
+
+/// The members owning partitions of the input now.
+fn owners(dir: &Path) -> BTreeSet<String> {
+    let log = Log::open(dir).unwrap();
+    Groups::new(&log)
+        .describe("eos")
+        .map(|d| {
+            d.partitions
+                .into_iter()
+                .filter_map(|p| p.consumer_id)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn an_instance_stopped_mid_checkpoint_whose_tasks_moved_is_fenced_when_continued() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    let instance = |name: &str| {
+        let mut c = child(path);
+        c.env("EDDY_EOS_POLL_MS", "1000")
+            .env("EDDY_EOS_STATE_DIR", path.join(format!("state-{name}")));
+        c
+    };
+    produce(path, 0, 6_000);
+    // The first instance stops itself in its second checkpoint, with that checkpoint's outputs
+    // appended inside its open transactions.
+    let mut a = instance("a")
+        .env("EDDY_TEST_CRASH_AT", "outputs:2:stop")
+        .spawn()
+        .unwrap();
+    wait_for("the first instance to stop", 30, || {
+        process_state(a.id()) == 'T'
+    });
+    let seen = |c: &BTreeMap<String, Vec<u64>>| c.values().map(Vec::len).sum::<usize>();
+    let (committed, uncommitted) = (
+        seen(&committed_counts(path)),
+        seen(&counts(path, Isolation::ReadUncommitted)),
+    );
+    assert!(
+        uncommitted > committed,
+        "the stopped instance has outputs in open transactions ({uncommitted} written, \
+         {committed} committed)"
+    );
+    // Past its poll interval, its partitions move to a second instance, which aborts what the
+    // first left open and processes everything once.
+    let mut b = instance("b").spawn().unwrap();
+    wait_for("the second instance to process the input", 60, || {
+        committed_counts(path) == exact(6_000)
+    });
+    // Continued, the first instance is fenced at its next write, gives its tasks up, rejoins
+    // and takes a share of the work; nothing repeats and nothing goes missing.
+    signal(&a, "-CONT");
+    wait_for("both instances to own partitions", 60, || {
+        owners(path).len() == 2
+    });
+    produce(path, 6_000, 9_000);
+    wait_for("the records produced after the rejoin", 60, || {
+        committed_counts(path) == exact(9_000)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let got = committed_counts(path);
+    for c in [&mut a, &mut b] {
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+    assert_eq!(repeats(&got), 0, "a result committed twice");
+    assert_eq!(got, exact(9_000));
 }

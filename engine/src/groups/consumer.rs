@@ -275,13 +275,7 @@ impl Consumer {
         let waited = self.last_poll.map(|t| t.elapsed()).unwrap_or_default();
         let limit = self.config.max_poll_interval.unwrap_or_default();
         let lost: Vec<String> = self.owned.keys().map(|(t, p)| format!("{t}-{p}")).collect();
-        self.owned.clear();
-        self.pending.clear();
-        self.revoking.clear();
-        self.member = None;
-        self.members_seen = None;
-        self.last_poll = None;
-        self.rejoin = true;
+        self.leave_and_rejoin();
         tracing::warn!(group = %self.group.name, member = %self.member_id,
             waited_ms = waited.as_millis() as u64, limit_ms = limit.as_millis() as u64,
             "poll interval exceeded: left the group without committing; the next poll rejoins");
@@ -292,6 +286,19 @@ impl Consumer {
             limit,
             partitions: lost.join(", "),
         }
+    }
+
+    /// Leaves the group without committing anything and lets every partition go; the next
+    /// `poll` rejoins and starts from the committed offsets (the owner of work that was fenced
+    /// or taken for stuck).
+    pub fn leave_and_rejoin(&mut self) {
+        self.owned.clear();
+        self.pending.clear();
+        self.revoking.clear();
+        self.member = None;
+        self.members_seen = None;
+        self.last_poll = None;
+        self.rejoin = true;
     }
 
     /// The wall-clock deadline of the next poll, for the member's lease.

@@ -110,6 +110,14 @@ impl WriterCore {
     /// Runs one compaction pass over the sealed segments. Appends continue meanwhile.
     pub fn compact(&self) -> LogResult<CompactionStats> {
         let _one_at_a_time = self.maintenance.lock();
+        // A writer that lends the partition holds it for the whole pass.
+        self.hold(&mut self.state.lock())?;
+        let result = self.compact_held();
+        self.unhold(&mut self.state.lock());
+        result
+    }
+
+    fn compact_held(&self) -> LogResult<CompactionStats> {
         let (sealed, active_base, active_end, stable) = {
             let st = self.state.lock();
             let stable = st.txns.last_stable(st.active.next_offset);

@@ -7,6 +7,7 @@ mod compaction;
 mod config;
 mod error;
 pub(crate) mod index;
+mod lease;
 mod partitioner;
 mod reader;
 pub(crate) mod record;

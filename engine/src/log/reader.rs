@@ -7,7 +7,8 @@
 //! found again by listing the directory.
 //!
 //! The published tail is trusted while an appender holds the partition (a reader checks its lock
-//! with a momentary shared lock) and after the last appender closed cleanly. Otherwise — an
+//! with a momentary shared lock), while appenders lend it between appends during this boot, and
+//! after the last appender closed cleanly. Otherwise — an
 //! appender crashed, or the machine lost power, and none has reopened the partition yet — the
 //! tail may be stale either way, and the reader finds the end of the intact batches itself,
 //! changing nothing.
@@ -289,9 +290,10 @@ impl PartitionReader {
     /// The tail to read up to: the published one when it is exact, else the end of the intact
     /// batches, found once and kept while no appender opens.
     fn current_tail(&self) -> LogResult<Tail> {
-        // The lock is probed only when the tail alone does not say it is exact.
+        // The lock is probed only when the tail alone does not say it is exact. A tail lent
+        // during this boot is exact, and its appenders may publish at any moment.
         let exact_alone = self.tail.closed_cleanly() || self.lock.is_none();
-        let appender_open = !exact_alone && self.appender_open()?;
+        let appender_open = self.tail.lent_this_boot() || (!exact_alone && self.appender_open()?);
         let published = self.tail.read(if appender_open {
             STUCK_PUBLISH
         } else {

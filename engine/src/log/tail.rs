@@ -3,16 +3,22 @@
 //! read only up to it, so they never see a batch that is still being written.
 //!
 //! File `tail` (64 bytes, native-endian `u64` words, mapped shared by every process):
-//! `magic, sequence, active_base, position, next_offset, closed, last_stable + 1`. It is a
-//! sequence lock: the appender makes `sequence` odd, writes the fields, then makes it even; a
-//! reader retries until it reads the same even sequence before and after the fields. Word 6 is 0
-//! in a tail written before transactions existed: the last stable offset is then unknown.
+//! `magic, sequence, active_base, position, next_offset, closed, last_stable + 1, generation`.
+//! It is a sequence lock: the appender makes `sequence` odd, writes the fields, then makes it
+//! even; a reader retries until it reads the same even sequence before and after the fields.
+//! Word 6 is 0 in a tail written before transactions existed: the last stable offset is then
+//! unknown. Word 7 counts the appenders that took the partition (each open, and each time a lent
+//! partition is taken again): an appender that lent the partition (see `PartitionWriter::share`)
+//! and finds it changed reloads what it knows of the log.
 //!
 //! The file is shared memory, not a record of what is on disk: after a crash or a power loss it may
 //! say less or more than the segments hold. It is exact while an appender holds the partition, and
 //! after an appender closed cleanly: `closed` is then [`CLOSED`], written and fsynced only once
-//! every byte the tail covers is fsynced, and durably cleared when the next appender opens. In any
-//! other state a reader finds the end of the log itself (see `PartitionReader`).
+//! every byte the tail covers is fsynced, and durably cleared when the next appender opens. It is
+//! exact too when `closed` holds the lent mark of the running boot (appenders that lend the
+//! partition between appends publish every append after writing it, and only a power loss, which
+//! changes the boot, loses page-cache bytes). In any other state a reader finds the end of the
+//! log itself (see `PartitionReader`).
 
 use std::fs::OpenOptions;
 use std::path::Path;
@@ -162,6 +168,37 @@ impl TailFile {
         }
     }
 
+    /// Whether the tail carries the lent mark of this boot: appenders lend the partition between
+    /// appends and every publish is exact.
+    pub fn lent_this_boot(&self) -> bool {
+        lent_mark().is_some_and(|m| self.word(5).load(Ordering::Acquire) == m)
+    }
+
+    /// Marks the tail as kept by appenders that lend the partition (exact while this boot
+    /// lasts). A clean-close mark is replaced durably, before anything is appended after it.
+    /// Without a boot id the tail is marked as owned by an open appender instead.
+    pub fn mark_lent(&self) -> std::io::Result<()> {
+        let was_closed = self.closed_cleanly();
+        self.word(5)
+            .store(lent_mark().unwrap_or(0), Ordering::Release);
+        match (&self.map, was_closed) {
+            (Map::ReadWrite(m), true) => m.flush(),
+            _ => Ok(()),
+        }
+    }
+
+    /// How many times an appender took the partition (word 7).
+    pub fn generation(&self) -> u64 {
+        self.word(7).load(Ordering::Acquire)
+    }
+
+    /// Records that an appender took the partition; returns the new generation.
+    pub fn bump_generation(&self) -> u64 {
+        let next = self.generation().wrapping_add(1);
+        self.word(7).store(next, Ordering::Release);
+        next
+    }
+
     /// Reads a consistent snapshot; `None` when the sequence stays odd for `wait`: the publisher
     /// stopped in the middle of a publish (it crashed there), so the fields are not a tail at all.
     /// With no appender open nobody publishes, and `wait` can be zero.
@@ -190,6 +227,24 @@ impl TailFile {
             }
         }
     }
+}
+
+/// Word 5 of a tail kept by lending appenders during this boot: derived from the kernel's boot
+/// id, so that after a reboot (a power loss among them) the mark is not trusted. `None` when the
+/// boot id cannot be read.
+fn lent_mark() -> Option<u64> {
+    static MARK: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *MARK.get_or_init(|| {
+        let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        let hex: String = id.chars().filter(char::is_ascii_hexdigit).collect();
+        let raw = u128::from_str_radix(hex.get(..32)?, 16).ok()?;
+        let folded = (raw as u64) ^ ((raw >> 64) as u64);
+        // Never 0 (owned by an open appender) and never the clean-close mark.
+        Some(match folded | 1 {
+            CLOSED => CLOSED ^ 2,
+            mark => mark,
+        })
+    })
 }
 
 fn corrupt(path: &Path, reason: String) -> LogError {

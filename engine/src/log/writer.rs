@@ -65,12 +65,19 @@ pub(crate) struct WriterState {
     pub sealed: Vec<SealedSegment>,
     /// Transactions open in the partition.
     pub txns: PartitionTxns,
-    buf: Vec<u8>,
+    pub(crate) buf: Vec<u8>,
+    /// Holds on the partition's lock: one for the writer's life, unless it lends the partition
+    /// (`share`); then one per call that changes the log (see `lease.rs`).
+    pub(crate) holds: u32,
+    /// The tail's generation when this writer last took the partition.
+    pub(crate) generation: u64,
+    /// The end offset of the last transaction snapshot written.
+    pub(crate) snapshot_end: Option<u64>,
 }
 
 impl WriterState {
     /// The tail to publish: the active segment's end and the last stable offset.
-    fn tail(&self) -> Tail {
+    pub(crate) fn tail(&self) -> Tail {
         Tail {
             active_base: self.active.base,
             position: self.active.size,
@@ -89,8 +96,8 @@ impl WriterState {
     }
 }
 
-struct SyncState {
-    synced_offset: u64,
+pub(crate) struct SyncState {
+    pub(crate) synced_offset: u64,
     syncing: bool,
     fsyncs: u64,
 }
@@ -101,8 +108,6 @@ struct SyncState {
 pub struct PartitionWriter {
     core: Arc<WriterCore>,
     flusher: Option<JoinHandle<()>>,
-    /// Released after `core` (fields drop in order), once no thread can touch the partition.
-    _lock: File,
 }
 
 /// The state of a [`PartitionWriter`] that its background threads share with it.
@@ -112,8 +117,13 @@ pub struct WriterCore {
     pub(crate) dir: PathBuf,
     pub(crate) config: TopicConfig,
     pub(crate) state: Mutex<WriterState>,
-    tail: TailFile,
-    sync: Mutex<SyncState>,
+    /// The partition's `lock` file, flock-ed while `state.holds > 0`; closed (releasing the
+    /// lock) when the last `Arc` of the core drops, after the background threads are joined.
+    pub(crate) lock: File,
+    /// Set by `share`: the partition is lent to other processes between calls.
+    pub(crate) shared: AtomicBool,
+    pub(crate) tail: TailFile,
+    pub(crate) sync: Mutex<SyncState>,
     synced: Condvar,
     last_sync: Mutex<Instant>,
     pub(crate) maintenance: Mutex<()>,
@@ -142,7 +152,18 @@ impl Deref for PartitionWriter {
 /// Takes the partition's exclusive lock. A reader checking whether an appender is alive holds a
 /// shared lock for a moment, so a refusal is retried for up to 200 ms before it is believed.
 pub(crate) fn take_lock(lock: &File, topic: &str, partition: u32, path: &Path) -> LogResult<()> {
-    let deadline = Instant::now() + Duration::from_millis(200);
+    take_lock_within(lock, topic, partition, path, Duration::from_millis(200))
+}
+
+/// Takes the partition's exclusive lock, retrying for up to `wait`.
+pub(crate) fn take_lock_within(
+    lock: &File,
+    topic: &str,
+    partition: u32,
+    path: &Path,
+    wait: Duration,
+) -> LogResult<()> {
+    let deadline = Instant::now() + wait;
     loop {
         match lock.try_lock() {
             Ok(()) => return Ok(()),
@@ -159,6 +180,50 @@ pub(crate) fn take_lock(lock: &File, topic: &str, partition: u32, path: &Path) -
             Err(std::fs::TryLockError::Error(e)) => return Err(e).ctx("lock", path),
         }
     }
+}
+
+/// Recovers the partition in `dir` (its lock held): the active segment, the sealed ones and the
+/// open transactions; cuts a torn tail once every check passed and makes what is left durable.
+pub(crate) fn load_state(
+    dir: &Path,
+    config: &TopicConfig,
+) -> LogResult<(WriterState, RecoveryReport)> {
+    remove_temporaries(dir)?;
+    let interval = config.index_interval_bytes;
+    let capacity = index_capacity(config.segment_bytes, interval);
+    let mut bases = list_segments(dir)?;
+    let mut recovery = RecoveryReport::default();
+    let active = match bases.pop() {
+        None => ActiveSegment::create(dir, 0, capacity, interval)?,
+        Some(last) => ActiveSegment::recover(dir, last, capacity, interval)?,
+    };
+    let mut sealed = Vec::with_capacity(bases.len());
+    for (i, base) in bases.iter().enumerate() {
+        let next = bases.get(i + 1).copied().unwrap_or(active.base);
+        let (seg, rebuilt) = open_sealed(dir, *base, next, interval)?;
+        if rebuilt {
+            recovery.rebuilt_indexes.push(*base);
+        }
+        sealed.push(seg);
+    }
+    let txns = txn::recover(dir, &sealed, &active)?;
+    // Every check passed: only now is a torn tail cut. What recovery left is made durable once,
+    // so that `durable_offset` starts out true.
+    active.cut_torn_tail(&mut recovery)?;
+    active
+        .log
+        .sync_data()
+        .ctx("fsync segment", &active.log_path)?;
+    let state = WriterState {
+        active,
+        sealed,
+        txns,
+        buf: Vec::with_capacity(TARGET_BATCH_BYTES + (64 << 10)),
+        holds: 1,
+        generation: 0,
+        snapshot_end: None,
+    };
+    Ok((state, recovery))
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -184,43 +249,13 @@ impl PartitionWriter {
             .open(&lock_path)
             .ctx("open lock", &lock_path)?;
         take_lock(&lock, topic, partition, &lock_path)?;
-        remove_temporaries(dir)?;
-        let interval = config.index_interval_bytes;
-        let capacity = index_capacity(config.segment_bytes, interval);
-        let mut bases = list_segments(dir)?;
-        let mut recovery = RecoveryReport::default();
-        let active = match bases.pop() {
-            None => ActiveSegment::create(dir, 0, capacity, interval)?,
-            Some(last) => ActiveSegment::recover(dir, last, capacity, interval)?,
-        };
-        let mut sealed = Vec::with_capacity(bases.len());
-        for (i, base) in bases.iter().enumerate() {
-            let next = bases.get(i + 1).copied().unwrap_or(active.base);
-            let (seg, rebuilt) = open_sealed(dir, *base, next, interval)?;
-            if rebuilt {
-                recovery.rebuilt_indexes.push(*base);
-            }
-            sealed.push(seg);
-        }
-        let txns = txn::recover(dir, &sealed, &active)?;
-        // Every check passed: only now is a torn tail cut. What recovery left is made durable
-        // once, so that `durable_offset` starts out true.
-        active.cut_torn_tail(&mut recovery)?;
-        active
-            .log
-            .sync_data()
-            .ctx("fsync segment", &active.log_path)?;
-        let state = WriterState {
-            active,
-            sealed,
-            txns,
-            buf: Vec::with_capacity(TARGET_BATCH_BYTES + (64 << 10)),
-        };
+        let (mut state, recovery) = load_state(dir, &config)?;
         let tail_value = state.tail();
         let tail_path = dir.join("tail");
         let tail = TailFile::open(&tail_path, tail_value)?;
         tail.publish(tail_value);
         tail.set_closed(false).ctx("fsync tail", &tail_path)?;
+        state.generation = tail.bump_generation();
         let core = Arc::new_cyclic(|this| WriterCore {
             this: this.clone(),
             topic: topic.to_owned(),
@@ -232,6 +267,8 @@ impl PartitionWriter {
                 fsyncs: 0,
             }),
             state: Mutex::new(state),
+            lock,
+            shared: AtomicBool::new(false),
             config,
             tail,
             synced: Condvar::new(),
@@ -248,11 +285,7 @@ impl PartitionWriter {
             Some(every) => Some(spawn_flusher(Arc::clone(&core), every)?),
             None => None,
         };
-        let writer = PartitionWriter {
-            core,
-            flusher,
-            _lock: lock,
-        };
+        let writer = PartitionWriter { core, flusher };
         writer.enforce_retention()?;
         Ok(writer)
     }
@@ -342,7 +375,7 @@ impl WriterCore {
 
     /// Writes the snapshot of open transactions as of the end of the log (derived data: a
     /// failure is logged, and the next recovery reads more of the log instead).
-    fn snapshot_txns(&self, st: &WriterState) {
+    pub(crate) fn snapshot_txns(&self, st: &WriterState) {
         if let Err(e) = txn::write_snapshot(&self.dir, st.snapshot_at(), &st.txns) {
             tracing::warn!(topic = %self.topic, partition = self.partition, error = %e,
                 "cannot write the transaction snapshot; the next open reads the log instead");
@@ -446,69 +479,10 @@ impl WriterCore {
         let (appended, rolled) = {
             let mut st = self.state.lock();
             self.check_poisoned()?;
-            let base_offset = st.active.next_offset;
-            let fields = match txn {
-                Some((producer, marker)) => {
-                    st.txns
-                        .check(producer, marker.is_some())
-                        .map_err(|reason| self.fenced(reason))?;
-                    Some(TxnFields {
-                        attributes: match marker {
-                            Some(_) => TRANSACTIONAL | CONTROL,
-                            None => TRANSACTIONAL,
-                        },
-                        producer,
-                        base_sequence: match marker {
-                            Some(_) => -1,
-                            None => st.txns.next_sequence(producer),
-                        },
-                    })
-                }
-                None => None,
-            };
-            let mut rolled = false;
-            let mut start = 0;
-            let mut failure = None;
-            while start < records.len() {
-                let rest = records.get(start..).unwrap_or_default();
-                match self.write_batch(&mut st, rest, now, batch_bytes, atomic, fields) {
-                    Ok((taken, roll)) => {
-                        rolled |= roll;
-                        start += taken;
-                    }
-                    Err(e) => {
-                        failure = Some(self.on_write_failure(&mut st, e));
-                        break;
-                    }
-                }
-            }
-            if let (Some((producer, marker)), None) = (txn, &failure) {
-                let written = st.active.next_offset - base_offset;
-                match marker {
-                    None => st.txns.on_data(producer, base_offset, written as u32),
-                    Some(marker) => {
-                        let segment = st.active.base;
-                        if let Some(aborted) = st.txns.on_marker(producer, marker, base_offset) {
-                            // Listed before the published last stable offset moves past it.
-                            txn::append_aborted(&self.dir, segment, &aborted)
-                                .map_err(|e| self.poison(e))?;
-                        }
-                    }
-                }
-            }
-            // Batches written before a failure are in the log: readers may see them.
-            self.tail.publish(st.tail());
-            if let Some(e) = failure {
-                return Err(e);
-            }
-            let appended = Appended {
-                base_offset,
-                count: st.active.next_offset - base_offset,
-            };
-            if rolled {
-                self.retention_locked(&mut st, now)?;
-            }
-            (appended, rolled)
+            self.hold(&mut st)?;
+            let result = self.append_locked(&mut st, records, now, batch_bytes, atomic, txn);
+            self.unhold(&mut st);
+            result?
         };
         if rolled && self.config.cleanup_policy == CleanupPolicy::Compact {
             self.compact_in_background();
@@ -523,6 +497,81 @@ impl WriterCore {
             Durability::None => {}
         }
         Ok(appended)
+    }
+
+    /// The body of an append, under the state lock with the partition held.
+    fn append_locked(
+        &self,
+        st: &mut WriterState,
+        records: &[Record],
+        now: i64,
+        batch_bytes: usize,
+        atomic: bool,
+        txn: Option<(ProducerIdentity, Option<Marker>)>,
+    ) -> LogResult<(Appended, bool)> {
+        let base_offset = st.active.next_offset;
+        let fields = match txn {
+            Some((producer, marker)) => {
+                st.txns
+                    .check(producer, marker.is_some())
+                    .map_err(|reason| self.fenced(reason))?;
+                Some(TxnFields {
+                    attributes: match marker {
+                        Some(_) => TRANSACTIONAL | CONTROL,
+                        None => TRANSACTIONAL,
+                    },
+                    producer,
+                    base_sequence: match marker {
+                        Some(_) => -1,
+                        None => st.txns.next_sequence(producer),
+                    },
+                })
+            }
+            None => None,
+        };
+        let mut rolled = false;
+        let mut start = 0;
+        let mut failure = None;
+        while start < records.len() {
+            let rest = records.get(start..).unwrap_or_default();
+            match self.write_batch(st, rest, now, batch_bytes, atomic, fields) {
+                Ok((taken, roll)) => {
+                    rolled |= roll;
+                    start += taken;
+                }
+                Err(e) => {
+                    failure = Some(self.on_write_failure(st, e));
+                    break;
+                }
+            }
+        }
+        if let (Some((producer, marker)), None) = (txn, &failure) {
+            let written = st.active.next_offset - base_offset;
+            match marker {
+                None => st.txns.on_data(producer, base_offset, written as u32),
+                Some(marker) => {
+                    let segment = st.active.base;
+                    if let Some(aborted) = st.txns.on_marker(producer, marker, base_offset) {
+                        // Listed before the published last stable offset moves past it.
+                        txn::append_aborted(&self.dir, segment, &aborted)
+                            .map_err(|e| self.poison(e))?;
+                    }
+                }
+            }
+        }
+        // Batches written before a failure are in the log: readers may see them.
+        self.tail.publish(st.tail());
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let appended = Appended {
+            base_offset,
+            count: st.active.next_offset - base_offset,
+        };
+        if rolled {
+            self.retention_locked(st, now)?;
+        }
+        Ok((appended, rolled))
     }
 
     /// Encodes the next batch from the front of `records` and writes it, rolling first if needed.
@@ -632,11 +681,13 @@ impl WriterCore {
     pub fn roll_now(&self) -> LogResult<()> {
         self.check_poisoned()?;
         let mut st = self.state.lock();
-        if st.active.size > 0 {
-            self.roll(&mut st)
-                .map_err(|e| self.on_write_failure(&mut st, e))?;
-        }
-        Ok(())
+        self.hold(&mut st)?;
+        let rolled = match st.active.size > 0 {
+            true => (self.roll(&mut st)).map_err(|e| self.on_write_failure(&mut st, e)),
+            false => Ok(()),
+        };
+        self.unhold(&mut st);
+        rolled
     }
 
     /// Makes every appended record durable now.
@@ -694,7 +745,10 @@ impl WriterCore {
     /// Deletes sealed segments past the retention limits. Runs after every roll and on open.
     pub fn enforce_retention(&self) -> LogResult<usize> {
         let mut st = self.state.lock();
-        self.retention_locked(&mut st, now_ms())
+        self.hold(&mut st)?;
+        let deleted = self.retention_locked(&mut st, now_ms());
+        self.unhold(&mut st);
+        deleted
     }
 
     fn retention_locked(&self, st: &mut WriterState, now: i64) -> LogResult<usize> {
@@ -789,7 +843,7 @@ impl Drop for PartitionWriter {
         // A clean close makes everything durable and marks the tail exact, so that readers trust
         // it with no appender open. Errors cannot be returned from drop (callers who need them
         // call `flush` first); after one the tail stays unmarked and readers check the log.
-        if self.core.poisoned.get().is_none() {
+        if self.core.poisoned.get().is_none() && self.core.hold_to_close() {
             let core = &self.core;
             core.snapshot_txns(&core.state.lock());
             let closed = core

@@ -18,9 +18,9 @@ use super::config::{AppConfig, ProcessingGuarantee};
 use super::metrics::{bump, Metrics, MetricsSnapshot};
 use super::producer::Producer;
 use super::task::{start_task, Task, CHECKPOINT_METADATA};
-use crate::groups::{Consumer, ConsumerConfig, TopicPartition};
-use crate::log::{Header, Isolation, Log, Record, RecordView, TopicConfig};
-use crate::state::StateEnv;
+use crate::groups::{Consumer, ConsumerConfig, GroupError, TopicPartition};
+use crate::log::{Header, Isolation, Log, LogError, Record, RecordView, TopicConfig};
+use crate::state::{StateEnv, StateError};
 use crate::stream::{
     Ctx, ErrorPolicy, Format, Outputs, Registry, StepError, Stream, StreamError, StreamResult,
     StreamTopic,
@@ -58,14 +58,19 @@ pub struct Application {
 /// deterministically between the steps whose order `docs/semantics.md` describes. Without the
 /// feature the variable is never read.
 #[derive(Default)]
-pub(super) struct CrashPoint(Option<(String, u64)>);
+/// Test aid: `EDDY_TEST_CRASH_AT=step:n` aborts the process at `step` of checkpoint `n`;
+/// `step:n:stop` stops it there instead (SIGSTOP to itself), as a debugger or a paused VM would.
+pub(super) struct CrashPoint(Option<(String, u64, bool)>);
 
 impl CrashPoint {
     #[cfg(feature = "crash-points")]
     fn from_env() -> Self {
         let parsed = std::env::var("EDDY_TEST_CRASH_AT").ok().and_then(|v| {
-            let (step, n) = v.split_once(':')?;
-            Some((step.to_owned(), n.parse().ok()?))
+            let mut parts = v.split(':');
+            let step = parts.next()?.to_owned();
+            let n = parts.next()?.parse().ok()?;
+            let stop = parts.next() == Some("stop");
+            Some((step, n, stop))
         });
         CrashPoint(parsed)
     }
@@ -76,9 +81,12 @@ impl CrashPoint {
     }
 
     pub(super) fn reached(&self, step: &str, checkpoint: u64) {
-        if let Some((at, n)) = &self.0 {
+        if let Some((at, n, stop)) = &self.0 {
             if at == step && *n == checkpoint {
-                std::process::abort();
+                if !*stop {
+                    std::process::abort();
+                }
+                let _ = signal_hook::low_level::raise(signal_hook::consts::SIGSTOP);
             }
         }
     }
@@ -211,9 +219,7 @@ impl Application {
                 commit_on_revoke: false,
                 release_manually: true,
                 fsync_commits: self.config.fsync,
-                // Restores and checkpoints run between polls; a stuck application is a
-                // stopped one, not a member to work around.
-                max_poll_interval: None,
+                max_poll_interval: self.config.max_poll_interval,
                 // Under exactly-once, an upstream application's aborted outputs are not input.
                 isolation: match self.config.processing_guarantee {
                     ProcessingGuarantee::ExactlyOnce => Isolation::ReadCommitted,
@@ -268,38 +274,73 @@ impl Runner<'_> {
             } else {
                 POLL_WAIT_BOUNDED
             };
-            let batches = self.consumer.poll(wait)?;
-            self.hand_over_revoked()?;
-            let fresh = self.start_new_tasks()?;
-            let polled_any = !batches.is_empty();
-            for batch in batches {
-                let tp = (batch.topic, batch.partition);
-                if fresh.contains(&tp) {
-                    continue; // read before the task chose its start; read again from there
-                }
-                self.process(&tp, &batch.records)?;
-            }
-            self.tick_operators()?;
-            if self.app.registry.outputs.borrow().wants_flush() {
-                self.flush_outputs()?;
-            }
-            if self.checkpoint_due() {
-                self.checkpoint()?;
-            }
-            match until {
-                Until::Records(n) if self.processed >= n => break,
-                Until::Idle if !polled_any => {
-                    self.flush_outputs()?;
-                    // The consumer's positions are the tasks' positions here: every batch
-                    // polled has been processed, and new tasks seeked to their starts.
-                    if self.consumer.caught_up()? {
-                        break;
-                    }
-                }
-                _ => {}
+            match self.turn(wait, until) {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(e) if lost_tasks(&e) => self.give_up_tasks(&e),
+                Err(e) => return Err(e),
             }
         }
-        self.checkpoint()
+        match self.checkpoint() {
+            Err(e) if lost_tasks(&e) => {
+                self.give_up_tasks(&e);
+                Ok(())
+            }
+            done => done,
+        }
+    }
+
+    /// One turn of the loop: poll, hand over and start tasks, process, checkpoint when due.
+    /// Returns whether to go on.
+    fn turn(&mut self, wait: Duration, until: Until) -> StreamResult<bool> {
+        let batches = self.consumer.poll(wait)?;
+        self.hand_over_revoked()?;
+        let fresh = self.start_new_tasks()?;
+        let polled_any = !batches.is_empty();
+        for batch in batches {
+            let tp = (batch.topic, batch.partition);
+            if fresh.contains(&tp) {
+                continue; // read before the task chose its start; read again from there
+            }
+            self.process(&tp, &batch.records)?;
+        }
+        self.tick_operators()?;
+        if self.app.registry.outputs.borrow().wants_flush() {
+            self.flush_outputs()?;
+        }
+        if self.checkpoint_due() {
+            self.checkpoint()?;
+        }
+        match until {
+            Until::Records(n) if self.processed >= n => return Ok(false),
+            Until::Idle if !polled_any => {
+                self.flush_outputs()?;
+                // The consumer's positions are the tasks' positions here: every batch polled
+                // has been processed, and new tasks seeked to their starts.
+                if self.consumer.caught_up()? {
+                    return Ok(false);
+                }
+            }
+            _ => {}
+        }
+        Ok(true)
+    }
+
+    /// After this instance lost its partitions (past its poll interval) or was fenced: drops
+    /// every task and what they buffered, without a checkpoint — their new owners resume from
+    /// the last committed checkpoint, and under exactly-once abort the transactions left open
+    /// here. The next poll rejoins the group.
+    fn give_up_tasks(&mut self, cause: &StreamError) {
+        let given_up: Vec<String> = (self.tasks.keys())
+            .map(|(t, p)| format!("{t}-{p}"))
+            .collect();
+        tracing::warn!(group = %self.app.config.group, tasks = %given_up.join(", "),
+            error = %cause, "gave up every task without a checkpoint; rejoining the group");
+        bump(&self.app.metrics.tasks_given_up, given_up.len() as u64);
+        self.tasks.clear();
+        self.app.registry.outputs.borrow_mut().discard();
+        self.since_checkpoint = 0;
+        self.consumer.leave_and_rejoin();
     }
 
     fn checkpoint_due(&self) -> bool {
@@ -546,6 +587,18 @@ impl Runner<'_> {
 }
 
 /// An operator's failure outside the processing of a record.
+/// Whether `e` says this instance no longer owns its tasks: it was taken for stuck, or a newer
+/// instance of a task fenced it.
+fn lost_tasks(e: &StreamError) -> bool {
+    let log = match e {
+        StreamError::Group(GroupError::PollIntervalExceeded { .. }) => return true,
+        StreamError::Log(l) | StreamError::Group(GroupError::Log(l)) => l,
+        StreamError::State(StateError::Log(l)) => l,
+        _ => return false,
+    };
+    matches!(log, LogError::Fenced { .. })
+}
+
 pub(super) fn step_failure(tp: &TopicPartition, e: StepError) -> StreamError {
     match e {
         StepError::Fatal(e) => e,

@@ -51,6 +51,13 @@ pub struct AppConfig {
     pub fsync: bool,
     /// Most records read per poll. Default: 10,000.
     pub max_poll_records: usize,
+    /// Kafka's `max.poll.interval.ms`: an instance that does not poll within this — stopped
+    /// (SIGSTOP, a debugger) or stuck in a call — loses its partitions to the other members of
+    /// the group. When it runs again it gives its tasks up without a checkpoint (under
+    /// exactly-once the new owners abort its open transactions, and it is fenced if it tries
+    /// to write) and rejoins. Restores and checkpoints count against it. Default: 5 minutes;
+    /// `None`: never.
+    pub max_poll_interval: Option<Duration>,
     /// Receives the progress of state restores that take longer than half a second (the
     /// library draws nothing; a program may draw a progress bar). Default: none. Restores are
     /// also logged through `tracing`.
@@ -72,6 +79,7 @@ impl AppConfig {
             on_error: ErrorPolicy::Fail,
             fsync: false,
             max_poll_records: 10_000,
+            max_poll_interval: Some(Duration::from_secs(300)),
             on_restore_progress: None,
         }
     }

@@ -16,6 +16,7 @@ pub(crate) struct Metrics {
     pub stores_rebuilt: AtomicU64,
     pub state_resets: AtomicU64,
     pub late_records: AtomicU64,
+    pub tasks_given_up: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64, by: u64) {
@@ -49,6 +50,9 @@ pub struct MetricsSnapshot {
     pub state_resets: u64,
     /// Records dropped because a window they belonged to had closed.
     pub late_records: u64,
+    /// Tasks given up without a checkpoint: their partitions moved while this instance did not
+    /// poll (past `max_poll_interval`), or a newer instance fenced it.
+    pub tasks_given_up: u64,
 }
 
 impl Metrics {
@@ -67,6 +71,7 @@ impl Metrics {
             stores_rebuilt: g(&self.stores_rebuilt),
             state_resets: g(&self.state_resets),
             late_records: g(&self.late_records),
+            tasks_given_up: g(&self.tasks_given_up),
         }
     }
 }

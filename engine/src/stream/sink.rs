@@ -142,7 +142,9 @@ impl Outputs {
                 let writer = match slot {
                     Some(Some(w)) => w.clone(),
                     Some(slot) => {
+                        // Lent between appends: other members of the group write here too.
                         let w = out.topic.writer(p as u32)?;
+                        w.share();
                         *slot = Some(w.clone());
                         w
                     }
@@ -159,6 +161,17 @@ impl Outputs {
             }
         }
         Ok(())
+    }
+
+    /// Drops every buffered record (the tasks that produced them were given up).
+    pub fn discard(&mut self) {
+        for out in &mut self.topics {
+            out.pending.iter_mut().for_each(Vec::clear);
+        }
+        if let Some(by_task) = &mut self.by_task {
+            by_task.clear();
+        }
+        self.pending_bytes = 0;
     }
 
     /// Lets go of every partition appender (they are shared per process through the log).

@@ -1,0 +1,147 @@
+//! Lending a partition between appends. A [`PartitionWriter`](super::PartitionWriter) holds its
+//! partition's lock for its life, unless it was asked to [`share`](WriterCore::share): then it
+//! holds the lock only while a call changes the log (an append, a marker, a roll, retention, a
+//! compaction pass), so that appenders in several processes take turns on one partition and a
+//! process that is stopped between calls (SIGSTOP, a debugger) blocks nobody.
+//!
+//! Invariants:
+//! - `state.holds > 0` exactly while the lock is held; a writer that does not share keeps one hold
+//!   for its life.
+//! - Every appender that takes the partition bumps the tail's generation. Taking it back, a
+//!   lending writer compares the generation with the one it left: when another appender took the
+//!   partition since, all it knew of the log is thrown away and recovered from the files before
+//!   anything is written.
+//! - Letting go, a lending writer leaves its transaction snapshot at the end of the log, so that
+//!   the next taker's recovery reads nothing it does not have to; the tail keeps the lent mark of
+//!   the running boot, so that readers trust it with no appender holding the lock.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::error::{IoContext, LogError, LogResult};
+use super::writer::{load_state, take_lock_within, WriterCore, WriterState};
+
+/// How long taking a lent partition back waits for the appender that has it now (another
+/// process in the middle of a call) before it returns `Locked`.
+pub(crate) const LEND_WAIT: Duration = Duration::from_secs(10);
+
+impl WriterCore {
+    /// From now on holds the partition's lock only during calls that change the log, so that
+    /// appenders in other processes can take turns on it (module docs of `lease.rs`). Queries
+    /// such as [`end_offset`](Self::end_offset) then say what this writer last saw. Idempotent.
+    pub fn share(&self) {
+        let mut st = self.state.lock();
+        if self.shared.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Err(e) = self.tail.mark_lent() {
+            tracing::warn!(topic = %self.topic, partition = self.partition, error = %e,
+                "cannot mark the tail as lent; readers check the log's end themselves");
+        }
+        self.unhold(&mut st);
+    }
+
+    /// Whether the partition is lent between calls.
+    pub fn is_shared(&self) -> bool {
+        self.shared.load(Ordering::Acquire)
+    }
+
+    /// Takes a hold on the partition for one call, taking the lock back when it was lent.
+    pub(crate) fn hold(&self, st: &mut WriterState) -> LogResult<()> {
+        if st.holds > 0 {
+            st.holds += 1;
+            return Ok(());
+        }
+        let path = self.dir.join("lock");
+        take_lock_within(&self.lock, &self.topic, self.partition, &path, LEND_WAIT)?;
+        if let Err(e) = self.take_back(st) {
+            let _ = self.lock.unlock();
+            return Err(e);
+        }
+        st.holds = 1;
+        Ok(())
+    }
+
+    /// With the lock just taken: refuses a partition deleted meanwhile, reloads what another
+    /// appender changed, and records this writer as the one that took the partition last.
+    fn take_back(&self, st: &mut WriterState) -> LogResult<()> {
+        self.check_same_partition()?;
+        if self.tail.generation() != st.generation {
+            let (fresh, _) = load_state(&self.dir, &self.config)?;
+            let buf = std::mem::take(&mut st.buf);
+            *st = fresh;
+            st.buf = buf;
+            // `load_state` fsynced what it found.
+            let mut sync = self.sync.lock();
+            sync.synced_offset = sync.synced_offset.max(st.active.next_offset);
+            drop(sync);
+            self.tail.publish(st.tail());
+            tracing::debug!(topic = %self.topic, partition = self.partition,
+                end_offset = st.active.next_offset,
+                "another appender wrote to the lent partition: reloaded it");
+        }
+        (self.tail.mark_lent()).ctx("fsync tail", &self.dir)?;
+        st.generation = self.tail.bump_generation();
+        Ok(())
+    }
+
+    /// Whether the `lock` file at the partition's path is still the one this writer holds (the
+    /// topic may have been deleted, and perhaps created again, while the partition was lent).
+    fn check_same_partition(&self) -> LogResult<()> {
+        let path = self.dir.join("lock");
+        let mine = (self.lock.metadata()).ctx("stat lock", &path)?;
+        let same =
+            std::fs::metadata(&path).is_ok_and(|m| m.ino() == mine.ino() && m.dev() == mine.dev());
+        if same {
+            return Ok(());
+        }
+        let data_dir = (self
+            .dir
+            .parent()
+            .and_then(Path::parent)
+            .and_then(Path::parent))
+        .unwrap_or(&self.dir);
+        Err(LogError::TopicNotFound {
+            topic: self.topic.clone(),
+            dir: data_dir.to_owned(),
+        })
+    }
+
+    /// Gives back a hold; the last one of a sharing writer leaves the transaction snapshot at the
+    /// end of the log and lends the partition.
+    pub(crate) fn unhold(&self, st: &mut WriterState) {
+        st.holds = st.holds.saturating_sub(1);
+        if st.holds > 0 {
+            return;
+        }
+        if st.snapshot_end != Some(st.active.next_offset) {
+            self.snapshot_txns(st);
+            st.snapshot_end = Some(st.active.next_offset);
+        }
+        if let Err(e) = self.lock.unlock() {
+            // Closing the file on drop releases it in any case.
+            tracing::warn!(topic = %self.topic, partition = self.partition, error = %e,
+                "cannot unlock the lent partition");
+        }
+    }
+
+    /// On drop: whether this writer holds the partition to close it cleanly — always unless it
+    /// lends it; then only if it takes the lock at once and nobody appended since its last call.
+    pub(crate) fn hold_to_close(&self) -> bool {
+        let mut st = self.state.lock();
+        if st.holds > 0 {
+            return true;
+        }
+        if self.lock.try_lock().is_err() {
+            return false;
+        }
+        if self.tail.generation() != st.generation || self.check_same_partition().is_err() {
+            let _ = self.lock.unlock();
+            return false;
+        }
+        st.holds = 1;
+        true
+    }
+}
