@@ -11,9 +11,10 @@
 //!   lending writer compares the generation with the one it left: when another appender took the
 //!   partition since, all it knew of the log is thrown away and recovered from the files before
 //!   anything is written.
-//! - Letting go, a lending writer leaves its transaction snapshot at the end of the log, so that
-//!   the next taker's recovery reads nothing it does not have to; the tail keeps the lent mark of
-//!   the running boot, so that readers trust it with no appender holding the lock.
+//! - Letting go, a lending writer leaves a transaction snapshot at most 4 MiB before the end of
+//!   the active segment, so that the next taker's recovery reads at most that much of the log;
+//!   the tail keeps the lent mark of the running boot, so that readers trust it with no appender
+//!   holding the lock.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -26,6 +27,10 @@ use super::writer::{load_state, take_lock_within, WriterCore, WriterState};
 /// How long taking a lent partition back waits for the appender that has it now (another
 /// process in the middle of a call) before it returns `Locked`.
 pub(crate) const LEND_WAIT: Duration = Duration::from_secs(10);
+
+/// A lending writer leaves a fresh transaction snapshot when it lets go after the active segment
+/// grew by this much since its last one: the next taker's recovery reads at most this much.
+const SNAPSHOT_EVERY_BYTES: u64 = 4 << 20;
 
 impl WriterCore {
     /// From now on holds the partition's lock only during calls that change the log, so that
@@ -116,9 +121,14 @@ impl WriterCore {
         if st.holds > 0 {
             return;
         }
-        if st.snapshot_end != Some(st.active.next_offset) {
+        // Recovery follows the log from a snapshot in the active segment, so a fresh one is
+        // written only when the active segment is new or has grown past the last by a bound.
+        let stale = st.snapshot_at.is_none_or(|(base, position)| {
+            base != st.active.base
+                || st.active.size.saturating_sub(position) >= SNAPSHOT_EVERY_BYTES
+        });
+        if stale {
             self.snapshot_txns(st);
-            st.snapshot_end = Some(st.active.next_offset);
         }
         if let Err(e) = self.lock.unlock() {
             // Closing the file on drop releases it in any case.

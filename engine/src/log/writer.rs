@@ -71,8 +71,8 @@ pub(crate) struct WriterState {
     pub(crate) holds: u32,
     /// The tail's generation when this writer last took the partition.
     pub(crate) generation: u64,
-    /// The end offset of the last transaction snapshot written.
-    pub(crate) snapshot_end: Option<u64>,
+    /// Where the last transaction snapshot this writer wrote resumes: (segment base, position).
+    pub(crate) snapshot_at: Option<(u64, u64)>,
 }
 
 impl WriterState {
@@ -221,7 +221,7 @@ pub(crate) fn load_state(
         buf: Vec::with_capacity(TARGET_BATCH_BYTES + (64 << 10)),
         holds: 1,
         generation: 0,
-        snapshot_end: None,
+        snapshot_at: None,
     };
     Ok((state, recovery))
 }
@@ -375,8 +375,10 @@ impl WriterCore {
 
     /// Writes the snapshot of open transactions as of the end of the log (derived data: a
     /// failure is logged, and the next recovery reads more of the log instead).
-    pub(crate) fn snapshot_txns(&self, st: &WriterState) {
-        if let Err(e) = txn::write_snapshot(&self.dir, st.snapshot_at(), &st.txns) {
+    pub(crate) fn snapshot_txns(&self, st: &mut WriterState) {
+        let at = st.snapshot_at();
+        st.snapshot_at = Some((at.segment_base, at.position));
+        if let Err(e) = txn::write_snapshot(&self.dir, at, &st.txns) {
             tracing::warn!(topic = %self.topic, partition = self.partition, error = %e,
                 "cannot write the transaction snapshot; the next open reads the log instead");
         }
@@ -845,7 +847,7 @@ impl Drop for PartitionWriter {
         // call `flush` first); after one the tail stays unmarked and readers check the log.
         if self.core.poisoned.get().is_none() && self.core.hold_to_close() {
             let core = &self.core;
-            core.snapshot_txns(&core.state.lock());
+            core.snapshot_txns(&mut core.state.lock());
             let closed = core
                 .flush()
                 .and_then(|()| core.tail.set_closed(true).ctx("fsync tail", &core.dir));
