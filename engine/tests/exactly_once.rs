@@ -224,8 +224,14 @@ fn an_instance_stopped_mid_checkpoint_whose_tasks_moved_is_fenced_when_continued
     let instance = |name: &str| {
         let mut c = child(path);
         c.env("EDDY_EOS_POLL_MS", "1000")
-            .env("EDDY_EOS_STATE_DIR", path.join(format!("state-{name}")));
+            .env("EDDY_EOS_STATE_DIR", path.join(format!("state-{name}")))
+            .stderr(std::fs::File::create(path.join(format!("stderr-{name}"))).unwrap());
         c
+    };
+    // What the instances said, for a failure's message.
+    let said = || {
+        ["a", "b"]
+            .map(|n| std::fs::read_to_string(path.join(format!("stderr-{n}"))).unwrap_or_default())
     };
     produce(path, 0, 6_000);
     // The first instance stops itself in its second checkpoint, with that checkpoint's outputs
@@ -256,13 +262,40 @@ fn an_instance_stopped_mid_checkpoint_whose_tasks_moved_is_fenced_when_continued
     // Continued, the first instance is fenced at its next write, gives its tasks up, rejoins
     // and takes a share of the work; nothing repeats and nothing goes missing.
     signal(&a, "-CONT");
-    wait_for("both instances to own partitions", 60, || {
-        owners(path).len() == 2
-    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while owners(path).len() != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for both instances to own partitions: a is {}, b is {}, members \
+             {:?}, owners {:?}, stderr {:?}",
+            a.id(),
+            b.id(),
+            Groups::new(&Log::open(path).unwrap())
+                .describe("eos")
+                .map(|d| d.members),
+            owners(path),
+            said()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     produce(path, 6_000, 9_000);
-    wait_for("the records produced after the rejoin", 60, || {
-        committed_counts(path) == exact(9_000)
-    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while committed_counts(path) != exact(9_000) {
+        if Instant::now() > deadline {
+            let got = committed_counts(path);
+            let short: Vec<(String, usize)> = (exact(9_000).into_iter())
+                .filter(|(k, v)| got.get(k).map(Vec::len) != Some(v.len()))
+                .map(|(k, _)| (k.clone(), got.get(&k).map_or(0, Vec::len)))
+                .collect();
+            panic!(
+                "timed out waiting for the records produced after the rejoin; short keys {short:?}, \
+                 owners {:?}, stderr {:?}",
+                owners(path),
+                said()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     std::thread::sleep(Duration::from_millis(300));
     let got = committed_counts(path);
     for c in [&mut a, &mut b] {

@@ -59,8 +59,9 @@ pub struct Application {
 /// feature the variable is never read.
 #[derive(Default)]
 /// Test aid: `EDDY_TEST_CRASH_AT=step:n` aborts the process at `step` of checkpoint `n`;
-/// `step:n:stop` stops it there instead (SIGSTOP to itself), as a debugger or a paused VM would.
-pub(super) struct CrashPoint(Option<(String, u64, bool)>);
+/// `step:n:stop` stops it there instead (SIGSTOP to itself), as a debugger or a paused VM would,
+/// once: a checkpoint numbered `n` again after the process gave its tasks up goes on.
+pub(super) struct CrashPoint(Option<(String, u64, bool)>, AtomicBool);
 
 impl CrashPoint {
     #[cfg(feature = "crash-points")]
@@ -72,17 +73,17 @@ impl CrashPoint {
             let stop = parts.next() == Some("stop");
             Some((step, n, stop))
         });
-        CrashPoint(parsed)
+        CrashPoint(parsed, AtomicBool::new(false))
     }
 
     #[cfg(not(feature = "crash-points"))]
     fn from_env() -> Self {
-        CrashPoint(None)
+        CrashPoint(None, AtomicBool::new(false))
     }
 
     pub(super) fn reached(&self, step: &str, checkpoint: u64) {
         if let Some((at, n, stop)) = &self.0 {
-            if at == step && *n == checkpoint {
+            if at == step && *n == checkpoint && !self.1.swap(true, Ordering::Relaxed) {
                 if !*stop {
                     std::process::abort();
                 }
