@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, missing_docs, clippy::unwrap_used)]
 
-use eddy::{Log, PartitionReader, Record, Topic, TopicConfig};
+use eddy::{Groups, Log, PartitionReader, Record, Topic, TopicConfig};
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -153,4 +153,26 @@ impl Drop for SmallDisk {
             .arg(self.dir.path())
             .status();
     }
+}
+
+/// Sends signal `name` (`-STOP`, `-CONT`, ...) to `child`.
+pub fn signal(child: &std::process::Child, name: &str) {
+    let status = Command::new("kill")
+        .args([name, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {name}");
+}
+
+/// The members owning partitions of `group` now.
+pub fn owners(log: &Log, group: &str) -> std::collections::BTreeSet<String> {
+    Groups::new(log)
+        .describe(group)
+        .map(|d| {
+            d.partitions
+                .into_iter()
+                .filter_map(|p| p.consumer_id)
+                .collect()
+        })
+        .unwrap_or_default()
 }

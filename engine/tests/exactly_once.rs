@@ -6,9 +6,11 @@
 //! continued.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, BTreeSet};
+mod common;
+use common::{owners, signal};
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use eddy::{
@@ -195,28 +197,6 @@ fn process_state(pid: u32) -> char {
     after_name.trim_start().chars().next().unwrap()
 }
 
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .args([name, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill {name}");
-}
-
-/// The members owning partitions of the input now.
-fn owners(dir: &Path) -> BTreeSet<String> {
-    let log = Log::open(dir).unwrap();
-    Groups::new(&log)
-        .describe("eos")
-        .map(|d| {
-            d.partitions
-                .into_iter()
-                .filter_map(|p| p.consumer_id)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[test]
 fn an_instance_stopped_mid_checkpoint_whose_tasks_moved_is_fenced_when_continued() {
     let dir = tempfile::tempdir().unwrap();
@@ -263,7 +243,7 @@ fn an_instance_stopped_mid_checkpoint_whose_tasks_moved_is_fenced_when_continued
     // and takes a share of the work; nothing repeats and nothing goes missing.
     signal(&a, "-CONT");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while owners(path).len() != 2 {
+    while owners(&Log::open(path).unwrap(), "eos").len() != 2 {
         assert!(
             Instant::now() < deadline,
             "timed out waiting for both instances to own partitions: a is {}, b is {}, members \
@@ -273,7 +253,7 @@ fn an_instance_stopped_mid_checkpoint_whose_tasks_moved_is_fenced_when_continued
             Groups::new(&Log::open(path).unwrap())
                 .describe("eos")
                 .map(|d| d.members),
-            owners(path),
+            owners(&Log::open(path).unwrap(), "eos"),
             said()
         );
         std::thread::sleep(Duration::from_millis(20));
@@ -290,7 +270,7 @@ fn an_instance_stopped_mid_checkpoint_whose_tasks_moved_is_fenced_when_continued
             panic!(
                 "timed out waiting for the records produced after the rejoin; short keys {short:?}, \
                  owners {:?}, stderr {:?}",
-                owners(path),
+                owners(&Log::open(path).unwrap(), "eos"),
                 said()
             );
         }

@@ -38,18 +38,6 @@ fn member(dir: &std::path::Path, extra: &[&str], tx: mpsc::Sender<(u32, u64)>) -
     child
 }
 
-fn owners(log: &Log) -> BTreeSet<String> {
-    Groups::new(log)
-        .describe("g")
-        .map(|d| {
-            d.partitions
-                .into_iter()
-                .filter_map(|p| p.consumer_id)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[test]
 fn three_processes_share_six_partitions_and_survive_a_sigkill() {
     let dir = tempfile::tempdir().unwrap();
@@ -66,10 +54,10 @@ fn three_processes_share_six_partitions_and_survive_a_sigkill() {
         .collect();
     drop(tx);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while owners(&log).len() < 3 && Instant::now() < deadline {
+    while owners(&log, "g").len() < 3 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(owners(&log).len(), 3, "each process owns partitions");
+    assert_eq!(owners(&log, "g").len(), 3, "each process owns partitions");
     let desc = Groups::new(&log).describe("g").unwrap();
     assert_eq!(desc.members.len(), 3);
     let per_partition = 3000u64;
@@ -110,7 +98,7 @@ fn three_processes_share_six_partitions_and_survive_a_sigkill() {
         "every record processed at least once, none skipped"
     );
     assert!(total >= want as u64);
-    let after = owners(&log);
+    let after = owners(&log, "g");
     assert_eq!(
         after.len(),
         2,
@@ -255,14 +243,6 @@ fn reset_is_refused_while_a_member_process_lives() {
     assert!(d.members.is_empty(), "the killed member is gone");
 }
 
-fn signal(child: &Child, name: &str) {
-    let status = std::process::Command::new("kill")
-        .args([name, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill {name}");
-}
-
 fn committed_everywhere(log: &Log, offset: u64) -> bool {
     Groups::new(log)
         .committed("g")
@@ -325,7 +305,7 @@ fn a_stopped_member_process_loses_its_partitions_and_rejoins_when_continued() {
     // Continued, it learns it lost its partitions, rejoins, and the two share the work.
     signal(&a, "-CONT");
     wait_for("both members to own a partition", || {
-        owners(&log).len() == 2
+        owners(&log, "g").len() == 2
     });
     produce(15, 20);
     let mut after: Vec<(u32, u64)> = Vec::new();

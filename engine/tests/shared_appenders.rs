@@ -2,12 +2,15 @@
 //! each with its own lock file description as two processes have, take turns on one partition
 //! across rolls; readers follow them with no appender holding the lock; what one did is reloaded
 //! by the other before it writes (its transactions included, so a fenced producer stays fenced);
-//! a partition deleted while lent is refused; a writer that does not share still blocks the rest.
+//! a partition deleted while lent is refused; a writer that does not share still blocks the rest,
+//! and a lending one waits for it (10 s) before it gives up.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;
 use common::small_segments;
-use eddy::{Isolation, Log, LogError, ProducerIdentity, Record};
+use std::sync::Arc;
+
+use eddy::{Isolation, Log, LogError, PartitionWriter, ProducerIdentity, Record};
 
 fn values(log: &Log, topic: &str, isolation: Isolation) -> Vec<String> {
     let mut reader = log.topic(topic).unwrap().reader(0).unwrap();
@@ -24,6 +27,16 @@ fn values(log: &Log, topic: &str, isolation: Isolation) -> Vec<String> {
         }
         next = fetch.next_offset();
     }
+}
+
+/// Two handles on the data directory at `dir` (as two processes have: each its own lock file
+/// description), topic `t` created, and the first handle's appender of partition 0 sharing.
+fn two_handles(dir: &std::path::Path) -> (Log, Log, Arc<PartitionWriter>) {
+    let (a, b) = (Log::open(dir).unwrap(), Log::open(dir).unwrap());
+    a.create_topic("t", small_segments(1, 1 << 20)).unwrap();
+    let wa = a.topic("t").unwrap().writer(0).unwrap();
+    wa.share();
+    (a, b, wa)
 }
 
 #[test]
@@ -105,13 +118,7 @@ fn an_appender_that_does_not_share_keeps_the_partition() {
 #[test]
 fn a_producer_fenced_through_one_appender_is_fenced_through_the_other() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (
-        Log::open(dir.path()).unwrap(),
-        Log::open(dir.path()).unwrap(),
-    );
-    a.create_topic("t", small_segments(1, 1 << 20)).unwrap();
-    let wa = a.topic("t").unwrap().writer(0).unwrap();
-    wa.share();
+    let (a, b, wa) = two_handles(dir.path());
     let old = ProducerIdentity { id: 7, epoch: 0 };
     let new = ProducerIdentity { id: 7, epoch: 1 };
     wa.append_transactional(old, &[Record::keyed("k", "zombie")])
@@ -135,13 +142,7 @@ fn a_producer_fenced_through_one_appender_is_fenced_through_the_other() {
 #[test]
 fn a_partition_deleted_while_lent_is_refused_and_the_new_topic_stays_clean() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (
-        Log::open(dir.path()).unwrap(),
-        Log::open(dir.path()).unwrap(),
-    );
-    a.create_topic("t", small_segments(1, 1 << 20)).unwrap();
-    let wa = a.topic("t").unwrap().writer(0).unwrap();
-    wa.share();
+    let (_a, b, wa) = two_handles(dir.path());
     wa.append(&[Record::value("old")]).unwrap();
     b.delete_topic("t").unwrap();
     b.create_topic("t", small_segments(1, 1 << 20)).unwrap();
@@ -150,4 +151,30 @@ fn a_partition_deleted_while_lent_is_refused_and_the_new_topic_stays_clean() {
         other => panic!("an append to a deleted partition was not refused: {other:?}"),
     }
     assert!(values(&b, "t", Isolation::ReadUncommitted).is_empty());
+}
+
+#[test]
+fn a_lent_partition_taken_for_good_by_another_appender_is_refused_after_the_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, wa) = two_handles(dir.path());
+    wa.append(&[Record::value("a")]).unwrap();
+    // While lent, an appender that does not share takes the partition and keeps it.
+    let wb = b.topic("t").unwrap().writer(0).unwrap();
+    wb.append(&[Record::value("b")]).unwrap();
+    let started = std::time::Instant::now();
+    match wa.append(&[Record::value("refused")]) {
+        Err(LogError::Locked { topic, .. }) => assert_eq!(topic, "t"),
+        other => panic!("an append to a partition held elsewhere was not refused: {other:?}"),
+    }
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(9),
+        "the lending appender waited for the holder before giving up"
+    );
+    // Once the holder closes, the lending appender resumes after what it wrote.
+    drop(wb);
+    assert_eq!(wa.append(&[Record::value("a2")]).unwrap().base_offset, 2);
+    assert_eq!(
+        values(&a, "t", Isolation::ReadUncommitted),
+        ["a", "b", "a2"]
+    );
 }

@@ -9,7 +9,6 @@ mod window_common;
 use eddy::{Closing, Stream, WindowSpec};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use window_common::*;
 
@@ -174,27 +173,31 @@ fn idle_closing_by_key_closes_a_quiet_keys_windows_while_another_keeps_the_parti
     let app = pipeline(dir.path(), Rc::default(), false, windows);
     let stop = app.stop_handle();
     // a's records keep coming, all inside [0, 10 s): nothing but b's idleness closes a window.
-    let fed_until_b_closed = Arc::new(AtomicBool::new(false));
-    let feeder = {
-        let (dir, done) = (dir.path().to_owned(), fed_until_b_closed.clone());
-        std::thread::spawn(move || {
+    let fed_until_b_closed = AtomicBool::new(false);
+    let mut app = app;
+    // Scoped: the feeder is joined on every path, also when the application fails.
+    std::thread::scope(|scope| {
+        let done = &fed_until_b_closed;
+        let dir = dir.path();
+        scope.spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(30);
             let mut ts = 3_000;
-            while Instant::now() < deadline {
-                feed(&dir, 1, &[("\"a\"", ts, 0.0)]);
+            while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+                feed(dir, 1, &[("\"a\"", ts, 0.0)]);
                 ts += 1;
-                if rows(&dir).iter().any(|r| r.0 == "b") {
+                if rows(dir).iter().any(|r| r.0 == "b") {
                     done.store(true, Ordering::Relaxed);
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
             stop.store(true, Ordering::Relaxed);
-        })
-    };
-    let mut app = app;
-    app.run().unwrap();
-    feeder.join().unwrap();
+        });
+        let ran = app.run();
+        // A failed run stops the feeder too.
+        app.stop_handle().store(true, Ordering::Relaxed);
+        ran.unwrap();
+    });
     assert!(
         fed_until_b_closed.load(Ordering::Relaxed),
         "b's window closed while a's records kept coming"
