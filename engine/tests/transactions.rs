@@ -287,6 +287,71 @@ fn compaction_drops_aborted_records_keeps_markers_and_never_lets_them_shadow_com
     );
 }
 
+/// Five transactions in a compacted topic with `delete.retention.ms` = `retention`, sealed, and
+/// one plain record after; returns the compaction's stats and the partition's directory.
+fn compact_five_transactions(dir: &Path, retention: u64) -> (eddy::CompactionStats, Log) {
+    let log = Log::open(dir).unwrap();
+    let mut config = TopicConfig::default();
+    config.set("cleanup.policy=compact").unwrap();
+    config
+        .set(&format!("delete.retention.ms={retention}"))
+        .unwrap();
+    let topic = log.topic_or_create("c", config).unwrap();
+    let w = topic.writer(0).unwrap();
+    let (p1, p2) = (producer(1, 0), producer(2, 0));
+    for (p, key, value, commit) in [
+        (p1, "a", "a1", true), // superseded by a2: its marker has nothing left to end
+        (p1, "b", "b", false), // aborted: its data goes, so does its marker
+        (p1, "a", "a2", true), // survives with its marker
+        (p2, "c", "c", false), // aborted, but p2's newest marker stays (its epoch)
+        (p1, "d", "d", true),  // p1's newest marker
+    ] {
+        w.append_transactional(p, &[Record::keyed(key, value)])
+            .unwrap();
+        w.end_transaction(p, commit).unwrap();
+    }
+    w.roll_now().unwrap();
+    w.append(&[Record::keyed("z", "z")]).unwrap();
+    let stats = w.compact().unwrap();
+    drop(w);
+    (stats, log)
+}
+
+#[test]
+fn compaction_drops_markers_past_delete_retention_once_nothing_of_their_transaction_is_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stats, log) = compact_five_transactions(dir.path(), 0);
+    // a1, b and c, and the markers of the first two transactions.
+    assert_eq!(stats.records_removed, 5, "{stats:?}");
+    let mut r = log.topic("c").unwrap().reader(0).unwrap();
+    let want = values(&["a2", "d", "z"]);
+    assert_eq!(read(&mut r, Isolation::ReadUncommitted).0, want);
+    assert_eq!(read(&mut r, Isolation::ReadCommitted).0, want);
+    // Recovered from the log alone, no transaction looks open: every record left has its marker.
+    drop(log);
+    std::fs::remove_file(dir.path().join("topics/c/0/txn-snapshot")).unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    let w = log.topic("c").unwrap().writer(0).unwrap();
+    assert_eq!(w.last_stable_offset(), w.end_offset());
+    // p2's epoch is still known to the partition: an older epoch is fenced.
+    assert!(matches!(
+        w.append_transactional(producer(2, -1), &[Record::keyed("c", "zombie")]),
+        Err(LogError::Fenced { .. })
+    ));
+}
+
+#[test]
+fn compaction_keeps_markers_within_delete_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stats, log) = compact_five_transactions(dir.path(), 24 * 3600 * 1000);
+    assert_eq!(stats.records_removed, 3, "a1, b and c only: {stats:?}");
+    let mut r = log.topic("c").unwrap().reader(0).unwrap();
+    assert_eq!(
+        read(&mut r, Isolation::ReadCommitted).0,
+        values(&["a2", "d", "z"])
+    );
+}
+
 #[test]
 fn a_committed_consumer_and_eddy_consume_stop_at_the_open_transaction() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,8 @@
 //! Log compaction for topics with `cleanup.policy=compact`: keep the newest record per key,
-//! drop tombstones once their segment is older than `delete.retention.ms`.
+//! drop tombstones once their segment is older than `delete.retention.ms`. Aborted records go at
+//! once; a transaction marker goes, as in Kafka, once its segment is older than
+//! `delete.retention.ms` and no record of its transaction is left — except the newest marker of
+//! each producer, which keeps the producer's epoch in the partition for fencing.
 //!
 //! Compaction rewrites sealed segments only. It reads without holding the append lock, writes each
 //! cleaned segment beside the original (`.cleaned`), and takes the lock only to rename the cleaned
@@ -7,7 +10,7 @@
 //! record keeps its offset, a batch keeps its base offset and offset range, and a segment emptied
 //! by compaction stays as an empty file so that the log-start offset does not move.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -106,6 +109,43 @@ impl Decided {
     }
 }
 
+/// What a compaction pass decided before rewriting anything.
+struct Plan {
+    decided: Decided,
+    /// The newest committed offset of every key.
+    newest: HashMap<Vec<u8>, u64>,
+    /// Offsets of the transaction markers that go.
+    markers_gone: HashSet<u64>,
+}
+
+impl Plan {
+    /// Whether record `r` stays, in a segment whose tombstones have `expired` or not. Undecided
+    /// records stay, aborted ones go.
+    fn keeps(&self, h: &BatchHeader, r: &RecordView<'_>, expired: bool) -> bool {
+        match (self.decided.fate(h, r.offset), r.key) {
+            (Fate::Marker, _) => !self.markers_gone.contains(&r.offset),
+            (Fate::Undecided, _) => true,
+            (Fate::Aborted, _) => false,
+            (Fate::Committed, None) => true,
+            (Fate::Committed, Some(k)) => {
+                self.newest.get(k) == Some(&r.offset) && !(r.value.is_none() && expired)
+            }
+        }
+    }
+}
+
+/// A transaction marker seen by the first pass: producer id, offset, and whether its segment is
+/// sealed and older than `delete.retention.ms`.
+type MarkerSeen = (i64, u64, bool);
+
+/// When segment `path` was last written, and whether that is `retention` ago or more.
+fn last_written(path: &std::path::Path, retention: Duration) -> LogResult<(SystemTime, bool)> {
+    let modified =
+        (std::fs::metadata(path).and_then(|m| m.modified())).ctx("stat segment", path)?;
+    let expired = (SystemTime::now().duration_since(modified)).is_ok_and(|age| age >= retention);
+    Ok((modified, expired))
+}
+
 impl WriterCore {
     /// Runs one compaction pass over the sealed segments. Appends continue meanwhile.
     pub fn compact(&self) -> LogResult<CompactionStats> {
@@ -132,10 +172,15 @@ impl WriterCore {
             aborted.extend(read_aborted(&self.dir, base)?);
         }
         let decided = Decided { stable, aborted };
+        let retention = Duration::from_millis(self.config.delete_retention_ms);
         // Newest offset of every key, over sealed segments and the written part of the active one:
         // of committed records only, so that an aborted or undecided write never shadows one.
         let mut newest: HashMap<Vec<u8>, u64> = HashMap::new();
-        let mut note = |h: &BatchHeader, _: &[u8], r: RecordView<'_>| {
+        let mut markers: Vec<MarkerSeen> = Vec::new();
+        let mut note = |h: &BatchHeader, r: RecordView<'_>, expired: bool| {
+            if let (true, Some(p)) = (h.is_control(), h.producer()) {
+                markers.push((p.id, r.offset, expired));
+            }
             if decided.fate(h, r.offset) != Fate::Committed {
                 return;
             }
@@ -149,19 +194,26 @@ impl WriterCore {
             }
         };
         for seg in &sealed {
-            for_each_record(&segment_path(&self.dir, seg.base, "log"), None, &mut note)?;
+            let path = segment_path(&self.dir, seg.base, "log");
+            let (_, expired) = last_written(&path, retention)?;
+            for_each_record(&path, None, |h, _, r| note(h, r, expired))?;
         }
         for_each_record(
             &segment_path(&self.dir, active_base, "log"),
             Some(active_end),
-            &mut note,
+            |h, _, r| note(h, r, false),
         )?;
-        let retention = Duration::from_millis(self.config.delete_retention_ms);
+        let mut plan = Plan {
+            decided,
+            newest,
+            markers_gone: HashSet::new(),
+        };
+        plan.markers_gone = self.markers_that_go(&sealed, &plan, &markers, retention)?;
         for seg in &sealed {
             if self.stopping.load(Ordering::Acquire) {
                 break; // the writer is closing; the rest waits for the next pass
             }
-            if let Some(done) = self.rewrite_segment(seg, &newest, &decided, retention)? {
+            if let Some(done) = self.rewrite_segment(seg, &plan, retention)? {
                 stats.segments_rewritten += 1;
                 stats.records_removed += done.0;
                 stats.bytes_before += seg.size;
@@ -171,30 +223,60 @@ impl WriterCore {
         Ok(stats)
     }
 
+    /// The markers of expired sealed segments that no longer end any record (every record of
+    /// their transaction is gone or goes in this pass), except each producer's newest. A record
+    /// belongs to the first marker of its producer after it.
+    fn markers_that_go(
+        &self,
+        sealed: &[SealedSegment],
+        plan: &Plan,
+        markers: &[MarkerSeen],
+        retention: Duration,
+    ) -> LogResult<HashSet<u64>> {
+        let mut by_producer: HashMap<i64, Vec<u64>> = HashMap::new();
+        for &(producer, offset, _) in markers {
+            by_producer.entry(producer).or_default().push(offset);
+        }
+        let newest_of = |producer: i64| by_producer.get(&producer).and_then(|m| m.last());
+        let mut going: HashSet<u64> = (markers.iter())
+            .filter(|&&(producer, offset, expired)| expired && newest_of(producer) != Some(&offset))
+            .map(|m| m.1)
+            .collect();
+        if going.is_empty() {
+            return Ok(going);
+        }
+        for seg in sealed {
+            let path = segment_path(&self.dir, seg.base, "log");
+            let (_, expired) = last_written(&path, retention)?;
+            for_each_record(&path, None, |h, _, r| {
+                let Some(producer) = h.producer() else {
+                    return;
+                };
+                if h.is_control() || !plan.keeps(h, &r, expired) {
+                    return;
+                }
+                let ends = by_producer.get(&producer.id).and_then(|m| {
+                    let i = m.partition_point(|o| *o <= r.offset);
+                    m.get(i)
+                });
+                if let Some(marker) = ends {
+                    going.remove(marker);
+                }
+            })?;
+        }
+        Ok(going)
+    }
+
     /// Rewrites one sealed segment; `None` when nothing in it can go.
     fn rewrite_segment(
         &self,
         seg: &SealedSegment,
-        newest: &HashMap<Vec<u8>, u64>,
-        decided: &Decided,
+        plan: &Plan,
         delete_retention: Duration,
     ) -> LogResult<Option<(u64, SealedSegment)>> {
         let log_path = segment_path(&self.dir, seg.base, "log");
-        let modified = std::fs::metadata(&log_path)
-            .and_then(|m| m.modified())
-            .ctx("stat segment", &log_path)?;
-        let tombstones_expire = SystemTime::now()
-            .duration_since(modified)
-            .is_ok_and(|age| age >= delete_retention);
-        // Markers and undecided records stay; aborted records go, as in Kafka.
-        let keep = |h: &BatchHeader, r: &RecordView<'_>| match (decided.fate(h, r.offset), r.key) {
-            (Fate::Marker | Fate::Undecided, _) => true,
-            (Fate::Aborted, _) => false,
-            (Fate::Committed, None) => true,
-            (Fate::Committed, Some(k)) => {
-                newest.get(k) == Some(&r.offset) && !(r.value.is_none() && tombstones_expire)
-            }
-        };
+        let (modified, tombstones_expire) = last_written(&log_path, delete_retention)?;
+        let keep = |h: &BatchHeader, r: &RecordView<'_>| plan.keeps(h, r, tombstones_expire);
         // Pass 1: does anything go?
         let mut removed = 0u64;
         for_each_record(&log_path, None, |h, _, r| {
