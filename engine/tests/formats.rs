@@ -1,19 +1,24 @@
-//! On-disk formats: a data directory written by format 1 (committed under `tests/fixtures`) is
-//! read by this build, and data of a newer format is refused with a clear error, never rebuilt
-//! or overwritten.
+//! On-disk formats: data directories written by topic formats 1 and 2 (committed under
+//! `tests/fixtures`) are read by this build, and data of a newer format is refused with a clear
+//! error, never rebuilt or overwritten.
 //!
-//! The fixture is written by the ignored test `write_format_1_fixture`:
-//! `EDDY_FIXTURE_OUT=engine/tests/fixtures/format-1 cargo test --release -p eddy --test formats
-//! -- --ignored write_format_1_fixture`. It is written once per format and never regenerated
+//! The fixtures are written by the ignored tests `write_format_1_fixture` and
+//! `write_format_2_fixture` (generators run by hand, not checks):
+//! `EDDY_FIXTURE_OUT=engine/tests/fixtures/format-N cargo test --release -p eddy --test formats
+//! -- --ignored write_format_N_fixture`. Each is written once per format and never regenerated
 //! for the same format: the point is that old bytes keep reading.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;
 use common::*;
-use eddy::{AppConfig, Application, Groups, Json, Log, LogError, Record, State, Str, TopicConfig};
+use eddy::{
+    AppConfig, Application, Groups, Isolation, Json, Log, LogError, ProcessingGuarantee, Record,
+    State, Str, TopicConfig, TransactionalProducer,
+};
 use std::path::Path;
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/format-1");
+const FIXTURE_2: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/format-2");
 
 fn event(i: u64) -> Record {
     Record::keyed(format!("k{}", i % 5), format!("{i}"))
@@ -23,8 +28,13 @@ fn event(i: u64) -> Record {
 
 /// Counts records per key into `counts`, in keyed state.
 fn counter(dir: &Path) -> Application {
+    counter_with(dir, ProcessingGuarantee::AtLeastOnce)
+}
+
+fn counter_with(dir: &Path, guarantee: ProcessingGuarantee) -> Application {
     let mut c = AppConfig::new(dir, "counter");
     c.commit_interval = std::time::Duration::from_millis(20);
+    c.processing_guarantee = guarantee;
     let app = Application::new(c).unwrap();
     let input = app.topic::<Str, Str>("events").unwrap();
     let output = app.topic::<Str, Json<u64>>("counts").unwrap();
@@ -78,6 +88,41 @@ fn write_format_1_fixture() {
         .unwrap();
     counter(dir).run_until_idle().unwrap();
     // The changelog is the state's durable form; the RocksDB files are RocksDB's format.
+    std::fs::remove_dir_all(dir.join("state")).unwrap();
+    trim_preallocated_indexes(dir);
+}
+
+#[test]
+#[ignore = "writes the format-2 fixture; run by hand once per format"]
+fn write_format_2_fixture() {
+    let out = std::env::var("EDDY_FIXTURE_OUT").expect("EDDY_FIXTURE_OUT");
+    let dir = Path::new(&out);
+    assert!(
+        !dir.exists(),
+        "{} exists: fixtures are written once",
+        dir.display()
+    );
+    let log = Log::open(dir).unwrap();
+    log.create_topic("events", small_segments(2, 4096)).unwrap();
+    append_events(&log, 0..300);
+    // Transactions: committed, aborted, and one left open by its producer.
+    log.create_topic("txn", small_segments(1, 1024)).unwrap();
+    let (mut p, _) = TransactionalProducer::start(&log, "fixture").unwrap();
+    for (i, commit) in [(0u64, true), (1, false), (2, true)] {
+        p.append("txn", 0, &[Record::keyed("k", format!("t{i}"))])
+            .unwrap();
+        if commit {
+            p.commit(None).unwrap();
+        } else {
+            p.abort().unwrap();
+        }
+    }
+    p.append("txn", 0, &[Record::keyed("k", "open")]).unwrap();
+    drop(p);
+    // An exactly-once application: its outputs and changelog are transactional.
+    counter_with(dir, ProcessingGuarantee::ExactlyOnce)
+        .run_until_idle()
+        .unwrap();
     std::fs::remove_dir_all(dir.join("state")).unwrap();
     trim_preallocated_indexes(dir);
 }
@@ -194,6 +239,108 @@ fn a_format_1_data_directory_reads_and_continues() {
     }
 }
 
+/// `topics/<topic>/topic.json`'s `"format"`.
+fn topic_format(dir: &Path, topic: &str) -> u64 {
+    let path = dir.join("topics").join(topic).join("topic.json");
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    meta["format"].as_u64().unwrap_or(1)
+}
+
+/// The last count of each key in `counts`, read committed.
+fn last_counts(log: &Log) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
+    let counts = log.topic("counts").unwrap();
+    let mut last = std::collections::BTreeMap::new();
+    for p in 0..counts.partitions() {
+        let mut reader = counts.reader(p).unwrap();
+        reader.set_isolation(Isolation::ReadCommitted);
+        for (_, r) in read_all(&mut reader, 0) {
+            last.insert(r.key.unwrap(), r.value.unwrap());
+        }
+    }
+    last
+}
+
+#[test]
+fn a_format_2_data_directory_reads_and_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(Path::new(FIXTURE_2), dir.path());
+    // Only the topics that hold transactional batches are of format 2.
+    assert_eq!(topic_format(dir.path(), "events"), 1);
+    for t in ["txn", "counts", "counter-events-changelog"] {
+        assert_eq!(topic_format(dir.path(), t), 2, "{t}");
+    }
+    let log = Log::open(dir.path()).unwrap();
+    let mut txn = log.topic("txn").unwrap().reader(0).unwrap();
+    let values = |r: &mut eddy::PartitionReader| -> Vec<Vec<u8>> {
+        read_all(r, 0)
+            .into_iter()
+            .map(|(_, r)| r.value.unwrap())
+            .collect()
+    };
+    assert_eq!(
+        values(&mut txn),
+        [
+            b"t0".to_vec(),
+            b"t1".to_vec(),
+            b"t2".to_vec(),
+            b"open".to_vec()
+        ]
+    );
+    txn.set_isolation(Isolation::ReadCommitted);
+    assert_eq!(values(&mut txn), [b"t0".to_vec(), b"t2".to_vec()]);
+    // The open transaction's producer starts again: its transaction is aborted.
+    let (_, completed) = TransactionalProducer::start(&log, "fixture").unwrap();
+    assert_eq!(completed, eddy::Completed::Aborted);
+    assert_eq!(values(&mut txn), [b"t0".to_vec(), b"t2".to_vec()]);
+    // The exactly-once application continues from its committed offsets and restored state.
+    for k in 0..5 {
+        assert_eq!(
+            last_counts(&log)[format!("k{k}").as_bytes()],
+            b"30".to_vec()
+        );
+    }
+    append_events(&log, 300..310);
+    let mut app = counter_with(dir.path(), ProcessingGuarantee::ExactlyOnce);
+    app.run_until_idle().unwrap();
+    assert!(app.metrics().restored_entries > 0);
+    assert_eq!(app.metrics().records_in, 10, "only the new events");
+    for k in 0..5 {
+        assert_eq!(
+            last_counts(&log)[format!("k{k}").as_bytes()],
+            b"31".to_vec(),
+            "key k{k}"
+        );
+    }
+}
+
+#[test]
+fn a_topic_becomes_format_2_at_its_first_transactional_batch_and_alter_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    let topic = log.topic_or_create("t", TopicConfig::default()).unwrap();
+    topic
+        .writer(0)
+        .unwrap()
+        .append(&[Record::value("plain")])
+        .unwrap();
+    assert_eq!(
+        topic_format(dir.path(), "t"),
+        1,
+        "plain appends keep format 1"
+    );
+    let (mut p, _) = TransactionalProducer::start(&log, "id").unwrap();
+    p.append("t", 0, &[Record::value("in a transaction")])
+        .unwrap();
+    assert_eq!(topic_format(dir.path(), "t"), 2);
+    p.commit(None).unwrap();
+    log.alter_topic_config("t", &["retention.ms=1000"]).unwrap();
+    assert_eq!(
+        topic_format(dir.path(), "t"),
+        2,
+        "altering settings keeps the format"
+    );
+}
+
 fn unsupported(e: &LogError) -> Option<(&'static str, u64)> {
     match e {
         LogError::UnsupportedFormat { what, found, .. } => Some((what, *found)),
@@ -222,7 +369,7 @@ fn newer_formats_are_refused_and_left_as_they_are() {
     let meta = dir.path().join("topics/events/topic.json");
     std::fs::write(
         &meta,
-        r#"{"format": 2, "name": "events", "layout": "something new"}"#,
+        r#"{"format": 3, "name": "events", "layout": "something new"}"#,
     )
     .unwrap();
     let before = std::fs::read(&meta).unwrap();
@@ -231,10 +378,10 @@ fn newer_formats_are_refused_and_left_as_they_are() {
         .topic("events")
         .err()
         .unwrap();
-    assert_eq!(unsupported(&err), Some(("topic", 2)), "{err}");
+    assert_eq!(unsupported(&err), Some(("topic", 3)), "{err}");
     let out = run(dir.path(), &["topics", "describe", "events"], b"");
     assert_eq!(out.status.code(), Some(6));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("format 2"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("format 3"));
     assert_eq!(std::fs::read(&meta).unwrap(), before);
 
     // A commit record of a newer format.

@@ -59,9 +59,14 @@ struct TopicMeta {
     config: TopicConfig,
 }
 
-/// Format of a topic's `topic.json`, segments, indexes and tail, written into `topic.json`.
-/// Format 1: the layout in `docs/log-format.md`.
-pub const TOPIC_FORMAT: u64 = 1;
+/// Format of a topic's `topic.json`, segments, indexes and tail, written into `topic.json`: the
+/// newest this build reads. Format 1: the layout in `docs/log-format.md` without transactions;
+/// format 2: partitions may hold transactional and control batches (which a format-1 build would
+/// return as records). A topic stays in format 1 until its first transactional batch.
+pub const TOPIC_FORMAT: u64 = 2;
+
+/// The format of a topic no transactional batch was appended to.
+const PLAIN_TOPIC_FORMAT: u64 = 1;
 
 /// Format of a data directory's layout (`topics/`, `groups/`, `state/`), in its `eddy-format`
 /// file.
@@ -211,7 +216,7 @@ impl Log {
         write_meta(
             &staging,
             &TopicMeta {
-                format: TOPIC_FORMAT,
+                format: PLAIN_TOPIC_FORMAT,
                 name: name.to_owned(),
                 config: config.clone(),
             },
@@ -246,31 +251,15 @@ impl Log {
     /// Opens an existing topic.
     pub fn topic(&self, name: &str) -> LogResult<Topic> {
         let dir = self.topic_dir(name)?;
-        let meta_path = dir.join("topic.json");
-        let bytes = match std::fs::read(&meta_path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let meta = match read_meta(&dir) {
+            Err(LogError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 return Err(LogError::TopicNotFound {
                     topic: name.to_owned(),
                     dir: self.inner.dir.clone(),
                 })
             }
-            Err(e) => return Err(e).ctx("read", &meta_path),
+            other => other?,
         };
-        #[derive(Deserialize)]
-        struct FormatOnly {
-            #[serde(default = "format_one")]
-            format: u64,
-        }
-        // The version is checked before the rest is parsed: a newer topic.json may not parse.
-        if let Ok(v) = serde_json::from_slice::<FormatOnly>(&bytes) {
-            check_format(&dir, "topic", v.format, TOPIC_FORMAT)?;
-        }
-        let meta: TopicMeta = serde_json::from_slice(&bytes).map_err(|e| LogError::Corrupt {
-            path: meta_path.clone(),
-            position: e.column() as u64,
-            reason: format!("topic metadata does not parse: {e}"),
-        })?;
         meta.config.validate()?;
         Ok(Topic {
             log: self.clone(),
@@ -290,6 +279,8 @@ impl Log {
     pub fn alter_topic_config(&self, name: &str, settings: &[&str]) -> LogResult<TopicConfig> {
         self.refuse_if_read_only("alter a topic")?;
         let topic = self.topic(name)?;
+        let _meta = lock_meta(&topic.dir)?;
+        let format = read_meta(&topic.dir)?.format;
         let mut config = topic.config.clone();
         for setting in settings {
             if setting.split('=').next().map(str::trim) == Some("partitions") {
@@ -312,7 +303,7 @@ impl Log {
         write_meta(
             &topic.dir,
             &TopicMeta {
-                format: TOPIC_FORMAT,
+                format,
                 name: name.to_owned(),
                 config: config.clone(),
             },
@@ -406,6 +397,58 @@ impl Log {
 }
 
 /// Writes `dir/topic.json` crash-atomically: a temporary file, fsynced, renamed over it.
+/// Holds the topic's `meta.lock`, taken around every rewrite of `topic.json`.
+struct MetaLock(#[allow(dead_code)] std::fs::File);
+
+fn lock_meta(dir: &Path) -> LogResult<MetaLock> {
+    let path = dir.join("meta.lock");
+    let file = (std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true))
+    .open(&path)
+    .ctx("open lock", &path)?;
+    file.lock().ctx("lock", &path)?;
+    Ok(MetaLock(file))
+}
+
+/// The topic's `topic.json`. Its version is checked before the rest is parsed: a newer one may
+/// not parse.
+fn read_meta(dir: &Path) -> LogResult<TopicMeta> {
+    #[derive(Deserialize)]
+    struct FormatOnly {
+        #[serde(default = "format_one")]
+        format: u64,
+    }
+    let path = dir.join("topic.json");
+    let bytes = std::fs::read(&path).ctx("read", &path)?;
+    if let Ok(v) = serde_json::from_slice::<FormatOnly>(&bytes) {
+        check_format(dir, "topic", v.format, TOPIC_FORMAT)?;
+    }
+    serde_json::from_slice(&bytes).map_err(|e| LogError::Corrupt {
+        path,
+        position: e.column() as u64,
+        reason: format!("topic metadata does not parse: {e}"),
+    })
+}
+
+/// Records in `topic.json` (of the topic at `dir`) that its partitions hold transactional
+/// batches (format 2), before the first one is written; nothing when it says so already.
+pub(crate) fn mark_transactional(dir: &Path) -> LogResult<()> {
+    let _meta = lock_meta(dir)?;
+    let meta = read_meta(dir)?;
+    if meta.format >= TOPIC_FORMAT {
+        return Ok(());
+    }
+    write_meta(
+        dir,
+        &TopicMeta {
+            format: TOPIC_FORMAT,
+            ..meta
+        },
+    )
+}
+
 fn write_meta(dir: &Path, meta: &TopicMeta) -> LogResult<()> {
     let json =
         serde_json::to_vec_pretty(meta).map_err(|e| LogError::InvalidConfig(e.to_string()))?;

@@ -122,6 +122,8 @@ pub struct WriterCore {
     pub(crate) lock: File,
     /// Set by `share`: the partition is lent to other processes between calls.
     pub(crate) shared: AtomicBool,
+    /// Set once `topic.json` is known to say that the topic holds transactional batches.
+    transactional_format: AtomicBool,
     pub(crate) tail: TailFile,
     pub(crate) sync: Mutex<SyncState>,
     synced: Condvar,
@@ -269,6 +271,7 @@ impl PartitionWriter {
             state: Mutex::new(state),
             lock,
             shared: AtomicBool::new(false),
+            transactional_format: AtomicBool::new(false),
             config,
             tail,
             synced: Condvar::new(),
@@ -511,6 +514,13 @@ impl WriterCore {
         atomic: bool,
         txn: Option<(ProducerIdentity, Option<Marker>)>,
     ) -> LogResult<(Appended, bool)> {
+        if txn.is_some() && !self.transactional_format.load(Ordering::Acquire) {
+            // Before the first transactional batch: a build that reads only plain topics must
+            // refuse this one rather than return its markers as records.
+            let topic_dir = self.dir.parent().unwrap_or(&self.dir);
+            super::topic::mark_transactional(topic_dir)?;
+            self.transactional_format.store(true, Ordering::Release);
+        }
         let base_offset = st.active.next_offset;
         let fields = match txn {
             Some((producer, marker)) => {
