@@ -195,6 +195,37 @@ fn after_a_crash_the_active_segments_aborted_index_is_rebuilt_from_the_log() {
     );
 }
 
+#[test]
+fn a_reader_rereads_sealed_aborted_indexes_once_an_appender_recovered_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    let topic = log.topic_or_create("t", TopicConfig::default()).unwrap();
+    let w = topic.writer(0).unwrap();
+    w.append_transactional(producer(1, 0), &[rec("aborted")])
+        .unwrap();
+    w.end_transaction(producer(1, 0), false).unwrap();
+    w.append(&[rec("plain")]).unwrap();
+    w.roll_now().unwrap();
+    w.append(&[rec("after")]).unwrap();
+    drop(w);
+    // The sealed segment's index lost: a reader cannot tell the aborted record apart yet.
+    let part = partition_dir(dir.path());
+    std::fs::remove_file(part.join("00000000000000000000.txnindex")).unwrap();
+    let mut r = topic.reader(0).unwrap();
+    assert_eq!(
+        read(&mut r, Isolation::ReadCommitted).0,
+        values(&["aborted", "plain", "after"])
+    );
+    // An appender's recovery lists the abort again; the same reader reads the index again.
+    let w = topic.writer(0).unwrap();
+    assert!(part.join("00000000000000000000.txnindex").exists());
+    assert_eq!(
+        read(&mut r, Isolation::ReadCommitted).0,
+        values(&["plain", "after"])
+    );
+    drop(w);
+}
+
 /// Cuts `bytes` off the end of the active segment of partition 0 of `t` (a write cut short).
 fn tear(dir: &Path, bytes: u64) {
     let path = partition_dir(dir).join("00000000000000000000.log");

@@ -121,6 +121,10 @@ pub struct PartitionReader {
     /// The last stable offset worked out from the log for a tail that did not publish one, so
     /// that reads of the same tail do not read the log again.
     found_stable: std::cell::Cell<Option<(Tail, u64)>>,
+    /// The aborted transactions listed by sealed segments' `.txnindex` files, which no appender
+    /// changes once the segment is sealed, except recovery when an appender takes the partition:
+    /// kept while the tail's generation stays the same.
+    sealed_aborted: (u64, std::collections::BTreeMap<u64, Vec<AbortedTxn>>),
     segments: Vec<u64>,
     open: Option<OpenSegment>,
     /// (segment base, byte position, offset) where the last read stopped.
@@ -242,6 +246,7 @@ impl PartitionReader {
             contiguous,
             found_tail: std::cell::Cell::new(None),
             found_stable: std::cell::Cell::new(None),
+            sealed_aborted: (0, std::collections::BTreeMap::new()),
             segments: list_segments(dir)?,
             open: None,
             cursor: None,
@@ -440,14 +445,31 @@ impl PartitionReader {
     /// segment that may list them (an abort is listed with its marker, at or after its data).
     fn aborted_after(&mut self, from: u64, tail: Tail) -> LogResult<Vec<AbortedTxn>> {
         let bases = list_segments(&self.dir)?;
+        let generation = self.tail.generation();
+        let (seen, cache) = &mut self.sealed_aborted;
+        if *seen != generation {
+            cache.clear();
+            *seen = generation;
+        }
+        cache.retain(|base, _| bases.binary_search(base).is_ok());
         let first = bases.partition_point(|b| *b <= from).saturating_sub(1);
         let mut out = Vec::new();
         for &base in bases.get(first..).unwrap_or_default() {
             if base > tail.active_base {
                 break;
             }
-            let listed = txn::read_aborted(&self.dir, base)?;
-            out.extend(listed.into_iter().filter(|a| a.last_offset >= from));
+            let fresh;
+            let listed = match cache.get(&base) {
+                Some(listed) => listed,
+                None if base < tail.active_base => cache
+                    .entry(base)
+                    .or_insert(txn::read_aborted(&self.dir, base)?),
+                None => {
+                    fresh = txn::read_aborted(&self.dir, base)?;
+                    &fresh
+                }
+            };
+            out.extend(listed.iter().filter(|a| a.last_offset >= from).copied());
         }
         Ok(out)
     }

@@ -33,11 +33,15 @@ pub(crate) const TXN_ENTRY_LEN: usize = 34;
 /// Largest `.txnindex` read back: bounds the allocation made from its length.
 const MAX_TXN_INDEX_BYTES: u64 = 64 << 20;
 const SNAPSHOT: &str = "txn-snapshot";
-const SNAPSHOT_MAGIC: &[u8; 8] = b"EDDYTXN1";
+/// Version 2 adds the aborts listed per segment; a version-1 snapshot is ignored (recovery reads
+/// the log instead).
+const SNAPSHOT_MAGIC: &[u8; 8] = b"EDDYTXN2";
 /// Bytes of one snapshot entry: producer id i64, epoch i16, first offset u64, next sequence i32.
 const SNAPSHOT_ENTRY_LEN: usize = 22;
 /// Bytes of one snapshot entry of a producer's newest epoch: producer id i64, epoch i16.
 const EPOCH_ENTRY_LEN: usize = 10;
+/// Bytes of one snapshot entry of aborts listed by a segment: base u64, entries u32.
+const LISTED_ENTRY_LEN: usize = 12;
 /// Most open transactions (and producers) a snapshot may list (bounds its allocation).
 const MAX_SNAPSHOT_ENTRIES: usize = 1 << 20;
 
@@ -99,6 +103,10 @@ pub(crate) struct PartitionTxns {
     open: BTreeMap<i64, OpenTxn>,
     /// The newest epoch seen of every producer that wrote here.
     epochs: BTreeMap<i64, i16>,
+    /// How many aborts each segment's `.txnindex` lists (segments listing none are absent): a
+    /// snapshot whose counts the files do not bear out is not trusted, so that a lost or cut
+    /// index is rebuilt from the log.
+    listed: BTreeMap<u64, u32>,
 }
 
 impl PartitionTxns {
@@ -162,6 +170,16 @@ impl PartitionTxns {
             last_offset: offset,
             last_stable_offset: lso,
         })
+    }
+
+    /// Records that the `.txnindex` of segment `base` lists one more abort.
+    pub fn on_listed(&mut self, base: u64) {
+        *self.listed.entry(base).or_default() += 1;
+    }
+
+    /// Forgets the counts of segments below `first` (deleted by retention).
+    pub fn forget_listed_before(&mut self, first: u64) {
+        self.listed.retain(|base, _| *base >= first);
     }
 
     fn saw(&mut self, producer: ProducerIdentity) {
@@ -283,6 +301,11 @@ pub(crate) fn write_snapshot(dir: &Path, at: SnapshotAt, txns: &PartitionTxns) -
         b.extend_from_slice(&id.to_be_bytes());
         b.extend_from_slice(&epoch.to_be_bytes());
     }
+    b.extend_from_slice(&(txns.listed.len() as u32).to_be_bytes());
+    for (base, n) in &txns.listed {
+        b.extend_from_slice(&base.to_be_bytes());
+        b.extend_from_slice(&n.to_be_bytes());
+    }
     let crc = crc32c::crc32c(&b);
     b.extend_from_slice(&crc.to_be_bytes());
     let path = dir.join(SNAPSHOT);
@@ -296,7 +319,7 @@ pub(crate) fn write_snapshot(dir: &Path, at: SnapshotAt, txns: &PartitionTxns) -
 pub(crate) fn read_snapshot(dir: &Path) -> Option<(SnapshotAt, PartitionTxns)> {
     let path = dir.join(SNAPSHOT);
     let len = std::fs::metadata(&path).ok()?.len() as usize;
-    if len > 44 + MAX_SNAPSHOT_ENTRIES * (SNAPSHOT_ENTRY_LEN + EPOCH_ENTRY_LEN) {
+    if len > 48 + MAX_SNAPSHOT_ENTRIES * (SNAPSHOT_ENTRY_LEN + EPOCH_ENTRY_LEN + LISTED_ENTRY_LEN) {
         return None;
     }
     let b = std::fs::read(&path).ok()?;
@@ -313,14 +336,25 @@ pub(crate) fn read_snapshot(dir: &Path) -> Option<(SnapshotAt, PartitionTxns)> {
     let count = u32::from_be_bytes(body.get(32..36)?.try_into().ok()?) as usize;
     let epochs_at = 36 + count.min(MAX_SNAPSHOT_ENTRIES) * SNAPSHOT_ENTRY_LEN;
     let epochs = u32::from_be_bytes(body.get(epochs_at..epochs_at + 4)?.try_into().ok()?) as usize;
+    let listed_at = epochs_at + 4 + epochs.min(MAX_SNAPSHOT_ENTRIES) * EPOCH_ENTRY_LEN;
+    let listed = u32::from_be_bytes(body.get(listed_at..listed_at + 4)?.try_into().ok()?) as usize;
     if count > MAX_SNAPSHOT_ENTRIES
         || epochs > MAX_SNAPSHOT_ENTRIES
-        || body.len() != epochs_at + 4 + epochs * EPOCH_ENTRY_LEN
+        || listed > MAX_SNAPSHOT_ENTRIES
+        || body.len() != listed_at + 4 + listed * LISTED_ENTRY_LEN
     {
         return None;
     }
     let mut txns = PartitionTxns::default();
-    for e in body.get(epochs_at + 4..)?.chunks_exact(EPOCH_ENTRY_LEN) {
+    for e in body.get(listed_at + 4..)?.chunks_exact(LISTED_ENTRY_LEN) {
+        let base = u64::from_be_bytes(e.get(0..8)?.try_into().ok()?);
+        txns.listed
+            .insert(base, u32::from_be_bytes(e.get(8..12)?.try_into().ok()?));
+    }
+    for e in body
+        .get(epochs_at + 4..listed_at)?
+        .chunks_exact(EPOCH_ENTRY_LEN)
+    {
         let id = i64::from_be_bytes(e.get(0..8)?.try_into().ok()?);
         txns.epochs
             .insert(id, i16::from_be_bytes(e.get(8..10)?.try_into().ok()?));
@@ -365,7 +399,12 @@ pub(crate) fn recover(
         };
         at.segment_base == active.base && at.position <= active.size && here().unwrap_or(false)
     };
-    let resume = read_snapshot(dir).filter(|(at, _)| matches_log(at));
+    let bases: Vec<u64> = (sealed.iter().map(|s| s.base))
+        .chain([active.base])
+        .collect();
+    let resume = read_snapshot(dir)
+        .filter(|(at, _)| matches_log(at))
+        .filter(|(at, t)| indexes_bear_out(dir, &bases, at, t).unwrap_or(false));
     let first = sealed.first().map_or(active.base, |s| s.base);
     let (mut txns, start) = match resume {
         Some((at, t)) => (t, at),
@@ -397,8 +436,36 @@ pub(crate) fn recover(
         if want != listed {
             rewrite_aborted(dir, base, &want)?;
         }
+        match want.len() {
+            0 => txns.listed.remove(&base),
+            n => txns.listed.insert(base, n as u32),
+        };
     }
+    txns.forget_listed_before(bases.first().copied().unwrap_or(active.base));
     Ok(txns)
+}
+
+/// Whether the `.txnindex` files of the segments `bases` list as many aborts as the snapshot
+/// `t` (taken at `at`) says: exactly, before the snapshot's segment; at least, in it (aborts
+/// appended after the snapshot was taken).
+fn indexes_bear_out(
+    dir: &Path,
+    bases: &[u64],
+    at: &SnapshotAt,
+    t: &PartitionTxns,
+) -> LogResult<bool> {
+    for &base in bases.iter().filter(|b| **b <= at.segment_base) {
+        let found = read_aborted(dir, base)?.len();
+        let said = t.listed.get(&base).copied().unwrap_or(0) as usize;
+        let agrees = match base < at.segment_base {
+            true => found == said,
+            false => found >= said,
+        };
+        if !agrees {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Follows the transactional batches of segment `base` in `position..size`; returns the aborts.

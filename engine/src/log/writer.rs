@@ -567,6 +567,7 @@ impl WriterCore {
                         // Listed before the published last stable offset moves past it.
                         txn::append_aborted(&self.dir, segment, &aborted)
                             .map_err(|e| self.poison(e))?;
+                        st.txns.on_listed(segment);
                     }
                 }
             }
@@ -787,6 +788,8 @@ impl WriterCore {
         for seg in st.sealed.drain(..doomed) {
             delete_segment_files(&self.dir, seg.base)?;
         }
+        let first = st.sealed.first().map_or(st.active.base, |s| s.base);
+        st.txns.forget_listed_before(first);
         if doomed > 0 {
             sync_dir(&self.dir)?;
         }
