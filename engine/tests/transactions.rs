@@ -226,6 +226,37 @@ fn a_reader_rereads_sealed_aborted_indexes_once_an_appender_recovered_them() {
     drop(w);
 }
 
+#[test]
+fn the_last_stable_offset_stays_at_the_log_start_once_retention_deleted_an_open_transactions_start()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    let mut config = common::small_segments(1, 1024);
+    config.set("retention.bytes=3000").unwrap();
+    let topic = log.topic_or_create("t", config).unwrap();
+    let w = topic.writer(0).unwrap();
+    w.append_transactional(producer(1, 0), &[rec("open")])
+        .unwrap();
+    for i in 0..100 {
+        w.append(&[rec(&format!("plain-{i:03}-{}", "x".repeat(40)))])
+            .unwrap();
+    }
+    let log_start = w.log_start_offset();
+    assert!(
+        log_start > 0,
+        "retention deleted the transaction's first segment"
+    );
+    assert_eq!(w.last_stable_offset(), log_start);
+    let mut r = topic.reader(0).unwrap();
+    r.set_isolation(Isolation::ReadCommitted);
+    assert_eq!(r.readable_end().unwrap(), log_start);
+    // After a clean close, the tail published says the same.
+    drop(w);
+    let mut r = topic.reader(0).unwrap();
+    r.set_isolation(Isolation::ReadCommitted);
+    assert_eq!(r.readable_end().unwrap(), log_start);
+}
+
 /// Cuts `bytes` off the end of the active segment of partition 0 of `t` (a write cut short).
 fn tear(dir: &Path, bytes: u64) {
     let path = partition_dir(dir).join("00000000000000000000.log");

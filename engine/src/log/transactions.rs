@@ -536,7 +536,9 @@ pub(crate) fn last_stable_of(dir: &Path, bases: &[u64], position: u64, end: u64)
         };
         follow_segment(dir, base, start, size, &mut txns)?;
     }
-    Ok(txns.last_stable(end))
+    // Never below the log start, as the appender publishes it.
+    let log_start = bases.first().copied().unwrap_or(end).min(end);
+    Ok(txns.last_stable(end).max(log_start))
 }
 
 #[cfg(test)]

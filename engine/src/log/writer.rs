@@ -82,8 +82,16 @@ impl WriterState {
             active_base: self.active.base,
             position: self.active.size,
             next_offset: self.active.next_offset,
-            last_stable: Some(self.txns.last_stable(self.active.next_offset)),
+            last_stable: Some(self.last_stable()),
         }
+    }
+
+    /// The last stable offset, never below the log start: retention may delete the first batches
+    /// of a transaction still open (as in Kafka, the LSO then stays at the log start until it
+    /// ends).
+    fn last_stable(&self) -> u64 {
+        let log_start = self.sealed.first().map_or(self.active.base, |s| s.base);
+        (self.txns.last_stable(self.active.next_offset)).max(log_start)
     }
 
     /// Where a snapshot of the open transactions taken now resumes.
@@ -452,8 +460,7 @@ impl WriterCore {
     /// The last stable offset: the first offset of the earliest transaction open here, or the
     /// end offset when none is.
     pub fn last_stable_offset(&self) -> u64 {
-        let st = self.state.lock();
-        st.txns.last_stable(st.active.next_offset)
+        self.state.lock().last_stable()
     }
 
     fn append_in_batches(
