@@ -427,16 +427,25 @@ fn commit_offsets(log: &Log, o: &TransactionOffsets) -> GroupResult<()> {
     file.commit(&path, &refs, &o.metadata, true, now_ms())
 }
 
-/// Aborts the transactions of other ids that stayed open past their deadline (their instance
-/// is gone or stuck), bumping their epochs so that a stuck instance is fenced when it resumes.
-fn abort_expired(log: &Log, except: &str) -> GroupResult<()> {
+/// Aborts every transaction of `log`'s data directory that stayed open past its timeout (its
+/// producer is gone or stuck), bumping its epoch so that a stuck producer is fenced when it
+/// resumes; returns how many. Starting a producer does this, and so does every checkpoint of an
+/// application under exactly-once (at most every few seconds): with neither, a dead producer's
+/// transaction holds committed readers back until one of them runs.
+pub fn abort_expired_transactions(log: &Log) -> GroupResult<usize> {
+    abort_expired(log, "")
+}
+
+/// Aborts the transactions of ids other than `except` that stayed open past their deadline.
+fn abort_expired(log: &Log, except: &str) -> GroupResult<usize> {
     let root = log.dir().join("transactions");
     let entries = match std::fs::read_dir(&root) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(io("list", &root, e)),
     };
     let now = now_ms();
+    let mut aborted = 0;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let dir = entry.path();
@@ -455,6 +464,7 @@ fn abort_expired(log: &Log, except: &str) -> GroupResult<()> {
         state.epoch += 1;
         write_state(&dir, &state)?;
         complete(log, &mut Writers::default(), &dir, &mut state)?;
+        aborted += 1;
     }
-    Ok(())
+    Ok(aborted)
 }

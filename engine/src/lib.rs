@@ -95,7 +95,8 @@ pub mod cli;
 pub const DEFAULT_DATA_DIR: &str = "./eddy-data";
 
 pub use coordinator::{
-    Completed, TransactionOffsets, TransactionalProducer, DEFAULT_TRANSACTION_TIMEOUT_MS,
+    abort_expired_transactions, Completed, TransactionOffsets, TransactionalProducer,
+    DEFAULT_TRANSACTION_TIMEOUT_MS,
 };
 pub use groups::{
     parse_iso_duration, AutoOffsetReset, Consumer, ConsumerConfig, GroupDescription, GroupError,

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use eddy::{
-    Completed, Groups, Isolation, Log, LogError, Record, TopicConfig, TransactionOffsets,
-    TransactionalProducer,
+    abort_expired_transactions, Completed, Groups, Isolation, Log, LogError, Record, TopicConfig,
+    TransactionOffsets, TransactionalProducer,
 };
 
 fn log_with_topics(dir: &std::path::Path) -> Log {
@@ -153,4 +153,32 @@ fn a_transaction_open_past_its_timeout_is_aborted_by_the_next_start_and_its_owne
     assert_eq!(writer.last_stable_offset(), 2, "aborted: the marker at 1");
     assert!(committed(&log, "out").is_empty());
     assert!(stuck.commit(None).is_err(), "fenced when it resumes");
+}
+
+#[test]
+fn expired_transactions_are_aborted_on_request_and_live_ones_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_with_topics(dir.path());
+    let (mut dead, _) = TransactionalProducer::start(&log, "dead").unwrap();
+    dead.set_transaction_timeout(Duration::from_millis(50));
+    dead.append("out", 0, &[rec("never committed")]).unwrap();
+    drop(dead);
+    let (mut live, _) = TransactionalProducer::start(&log, "live").unwrap();
+    live.append("changelog", 0, &[rec("still going")]).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(abort_expired_transactions(&log).unwrap(), 1);
+    let out = log.topic("out").unwrap().writer(0).unwrap();
+    assert_eq!(
+        out.last_stable_offset(),
+        out.end_offset(),
+        "the dead one is aborted"
+    );
+    assert!(committed(&log, "out").is_empty());
+    assert_eq!(
+        abort_expired_transactions(&log).unwrap(),
+        0,
+        "nothing more to abort"
+    );
+    live.commit(None).unwrap();
+    assert_eq!(committed(&log, "changelog"), ["still going"]);
 }

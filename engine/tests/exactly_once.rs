@@ -285,3 +285,58 @@ fn an_instance_stopped_mid_checkpoint_whose_tasks_moved_is_fenced_when_continued
     assert_eq!(repeats(&got), 0, "a result committed twice");
     assert_eq!(got, exact(9_000));
 }
+
+#[test]
+fn a_running_application_aborts_a_dead_producers_expired_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    produce(dir.path(), 0, 100);
+    let log = Log::open(dir.path()).unwrap();
+    log.topic_or_create("other", TopicConfig::default())
+        .unwrap();
+    // It expires after the application's tasks started (each start aborts what expired by then):
+    // only the application's checkpoints can abort it.
+    let (mut dead, _) = eddy::TransactionalProducer::start(&log, "dead").unwrap();
+    dead.set_transaction_timeout(Duration::from_millis(1500));
+    dead.append("other", 0, &[Record::value("never committed")])
+        .unwrap();
+    drop(dead);
+    let committed_end = || {
+        let mut r = Log::open(dir.path())
+            .unwrap()
+            .topic("other")
+            .unwrap()
+            .reader(0)
+            .unwrap();
+        r.set_isolation(Isolation::ReadCommitted);
+        (r.readable_end().unwrap(), r.end_offset())
+    };
+    assert_eq!(
+        committed_end().0,
+        0,
+        "the dead producer's transaction holds readers back"
+    );
+    let mut app = build(dir.path(), ProcessingGuarantee::ExactlyOnce);
+    let stop = app.stop_handle();
+    let released = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut released = false;
+            while Instant::now() < deadline && !released {
+                std::thread::sleep(Duration::from_millis(50));
+                let (stable, end) = committed_end();
+                released = stable == end;
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            released
+        });
+        let ran = app.run();
+        // A failed run ends the watcher too.
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        ran.unwrap();
+        watcher.join().unwrap()
+    });
+    assert!(
+        released,
+        "the application's checkpoints aborted the expired transaction"
+    );
+}

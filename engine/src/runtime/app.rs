@@ -239,6 +239,7 @@ impl Application {
             consumer,
             tasks: BTreeMap::new(),
             last_checkpoint: Instant::now(),
+            last_expiry_check: Instant::now(),
             since_checkpoint: 0,
             processed: 0,
         };
@@ -260,6 +261,8 @@ pub(super) struct Runner<'a> {
     pub(super) consumer: Consumer,
     pub(super) tasks: BTreeMap<TopicPartition, Task>,
     pub(super) last_checkpoint: Instant,
+    /// When expired transactions of the data directory were last looked for (exactly-once).
+    pub(super) last_expiry_check: Instant,
     pub(super) since_checkpoint: u64,
     processed: u64,
 }
@@ -460,6 +463,13 @@ impl Runner<'_> {
             }
             bump(&m.state_resets, u64::from(start.state_reset));
             let mut task = start.task;
+            if let Some(p) = task.producer.as_mut() {
+                // A transaction lasts about a commit interval: the timeout leaves it ten.
+                let interval = self.app.config.commit_interval.saturating_mul(10);
+                p.set_transaction_timeout(interval.max(Duration::from_millis(
+                    crate::coordinator::DEFAULT_TRANSACTION_TIMEOUT_MS as u64,
+                )));
+            }
             if let Some(store) = task.store.as_mut() {
                 let sources = self.app.registry.sources.borrow();
                 if let Some(source) = sources.get(&tp.0) {

@@ -21,7 +21,10 @@ use super::app::{step_failure, Application, Runner};
 use super::config::ProcessingGuarantee;
 use super::metrics::bump;
 use super::task::CHECKPOINT_METADATA;
-use crate::coordinator::TransactionOffsets;
+use crate::coordinator::{abort_expired_transactions, TransactionOffsets};
+
+/// How often an application under exactly-once looks for expired transactions.
+const EXPIRY_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::stream::StreamResult;
 
 impl Application {
@@ -100,6 +103,15 @@ impl Runner<'_> {
             }
         }
         self.app.crash_point.reached("store", number);
+        if self.last_expiry_check.elapsed() >= EXPIRY_CHECK_EVERY {
+            // A dead producer's open transaction must not hold committed readers back for
+            // ever, also when no producer starts again.
+            let aborted = abort_expired_transactions(self.app.log())?;
+            if aborted > 0 {
+                tracing::warn!(aborted, "aborted transactions open past their timeout");
+            }
+            self.last_expiry_check = Instant::now();
+        }
         bump(&self.app.metrics.checkpoints, 1);
         self.last_checkpoint = Instant::now();
         self.since_checkpoint = 0;
