@@ -178,3 +178,28 @@ fn a_lent_partition_taken_for_good_by_another_appender_is_refused_after_the_wait
         ["a", "b", "a2"]
     );
 }
+
+#[test]
+fn opening_a_lent_partition_waits_out_the_call_that_holds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_a, b, wa) = two_handles(dir.path());
+    wa.append(&[Record::value("a")]).unwrap();
+    let lock_path = dir.path().join("topics/t/0/lock");
+    let held = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
+    // As a lending appender of another process in the middle of a long call.
+    held.lock().unwrap();
+    let started = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(600));
+            held.unlock().unwrap();
+        });
+        let wb = b.topic("t").unwrap().writer(0).unwrap();
+        assert!(started.elapsed() >= std::time::Duration::from_millis(500));
+        wb.share();
+        assert_eq!(wb.append(&[Record::value("b")]).unwrap().base_offset, 1);
+    });
+}

@@ -258,7 +258,14 @@ impl PartitionWriter {
             .write(true)
             .open(&lock_path)
             .ctx("open lock", &lock_path)?;
-        take_lock(&lock, topic, partition, &lock_path)?;
+        // A partition lent between appends is held for a call at a time: wait as a lending
+        // appender taking it back waits. Otherwise only a reader's probe can be in the way.
+        let lent = TailFile::open_read_only(&dir.join("tail")).is_ok_and(|t| t.lent_this_boot());
+        let wait = match lent {
+            true => super::lease::LEND_WAIT,
+            false => Duration::from_millis(200),
+        };
+        take_lock_within(&lock, topic, partition, &lock_path, wait)?;
         let (mut state, recovery) = load_state(dir, &config)?;
         let tail_value = state.tail();
         let tail_path = dir.join("tail");
