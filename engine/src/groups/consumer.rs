@@ -65,6 +65,10 @@ pub struct ConsumerConfig {
     /// Which records polls return: every one (the default, as Kafka's `isolation.level`), or
     /// only committed ones, up to each partition's last stable offset.
     pub isolation: Isolation,
+    /// Sets of subscribed topics whose partitions are assigned together: partition `p` of each
+    /// topic of a set goes to the same member (the inputs of a join or a merge). Their topics
+    /// need as many partitions each.
+    pub copartitioned: Vec<Vec<String>>,
 }
 
 impl ConsumerConfig {
@@ -83,6 +87,7 @@ impl ConsumerConfig {
             release_manually: false,
             max_poll_interval: Some(Duration::from_secs(300)),
             isolation: Isolation::ReadUncommitted,
+            copartitioned: Vec::new(),
         }
     }
 }
@@ -124,6 +129,8 @@ pub struct Consumer {
     last_poll: Option<Instant>,
     /// Left the group for exceeding `max_poll_interval`: the next `poll` rejoins.
     rejoin: bool,
+    /// Owned partitions that polls skip until resumed.
+    paused: BTreeSet<TopicPartition>,
 }
 
 impl Consumer {
@@ -156,6 +163,7 @@ impl Consumer {
             next_partition: 0,
             last_poll: None,
             rejoin: false,
+            paused: BTreeSet::new(),
         })
     }
 
@@ -183,6 +191,7 @@ impl Consumer {
         let info = MemberInfo {
             id: self.member_id.clone(),
             topics: self.topics.clone(),
+            copartitioned: self.config.copartitioned.clone(),
         };
         self.member = Some(self.group.join(&info, self.poll_deadline_ms())?);
         Ok(())
@@ -388,6 +397,31 @@ impl Consumer {
         }
     }
 
+    /// Stops polls from reading `partition` of `topic` until [`resume`](Self::resume), as
+    /// Kafka's `pause` (the position stays where it is).
+    pub fn pause(&mut self, topic: &str, partition: u32) {
+        self.paused.insert((topic.to_owned(), partition));
+    }
+
+    /// Lets polls read a paused partition again.
+    pub fn resume(&mut self, topic: &str, partition: u32) {
+        self.paused.remove(&(topic.to_owned(), partition));
+    }
+
+    /// Whether an owned partition has records past the position that a poll can return now
+    /// (under read-committed, up to the last stable offset).
+    pub fn has_readable(&mut self, topic: &str, partition: u32) -> GroupResult<bool> {
+        let key = (topic.to_owned(), partition);
+        let o = self
+            .owned
+            .get_mut(&key)
+            .ok_or_else(|| GroupError::NotAssigned {
+                topic: topic.to_owned(),
+                partition,
+            })?;
+        Ok(o.position < o.reader.readable_end()?)
+    }
+
     /// Whether every owned partition has been read to its end and nothing is waiting to be
     /// owned (for bounded runs: "caught up").
     pub fn caught_up(&mut self) -> GroupResult<bool> {
@@ -417,7 +451,7 @@ impl Consumer {
             let Some(key) = keys.get((self.next_partition + i) % n) else {
                 continue;
             };
-            if self.revoking.contains(key) {
+            if self.revoking.contains(key) || self.paused.contains(key) {
                 continue;
             }
             let Some(o) = self.owned.get_mut(key) else {
@@ -529,6 +563,7 @@ impl Consumer {
         }
         for k in lost {
             self.owned.remove(k); // releases the ownership lock
+            self.paused.remove(k);
         }
         Ok(())
     }

@@ -37,6 +37,11 @@ pub struct MemberInfo {
     pub id: String,
     /// Topics the member subscribed to.
     pub topics: Vec<String>,
+    /// Sets of its topics that must be co-partitioned: partition `p` of every topic of a set goes
+    /// to one member (the inputs of a join). Written only when there are some, so that files
+    /// of members without any read as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copartitioned: Vec<Vec<String>>,
 }
 
 /// The directory of one group.
@@ -411,8 +416,10 @@ impl OwnerHandle {
 }
 
 /// Round-robin assignment, as Kafka's `RoundRobinAssignor`: all topic-partitions in order, dealt
-/// to the members (sorted by id) in turn, skipping members not subscribed to the topic. Every
-/// member computes the same result from the same membership.
+/// to the members (sorted by id) in turn, skipping members not subscribed to the topic. Topics a
+/// member lists as co-partitioned are dealt together: partition `p` of all of them is one unit,
+/// dealt where the first of them would be, to a member subscribed to all of them (as Kafka
+/// Streams assigns a task). Every member computes the same result from the same membership.
 pub(crate) fn assign(
     members: &[MemberInfo],
     partitions: &BTreeMap<String, u32>,
@@ -422,20 +429,41 @@ pub(crate) fn assign(
     if members.is_empty() {
         return out;
     }
+    // The set each topic is dealt with (itself when alone), by the set's first topic.
+    let mut unit_of: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for set in members.iter().flat_map(|m| &m.copartitioned) {
+        let mut topics: Vec<&str> = set.iter().map(String::as_str).collect();
+        topics.sort_unstable();
+        topics.dedup();
+        for t in &topics {
+            unit_of.entry(t).or_insert_with(|| topics.clone());
+        }
+    }
     let mut next = 0usize;
     for (topic, &count) in partitions {
+        let unit: Vec<&str> = match unit_of.get(topic.as_str()) {
+            Some(set) if set.first() != Some(&topic.as_str()) => continue, // dealt with its first
+            Some(set) => set.clone(),
+            None => vec![topic.as_str()],
+        };
         for p in 0..count {
+            let parts: Vec<&str> = (unit.iter().copied())
+                .filter(|t| partitions.get(*t).is_some_and(|&n| p < n))
+                .collect();
             for step in 0..members.len() {
                 let m = &members[(next + step) % members.len()];
-                if m.topics.iter().any(|t| t == topic) {
+                if parts.iter().all(|t| m.topics.iter().any(|s| s == t)) {
                     if let Some(v) = out.get_mut(&m.id) {
-                        v.push((topic.clone(), p));
+                        v.extend(parts.iter().map(|t| ((*t).to_owned(), p)));
                     }
                     next = (next + step + 1) % members.len();
                     break;
                 }
             }
         }
+    }
+    for v in out.values_mut() {
+        v.sort();
     }
     out
 }
@@ -448,7 +476,46 @@ mod tests {
         MemberInfo {
             id: id.into(),
             topics: topics.iter().map(|t| t.to_string()).collect(),
+            copartitioned: Vec::new(),
         }
+    }
+
+    #[test]
+    fn co_partitioned_topics_give_each_partition_number_to_one_member() {
+        let parts: BTreeMap<String, u32> = [
+            ("left".to_string(), 4),
+            ("right".to_string(), 4),
+            ("solo".to_string(), 3),
+        ]
+        .into();
+        let joined = |id: &str| MemberInfo {
+            copartitioned: vec![vec!["right".into(), "left".into()]],
+            ..m(id, &["left", "right", "solo"])
+        };
+        for members in [
+            vec![joined("a"), joined("b")],
+            vec![joined("a"), joined("b"), joined("c")],
+        ] {
+            let out = assign(&members, &parts);
+            let mut all: Vec<_> = out.values().flatten().cloned().collect();
+            all.sort();
+            assert_eq!(all.len(), 11, "each partition exactly once: {out:?}");
+            all.dedup();
+            assert_eq!(all.len(), 11);
+            for owned in out.values() {
+                for (t, p) in owned {
+                    if t == "left" {
+                        assert!(owned.contains(&("right".to_string(), *p)), "{out:?}");
+                    }
+                }
+            }
+            let sizes: Vec<usize> = out.values().map(Vec::len).collect();
+            assert!(sizes.iter().all(|&s| s >= 2), "{out:?}");
+        }
+        // A member not subscribed to both sides gets neither.
+        let members = [joined("a"), m("b", &["left", "solo"])];
+        let out = assign(&members, &parts);
+        assert!(out["b"].iter().all(|(t, _)| t == "solo"), "{out:?}");
     }
 
     #[test]

@@ -55,6 +55,13 @@ impl Fetch {
             .map(|s| RecordView::from_slot(&self.buf, s))
     }
 
+    /// The `i`-th record, in offset order.
+    pub fn get(&self, i: usize) -> Option<RecordView<'_>> {
+        self.slots
+            .get(i)
+            .map(|s| RecordView::from_slot(&self.buf, s))
+    }
+
     /// The offset to read from next.
     pub fn next_offset(&self) -> u64 {
         self.next_offset

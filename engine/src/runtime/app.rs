@@ -20,10 +20,11 @@ use super::producer::Producer;
 use super::task::{start_task, Task, CHECKPOINT_METADATA};
 use crate::groups::{Consumer, ConsumerConfig, GroupError, TopicPartition};
 use crate::log::{Header, Isolation, Log, LogError, Record, RecordView, TopicConfig};
+use crate::state::Store;
 use crate::state::{StateEnv, StateError};
 use crate::stream::{
-    Ctx, ErrorPolicy, Format, Outputs, Registry, StepError, Stream, StreamError, StreamResult,
-    StreamTopic,
+    Ctx, ErrorPolicy, Format, Outputs, Registry, Source, StepError, Stream, StreamError,
+    StreamResult, StreamTopic, TaskInputs,
 };
 
 /// How long one poll waits for records; bounded runs wait less, to notice the end sooner.
@@ -109,6 +110,7 @@ impl Application {
             sources: Default::default(),
             outputs: std::cell::RefCell::new(Outputs::new(config.fsync)),
             setup_errors: Default::default(),
+            links: Default::default(),
         });
         Ok(Application {
             env: StateEnv::new(
@@ -155,6 +157,19 @@ impl Application {
         VF::Value: Clone,
     {
         self.registry.dataframe(topic)
+    }
+
+    /// The table of `topic`: the latest value of each key (tombstones delete), for
+    /// [`Stream::join_table`]. A topic has one table or one dataframe in an application. Read
+    /// from a compacted topic, the table is not copied to a changelog: the topic is its own.
+    pub fn table<KF: Format, VF: Format>(
+        &self,
+        topic: &StreamTopic<KF, VF>,
+    ) -> crate::stream::Table<VF::Value>
+    where
+        VF::Value: 'static,
+    {
+        crate::stream::join::register_table(&self.registry, topic)
     }
 
     /// A producer for standalone programs (generators, importers) writing to this data directory.
@@ -212,6 +227,10 @@ impl Application {
         if topics.is_empty() {
             return Err(StreamError::Setup("no dataframe was defined".into()));
         }
+        let inputs = self.registry.task_inputs().map_err(StreamError::Setup)?;
+        let primary_of: BTreeMap<String, String> = (inputs.iter())
+            .flat_map(|(p, all)| all.iter().map(move |t| (t.clone(), p.clone())))
+            .collect();
         let mut consumer = Consumer::new(
             &self.log,
             ConsumerConfig {
@@ -226,6 +245,7 @@ impl Application {
                     ProcessingGuarantee::ExactlyOnce => Isolation::ReadCommitted,
                     ProcessingGuarantee::AtLeastOnce => Isolation::ReadUncommitted,
                 },
+                copartitioned: inputs.values().filter(|v| v.len() > 1).cloned().collect(),
                 ..ConsumerConfig::new(self.config.group.clone())
             },
         )?;
@@ -237,6 +257,8 @@ impl Application {
         let mut runner = Runner {
             app: self,
             consumer,
+            inputs,
+            primary_of,
             tasks: BTreeMap::new(),
             last_checkpoint: Instant::now(),
             last_expiry_check: Instant::now(),
@@ -259,6 +281,10 @@ impl Application {
 pub(super) struct Runner<'a> {
     pub(super) app: &'a mut Application,
     pub(super) consumer: Consumer,
+    /// Each primary topic's inputs (itself first).
+    inputs: TaskInputs,
+    /// Each input topic's primary.
+    primary_of: BTreeMap<String, String>,
     pub(super) tasks: BTreeMap<TopicPartition, Task>,
     pub(super) last_checkpoint: Instant,
     /// When expired transactions of the data directory were last looked for (exactly-once).
@@ -302,12 +328,16 @@ impl Runner<'_> {
         let fresh = self.start_new_tasks()?;
         let polled_any = !batches.is_empty();
         for batch in batches {
-            let tp = (batch.topic, batch.partition);
-            if fresh.contains(&tp) {
+            let Some(primary) = self.primary_of.get(&batch.topic) else {
+                continue;
+            };
+            let task = (primary.clone(), batch.partition);
+            if fresh.contains(&task) {
                 continue; // read before the task chose its start; read again from there
             }
-            self.process(&tp, &batch.records)?;
+            self.process(&task, &batch.topic, batch.records)?;
         }
+        self.merge_waiting(false)?;
         self.tick_operators()?;
         if self.app.registry.outputs.borrow().wants_flush() {
             self.flush_outputs()?;
@@ -320,9 +350,13 @@ impl Runner<'_> {
             Until::Idle if !polled_any => {
                 self.flush_outputs()?;
                 // The consumer's positions are the tasks' positions here: every batch polled
-                // has been processed, and new tasks seeked to their starts.
+                // has been processed or is buffered for a merge, and new tasks seeked to their
+                // starts. What merges still hold (waiting for a silent input) goes now.
                 if self.consumer.caught_up()? {
-                    return Ok(false);
+                    if !self.merges_hold_records() {
+                        return Ok(false);
+                    }
+                    self.merge_waiting(true)?;
                 }
             }
             _ => {}
@@ -367,6 +401,8 @@ impl Runner<'_> {
         let mut logged = Vec::new();
         let sources = self.app.registry.sources.borrow();
         for (tp, task) in self.tasks.iter_mut() {
+            task.record_positions();
+            let position = task.position();
             if let Some(store) = &mut task.store {
                 if let Some(source) = sources.get(&tp.0) {
                     for op in source.shared.operators.borrow().iter() {
@@ -375,7 +411,7 @@ impl Runner<'_> {
                             .map_err(|e| step_failure(tp, e))?;
                     }
                 }
-                logged.push((tp.clone(), store.log_changes(task.position)?));
+                logged.push((tp.clone(), store.log_changes(position)?));
             }
         }
         drop(sources);
@@ -386,18 +422,13 @@ impl Runner<'_> {
             }
         }
         self.app.crash_point.reached("store", number);
-        let moved: Vec<(String, u32, u64)> = self
-            .tasks
-            .iter()
-            .filter(|(_, t)| t.committed != Some(t.position))
-            .map(|((topic, p), t)| (topic.clone(), *p, t.position))
+        let moved: Vec<(String, u32, u64)> = (self.tasks.iter())
+            .flat_map(|((_, p), t)| t.moved(*p))
             .collect();
         self.consumer
             .commit_offsets_with_metadata(&moved, CHECKPOINT_METADATA)?;
-        for (topic, p, o) in moved {
-            if let Some(t) = self.tasks.get_mut(&(topic, p)) {
-                t.committed = Some(o);
-            }
+        for task in self.tasks.values_mut() {
+            task.mark_committed();
         }
         self.app.crash_point.reached("commit", number);
         bump(&self.app.metrics.checkpoints, 1);
@@ -413,8 +444,10 @@ impl Runner<'_> {
             return Ok(());
         }
         self.checkpoint()?;
-        for tp in &revoking {
-            self.tasks.remove(tp);
+        for (topic, p) in &revoking {
+            if let Some(primary) = self.primary_of.get(topic) {
+                self.tasks.remove(&(primary.clone(), *p));
+            }
         }
         // Changelog appenders of closed tasks are dropped with their stores; output appenders
         // stay (this process may still produce to those topics).
@@ -424,10 +457,21 @@ impl Runner<'_> {
 
     fn start_new_tasks(&mut self) -> StreamResult<BTreeSet<TopicPartition>> {
         let mut fresh = BTreeSet::new();
-        for tp in self.consumer.assignment() {
-            if self.tasks.contains_key(&tp) || self.consumer.revoking().contains(&tp) {
+        let assigned: BTreeSet<TopicPartition> = self.consumer.assignment().into_iter().collect();
+        let revoking: BTreeSet<TopicPartition> = self.consumer.revoking().into_iter().collect();
+        for tp in assigned.iter().cloned() {
+            let Some(inputs) = self.inputs.get(&tp.0) else {
+                continue; // not a primary topic: its task is its primary's
+            };
+            // A task starts once every input partition is this instance's.
+            let ready = (inputs.iter()).all(|t| {
+                let itp = (t.clone(), tp.1);
+                assigned.contains(&itp) && !revoking.contains(&itp)
+            });
+            if self.tasks.contains_key(&tp) || !ready {
                 continue;
             }
+            let secondaries = inputs[1..].to_vec();
             let (stateful, partitions) = {
                 let sources = self.app.registry.sources.borrow();
                 let Some(source) = sources.get(&tp.0) else {
@@ -441,6 +485,7 @@ impl Runner<'_> {
                 &mut self.consumer,
                 &self.app.config.group,
                 &tp.0,
+                &secondaries,
                 tp.1,
                 partitions,
                 stateful,
@@ -471,12 +516,20 @@ impl Runner<'_> {
                 )));
             }
             if let Some(store) = task.store.as_mut() {
-                let sources = self.app.registry.sources.borrow();
+                let mut sources = self.app.registry.sources.borrow_mut();
                 if let Some(source) = sources.get(&tp.0) {
                     let names = source.shared.operator_names.borrow();
                     crate::stream::check_operator_names(store, &names).map_err(|e| {
                         StreamError::Setup(format!("topic {} partition {}: {e}", tp.0, tp.1))
                     })?;
+                }
+                for input in &task.inputs {
+                    if let Some(hook) = sources
+                        .get_mut(&input.topic)
+                        .and_then(|s| s.on_start.as_mut())
+                    {
+                        hook(store, tp.1, input.position, self.consumer_isolation())?;
+                    }
                 }
             }
             self.tasks.insert(tp.clone(), task);
@@ -499,7 +552,7 @@ impl Runner<'_> {
                 let mut ctx = Ctx {
                     topic: &tp.0,
                     partition: tp.1,
-                    offset: task.position,
+                    offset: task.position(),
                     raw_key: &[],
                     store: task.store.as_mut(),
                     outputs: &mut outputs,
@@ -514,87 +567,202 @@ impl Runner<'_> {
         Ok(())
     }
 
-    fn process(&mut self, tp: &TopicPartition, fetch: &crate::log::Fetch) -> StreamResult<()> {
-        let Some(task) = self.tasks.get_mut(tp) else {
+    fn consumer_isolation(&self) -> Isolation {
+        match self.app.exactly_once() {
+            true => Isolation::ReadCommitted,
+            false => Isolation::ReadUncommitted,
+        }
+    }
+
+    /// Processes records polled from `topic` for the task `task`: at once when it is the
+    /// task's only input, else buffers them for [`merge_waiting`](Self::merge_waiting).
+    fn process(
+        &mut self,
+        task_tp: &TopicPartition,
+        topic: &str,
+        fetch: crate::log::Fetch,
+    ) -> StreamResult<()> {
+        let Some(task) = self.tasks.get_mut(task_tp) else {
             return Ok(());
         };
+        if task.inputs.len() > 1 {
+            // Merged once every batch of the poll is buffered: the consumer's position of an
+            // input whose batch is still to come is already past it.
+            if let Some(input) = task.inputs.iter_mut().find(|i| i.topic == topic) {
+                input.buffer(fetch);
+            }
+            return Ok(());
+        }
         let registry = self.app.registry.clone();
         let mut sources = registry.sources.borrow_mut();
-        let Some(source) = sources.get_mut(&tp.0) else {
+        let Some(source) = sources.get_mut(topic) else {
             return Ok(());
         };
         let mut outputs = registry.outputs.borrow_mut();
         // Under exactly-once, what this task's records produce joins its transaction.
-        outputs.set_task(Some(tp));
-        let metrics = &self.app.metrics;
+        outputs.set_task(Some(task_tp));
         let mut count = 0u64;
         let mut late = 0u64;
+        let input = &mut task.inputs[0];
         for r in fetch.iter() {
-            let mut ctx = Ctx {
-                topic: &tp.0,
-                partition: tp.1,
-                offset: r.offset,
-                raw_key: r.key.unwrap_or_default(),
-                store: task.store.as_mut(),
-                outputs: &mut outputs,
-                late_records: 0,
-            };
-            let outcome = catch_unwind(AssertUnwindSafe(|| (source.run)(&mut ctx, &r)));
-            late += ctx.late_records;
-            let failure = match outcome {
-                Ok(Ok(())) => None,
-                Ok(Err(StepError::Fatal(e))) => return Err(e),
-                Ok(Err(StepError::Deserialize(cause))) => {
-                    bump(&metrics.deserialize_errors, 1);
-                    Some(("deserialize", cause))
-                }
-                Ok(Err(StepError::Function(cause))) => {
-                    bump(&metrics.function_errors, 1);
-                    Some(("function", cause))
-                }
-                Err(payload) => {
-                    bump(&metrics.panics, 1);
-                    Some(("panic", panic_message(payload.as_ref())))
-                }
-            };
-            if let Some((kind, cause)) = failure {
-                let policy = source
-                    .policy
-                    .clone()
-                    .unwrap_or_else(|| self.app.config.on_error.clone());
-                match policy {
-                    ErrorPolicy::Fail => {
-                        return Err(StreamError::Record {
-                            topic: tp.0.clone(),
-                            partition: tp.1,
-                            offset: r.offset,
-                            kind,
-                            cause,
-                        })
-                    }
-                    ErrorPolicy::Skip => bump(&metrics.skipped, 1),
-                    ErrorPolicy::DeadLetter(name) => {
-                        let dlq = self
-                            .app
-                            .log
-                            .topic_or_create(&name, TopicConfig::default())?;
-                        let id = outputs.register(&dlq);
-                        outputs.send(id, tp.1, dead_letter(&r, tp, kind, &cause));
-                        bump(&metrics.dead_lettered, 1);
-                    }
-                }
-            }
-            task.position = r.offset + 1;
+            let store = task.store.as_mut();
+            late += process_record(self.app, source, task_tp, store, &mut outputs, &r)?;
+            input.position = r.offset + 1;
             count += 1;
         }
-        task.position = task.position.max(fetch.next_offset());
+        input.position = input.position.max(fetch.next_offset());
         outputs.set_task(None);
-        bump(&metrics.records_in, count);
-        bump(&metrics.late_records, late);
-        self.since_checkpoint += count;
-        self.processed += count;
+        self.count_processed(count, late);
         Ok(())
     }
+
+    fn count_processed(&mut self, count: u64, late: u64) {
+        bump(&self.app.metrics.records_in, count);
+        bump(&self.app.metrics.late_records, late);
+        self.since_checkpoint += count;
+        self.processed += count;
+    }
+
+    /// Processes the buffered records of the inputs of `task_tp` in timestamp order while no
+    /// input holds the merge back (`super::inputs`), or all of them when `drain`; then pauses
+    /// the inputs that have records buffered, so that polls bring only what the merge waits for.
+    fn merge(&mut self, task_tp: &TopicPartition, drain: bool) -> StreamResult<()> {
+        let Some(task) = self.tasks.get_mut(task_tp) else {
+            return Ok(());
+        };
+        let registry = self.app.registry.clone();
+        let mut sources = registry.sources.borrow_mut();
+        let mut outputs = registry.outputs.borrow_mut();
+        outputs.set_task(Some(task_tp));
+        let max_idle = self.app.config.max_task_idle;
+        let (mut count, mut late) = (0u64, 0u64);
+        loop {
+            if !drain {
+                let mut held = false;
+                for input in task.inputs.iter().filter(|i| i.is_empty()) {
+                    let readable = self.consumer.has_readable(&input.topic, task_tp.1)?;
+                    if input.holds_back(readable, max_idle) {
+                        held = true;
+                        break;
+                    }
+                }
+                if held {
+                    break;
+                }
+            }
+            let Some(i) = super::inputs::next_input(&task.inputs) else {
+                break;
+            };
+            let input = &mut task.inputs[i];
+            let Some(source) = sources.get_mut(&input.topic) else {
+                break;
+            };
+            let Some(r) = input.head() else {
+                break;
+            };
+            let offset = r.offset;
+            let in_topic = (input.topic.clone(), task_tp.1);
+            late += process_record(
+                self.app,
+                source,
+                &in_topic,
+                task.store.as_mut(),
+                &mut outputs,
+                &r,
+            )?;
+            task.inputs[i].advance(offset);
+            count += 1;
+        }
+        outputs.set_task(None);
+        for input in &task.inputs {
+            match input.is_empty() {
+                true => self.consumer.resume(&input.topic, task_tp.1),
+                false => self.consumer.pause(&input.topic, task_tp.1),
+            }
+        }
+        drop((sources, outputs));
+        self.count_processed(count, late);
+        Ok(())
+    }
+
+    fn merges_hold_records(&self) -> bool {
+        (self.tasks.values()).any(|t| t.inputs.len() > 1 && t.inputs.iter().any(|i| !i.is_empty()))
+    }
+
+    /// Merges what the tasks with several inputs hold, as far as their inputs allow (or
+    /// everything when `drain`).
+    fn merge_waiting(&mut self, drain: bool) -> StreamResult<()> {
+        let waiting: Vec<TopicPartition> = (self.tasks.iter())
+            .filter(|(_, t)| t.inputs.len() > 1 && t.inputs.iter().any(|i| !i.is_empty()))
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in waiting {
+            self.merge(&tp, drain)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs one record of `source` through its dataframe, in the task whose store is `store`, and
+/// applies the error policy to a failure. Returns the late records it dropped.
+fn process_record(
+    app: &Application,
+    source: &mut Source,
+    tp: &TopicPartition,
+    store: Option<&mut Store>,
+    outputs: &mut Outputs,
+    r: &RecordView<'_>,
+) -> StreamResult<u64> {
+    let metrics = &app.metrics;
+    let mut ctx = Ctx {
+        topic: &tp.0,
+        partition: tp.1,
+        offset: r.offset,
+        raw_key: r.key.unwrap_or_default(),
+        store,
+        outputs,
+        late_records: 0,
+    };
+    let outcome = catch_unwind(AssertUnwindSafe(|| (source.run)(&mut ctx, r)));
+    let late = ctx.late_records;
+    let failure = match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(StepError::Fatal(e))) => return Err(e),
+        Ok(Err(StepError::Deserialize(cause))) => {
+            bump(&metrics.deserialize_errors, 1);
+            Some(("deserialize", cause))
+        }
+        Ok(Err(StepError::Function(cause))) => {
+            bump(&metrics.function_errors, 1);
+            Some(("function", cause))
+        }
+        Err(payload) => {
+            bump(&metrics.panics, 1);
+            Some(("panic", panic_message(payload.as_ref())))
+        }
+    };
+    if let Some((kind, cause)) = failure {
+        let policy = (source.policy.clone()).unwrap_or_else(|| app.config.on_error.clone());
+        match policy {
+            ErrorPolicy::Fail => {
+                return Err(StreamError::Record {
+                    topic: tp.0.clone(),
+                    partition: tp.1,
+                    offset: r.offset,
+                    kind,
+                    cause,
+                })
+            }
+            ErrorPolicy::Skip => bump(&metrics.skipped, 1),
+            ErrorPolicy::DeadLetter(name) => {
+                let dlq = app.log.topic_or_create(&name, TopicConfig::default())?;
+                let id = outputs.register(&dlq);
+                outputs.send(id, tp.1, dead_letter(r, tp, kind, &cause));
+                bump(&metrics.dead_lettered, 1);
+            }
+        }
+    }
+    Ok(late)
 }
 
 /// An operator's failure outside the processing of a record.

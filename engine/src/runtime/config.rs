@@ -62,6 +62,12 @@ pub struct AppConfig {
     /// library draws nothing; a program may draw a progress bar). Default: none. Restores are
     /// also logged through `tracing`.
     pub on_restore_progress: Option<RestoreCallback>,
+    /// Kafka Streams' `max.task.idle.ms`, for tasks with several inputs (joins, merges): how long
+    /// a task whose other inputs have records waits for an input with nothing in the log before
+    /// processing without it. Whatever this is, a task waits for an input's records that are in
+    /// the log but not polled yet, so that inputs merge in timestamp order. Default: 0 (a
+    /// silent input holds nothing back).
+    pub max_task_idle: Duration,
 }
 
 impl AppConfig {
@@ -81,6 +87,7 @@ impl AppConfig {
             max_poll_records: 10_000,
             max_poll_interval: Some(Duration::from_secs(300)),
             on_restore_progress: None,
+            max_task_idle: Duration::ZERO,
         }
     }
 }

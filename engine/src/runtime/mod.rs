@@ -4,6 +4,7 @@
 
 mod app;
 mod config;
+mod inputs;
 mod metrics;
 mod producer;
 mod task;

@@ -1,5 +1,6 @@
-//! A task: one input topic-partition owned by this application instance, with its position and,
-//! for stateful dataframes, its store.
+//! A task: one partition of its input topics (one, or several linked by joins and merges; see
+//! [`super::inputs`]) owned by this application instance, with their positions and, for
+//! stateful dataframes, its store.
 //!
 //! Where a task starts (the decision that keeps state and input consistent after any crash):
 //! - the group's committed offset was set by a reset (`eddy groups reset-offsets`) and differs from
@@ -9,6 +10,10 @@
 //!   is never behind the committed offset of a checkpoint commit, and ahead of it only when the
 //!   process died between the store's checkpoint and the group commit;
 //! - otherwise: at the committed offset, or where `auto_offset_reset` says.
+//!
+//! A task's secondary inputs start the same way, with the positions the store recorded for them
+//! in place of the input offset; a reset of any input clears the state and starts every input
+//! at its committed offset.
 
 use crate::coordinator::{Completed, TransactionalProducer};
 use crate::groups::{
@@ -18,14 +23,53 @@ use crate::log::{CleanupPolicy, Durability, Log, TopicConfig};
 use crate::state::{RestoreReport, StateEnv, Store};
 use crate::stream::{StreamError, StreamResult};
 
+use super::inputs::{position_key, Input};
+
+impl Task {
+    /// Next offset to process of the primary input.
+    pub fn position(&self) -> u64 {
+        self.inputs[0].position
+    }
+
+    /// Writes the positions of the secondary inputs into the store when they moved (before a
+    /// checkpoint saves it).
+    pub fn record_positions(&mut self) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        for input in self.inputs.iter_mut().skip(1) {
+            if input.recorded != Some(input.position) {
+                store.put(
+                    &position_key(&input.topic),
+                    Some(input.position.to_be_bytes().to_vec()),
+                );
+                input.recorded = Some(input.position);
+            }
+        }
+    }
+
+    /// The inputs whose position moved since they were last committed.
+    pub fn moved(&self, partition: u32) -> Vec<(String, u32, u64)> {
+        (self.inputs.iter())
+            .filter(|i| i.committed != Some(i.position))
+            .map(|i| (i.topic.clone(), partition, i.position))
+            .collect()
+    }
+
+    /// Notes that every input's position was committed.
+    pub fn mark_committed(&mut self) {
+        for i in &mut self.inputs {
+            i.committed = Some(i.position);
+        }
+    }
+}
+
 /// Commit metadata of offsets committed by a checkpoint.
 pub(crate) const CHECKPOINT_METADATA: &str = "eddy:checkpoint";
 
 pub(crate) struct Task {
-    /// Next input offset to process.
-    pub position: u64,
-    /// Offset last committed for this partition by this instance (or found at start).
-    pub committed: Option<u64>,
+    /// The inputs, the primary topic first.
+    pub inputs: Vec<Input>,
     pub store: Option<Store>,
     /// Exactly-once: the task's transactional producer.
     pub producer: Option<TransactionalProducer>,
@@ -57,6 +101,7 @@ pub(crate) fn start_task(
     consumer: &mut Consumer,
     group: &str,
     topic: &str,
+    secondaries: &[String],
     partition: u32,
     partitions: u32,
     stateful: bool,
@@ -84,24 +129,30 @@ pub(crate) fn start_task(
     };
     let committed = consumer.committed_with_metadata(topic, partition)?;
     // Not the consumer's position: the poll that assigned the partition may have read past it.
-    let mut position = match &committed {
-        Some((c, _)) => *c,
-        None => {
-            let mut reader = log.topic(topic)?.reader(partition)?;
-            match reset {
-                AutoOffsetReset::Earliest => reader.log_start_offset()?,
-                AutoOffsetReset::Latest => reader.end_offset(),
-                AutoOffsetReset::Error => {
-                    return Err(GroupError::NoCommittedOffset {
-                        group: group.to_owned(),
-                        topic: topic.to_owned(),
-                        partition,
-                    }
-                    .into())
-                }
-            }
+    let start_of = |topic: &str, committed: &Option<(u64, String)>| -> StreamResult<u64> {
+        if let Some((c, _)) = committed {
+            return Ok(*c);
         }
+        let mut reader = log.topic(topic)?.reader(partition)?;
+        Ok(match reset {
+            AutoOffsetReset::Earliest => reader.log_start_offset()?,
+            AutoOffsetReset::Latest => reader.end_offset(),
+            AutoOffsetReset::Error => {
+                return Err(GroupError::NoCommittedOffset {
+                    group: group.to_owned(),
+                    topic: topic.to_owned(),
+                    partition,
+                }
+                .into())
+            }
+        })
     };
+    let mut position = start_of(topic, &committed)?;
+    let mut others = Vec::with_capacity(secondaries.len());
+    for t in secondaries {
+        let c = consumer.committed_with_metadata(t, partition)?;
+        others.push((t.clone(), start_of(t, &c)?, c));
+    }
     let mut restore = None;
     let mut state_reset = false;
     let mut store = None;
@@ -129,7 +180,35 @@ pub(crate) fn start_task(
         if let Some(p) = &producer {
             s.set_producer(p.identity());
         }
+        // Each secondary's position as the state recorded it.
+        let mut stored = Vec::with_capacity(others.len());
+        for (t, _, _) in &others {
+            let key = position_key(t);
+            let value = match s.input_offset() {
+                Some(_) => s.get(&key)?.map(<[u8]>::to_vec),
+                None => None,
+            };
+            stored.push(match value {
+                None => None,
+                Some(bytes) => Some(u64::from_be_bytes(
+                    bytes
+                        .try_into()
+                        .map_err(|_| s.corrupt_entry(&key, "not a u64 position"))?,
+                )),
+            });
+        }
+        // A secondary input reset (as the primary below): the state goes, every input starts
+        // at its committed offset.
+        let secondary_reset = others.iter().zip(&stored).any(|((_, _, c), at)| {
+            c.as_ref()
+                .is_some_and(|(o, m)| m == RESET_METADATA && *at != Some(*o))
+        });
         match (&committed, s.input_offset()) {
+            (_, Some(_)) if secondary_reset => {
+                s.wipe(position)?;
+                state_reset = true;
+            }
+            (_, None) if secondary_reset => {}
             (Some((c, meta)), state) if meta == RESET_METADATA && state != Some(*c) => {
                 if state.is_some() {
                     s.wipe(*c)?;
@@ -147,14 +226,34 @@ pub(crate) fn start_task(
             (_, Some(state)) => position = state,
             _ => {}
         }
+        if !state_reset && !secondary_reset {
+            // Not reset: secondaries resume where the state says they were, unless their
+            // offsets were reset keeping the state.
+            for ((_, p, c), at) in others.iter_mut().zip(stored) {
+                let keep_state = c
+                    .as_ref()
+                    .is_some_and(|(_, m)| m == RESET_KEEP_STATE_METADATA);
+                if let (false, Some(at)) = (keep_state, at) {
+                    *p = at;
+                }
+            }
+        }
         restore = Some(report);
         store = Some(s);
     }
     consumer.seek(topic, partition, position)?;
+    let mut inputs = vec![Input::new(
+        topic.to_owned(),
+        position,
+        committed.map(|(c, _)| c),
+    )];
+    for (t, p, c) in others {
+        consumer.seek(&t, partition, p)?;
+        inputs.push(Input::new(t, p, c.map(|(c, _)| c)));
+    }
     Ok(TaskStart {
         task: Task {
-            position,
-            committed: committed.map(|(c, _)| c),
+            inputs,
             store,
             producer,
         },

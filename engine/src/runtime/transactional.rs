@@ -63,6 +63,8 @@ impl Runner<'_> {
         let sources = registry.sources.borrow();
         let mut logged = Vec::new();
         for (tp, task) in self.tasks.iter_mut() {
+            task.record_positions();
+            let position = task.position();
             let (Some(store), Some(producer)) = (task.store.as_mut(), task.producer.as_mut())
             else {
                 continue;
@@ -74,27 +76,28 @@ impl Runner<'_> {
                         .map_err(|e| step_failure(tp, e))?;
                 }
             }
-            if store.has_changes(task.position) {
+            if store.has_changes(position) {
                 let (changelog, partition) = store.changelog_partition();
                 producer.include(&changelog, partition)?;
-                logged.push((tp.clone(), store.log_changes(task.position)?));
+                logged.push((tp.clone(), store.log_changes(position)?));
             }
         }
         drop(sources);
         self.app.crash_point.reached("changelog", number);
-        for ((topic, partition), task) in self.tasks.iter_mut() {
+        for ((_, partition), task) in self.tasks.iter_mut() {
+            let moved = task.moved(*partition);
             let Some(producer) = task.producer.as_mut() else {
                 continue;
             };
-            if !producer.has_open() && task.committed == Some(task.position) {
+            if !producer.has_open() && moved.is_empty() {
                 continue;
             }
             producer.commit(Some(TransactionOffsets {
                 group: self.app.config.group.clone(),
-                offsets: vec![(topic.clone(), *partition, task.position)],
+                offsets: moved,
                 metadata: CHECKPOINT_METADATA.to_owned(),
             }))?;
-            task.committed = Some(task.position);
+            task.mark_committed();
         }
         self.app.crash_point.reached("commit", number);
         for (tp, changes) in logged {

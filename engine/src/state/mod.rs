@@ -19,3 +19,4 @@ pub(crate) use env::StateEnv;
 #[cfg(test)]
 pub(crate) use store::test_store;
 pub(crate) use store::Store;
+pub(crate) use store::LOCAL_ONLY;

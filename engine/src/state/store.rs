@@ -3,7 +3,9 @@
 //!
 //! Invariants:
 //! - Data keys start with a byte from 1 to 254; keys starting with 0 are the store's metadata (in RocksDB)
-//!   or the checkpoint marker (in the changelog).
+//!   or the checkpoint marker (in the changelog). Keys starting with [`LOCAL_ONLY`] are kept in
+//!   RocksDB only, never in the changelog: state rebuilt from elsewhere (a table read from its
+//!   own compacted topic), absent after a restore from the changelog.
 //! - Changes reach the changelog and RocksDB only in [`Store::checkpoint`]: first one atomic
 //!   changelog batch holding every change followed by the marker (the input offset the state
 //!   reflects), then one RocksDB write batch holding the same changes plus the changelog offset
@@ -33,6 +35,8 @@ const META_FORMAT: &[u8] = b"\0format";
 /// "State stores"): recorded in the store; a store of a newer format is refused, never rebuilt.
 /// Stores written before the format was recorded are format 1.
 pub const STATE_FORMAT: u64 = 1;
+/// First byte of entries that are saved in RocksDB but never appended to the changelog.
+pub(crate) const LOCAL_ONLY: u8 = 0xFE;
 /// Key of the checkpoint marker in a changelog; its value is the input offset, u64 big-endian.
 pub(crate) const MARKER_KEY: &[u8] = b"\0checkpoint";
 
@@ -84,6 +88,8 @@ impl std::fmt::Debug for RestoreCallback {
 /// Changes appended to the changelog and not yet written to RocksDB.
 pub(crate) struct LoggedChanges {
     records: Vec<Record>,
+    /// Changes of [`LOCAL_ONLY`] entries, for RocksDB only.
+    local: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     next_changelog_offset: u64,
 }
 
@@ -320,9 +326,14 @@ impl Store {
             return Ok(None);
         }
         let mut records: Vec<Record> = Vec::with_capacity(self.dirty.len() + 1);
+        let mut local = Vec::new();
         for key in self.dirty.drain(..) {
             if let Some(cached) = self.cache.get_mut(&key) {
                 cached.dirty = false;
+                if key.first() == Some(&LOCAL_ONLY) {
+                    local.push((key, cached.value.clone()));
+                    continue;
+                }
                 records.push(Record {
                     value: cached.value.clone(),
                     key: Some(key),
@@ -345,6 +356,7 @@ impl Store {
         records.pop();
         Ok(Some(LoggedChanges {
             records,
+            local,
             next_changelog_offset: appended.base_offset + appended.count,
         }))
     }
@@ -354,6 +366,7 @@ impl Store {
     pub fn save_changes(&mut self, logged: Option<LoggedChanges>) -> StateResult<()> {
         let Some(LoggedChanges {
             records,
+            local,
             next_changelog_offset: next,
         }) = logged
         else {
@@ -366,6 +379,12 @@ impl Store {
                     Some(v) => batch.put(key, v),
                     None => batch.delete(key),
                 }
+            }
+        }
+        for (key, value) in &local {
+            match value {
+                Some(v) => batch.put(key, v),
+                None => batch.delete(key),
             }
         }
         self.put_meta(&mut batch, next);
@@ -397,8 +416,8 @@ impl Store {
         let mut bytes = 0usize;
         for item in self.db.iterator(rocksdb::IteratorMode::Start) {
             let (key, _) = item.map_err(rocks("scan", &self.path))?;
-            if key.first() == Some(&0) {
-                continue;
+            if matches!(key.first(), Some(&0) | Some(&LOCAL_ONLY)) {
+                continue; // local entries go with the range deleted below
             }
             bytes += key.len() + 16;
             tombstones.push(Record {

@@ -42,10 +42,10 @@ pub(crate) fn emit<K: Clone, V: Clone>(
 /// A stream of messages with keys `K` and values `V`, built from a topic with
 /// `Application::dataframe` and transformed step by step.
 pub struct Stream<K, V> {
-    edges: Edges<K, V>,
-    shared: Rc<SourceShared>,
-    registry: Rc<Registry>,
-    source: crate::log::Topic,
+    pub(super) edges: Edges<K, V>,
+    pub(super) shared: Rc<SourceShared>,
+    pub(super) registry: Rc<Registry>,
+    pub(super) source: crate::log::Topic,
 }
 
 impl<K, V> Clone for Stream<K, V> {
@@ -120,7 +120,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Stream<K, V> {
     }
 
     /// Adds a step that receives each message and may emit any number of messages downstream.
-    fn then<K2: Clone + 'static, V2: Clone + 'static>(
+    pub(super) fn then<K2: Clone + 'static, V2: Clone + 'static>(
         &self,
         mut step: impl FnMut(&mut Ctx<'_>, Message<K, V>, &mut [Step<K2, V2>]) -> Result<(), StepError>
             + 'static,
@@ -267,6 +267,28 @@ impl<K: Clone + 'static, V: Clone + 'static> Stream<K, V> {
             ctx.outputs.send(id, ctx.partition, record);
             emit(out, ctx, m)
         })
+    }
+
+    /// One dataframe of the messages of this one and of `other` (Quix Streams' `concat`). From
+    /// dataframes of different topics, their records are processed together, partition by
+    /// partition, in timestamp order (see `docs/semantics.md`, "Several inputs"); the topics
+    /// must be co-partitioned, and `other`'s steps before the merge must keep no state — what
+    /// follows keeps its state per key across both, in this dataframe's store.
+    pub fn concat(&self, other: &Stream<K, V>) -> Stream<K, V> {
+        self.registry.link(self.source.name(), other.source.name());
+        let next: Edges<K, V> = Rc::new(RefCell::new(Vec::new()));
+        for edges in [&self.edges, &other.edges] {
+            let downstream = next.clone();
+            edges.borrow_mut().push(Box::new(move |ctx, m| {
+                emit(&mut downstream.borrow_mut(), ctx, m)
+            }));
+        }
+        Stream::new(
+            next,
+            self.shared.clone(),
+            self.registry.clone(),
+            self.source.clone(),
+        )
     }
 
     /// Prints each message to standard output.

@@ -5,6 +5,7 @@
 mod dataframe;
 mod error;
 mod format;
+pub mod join;
 mod message;
 mod registry;
 mod sink;
@@ -13,11 +14,12 @@ pub mod window;
 pub use dataframe::Stream;
 pub use error::{StreamError, StreamResult};
 pub use format::{Bincode, Bytes, Format, Json, Str};
+pub use join::{merge_json, JoinHow, OnMerge, Table};
 pub use message::Message;
 pub use registry::{ErrorPolicy, StreamTopic, TimestampExtractor};
 pub use window::{Closing, Emit, WindowResult, WindowSpec, Windowed};
 
 pub(crate) use error::StepError;
-pub(crate) use registry::{Ctx, Registry};
+pub(crate) use registry::{Ctx, Registry, Source, TaskInputs};
 pub(crate) use sink::Outputs;
 pub(crate) use window::check_operator_names;

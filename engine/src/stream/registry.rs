@@ -4,7 +4,9 @@
 //!
 //! Invariants: one source per topic; the dataframe of a source runs on one thread; a stateful
 //! dataframe has exactly one store per partition, named after its source topic, whose changelog is
-//! `<group>-<topic>-changelog`.
+//! `<group>-<topic>-changelog`. Sources linked by a join or a merge form one task per partition
+//! (see [`Registry::task_inputs`]): their records are processed together, in timestamp order,
+//! with the store of the first (the primary) topic.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -108,6 +110,18 @@ pub(crate) struct Ctx<'a> {
 
 type SourceFn = Box<dyn FnMut(&mut Ctx<'_>, &RecordView<'_>) -> Result<(), StepError>>;
 
+/// Called when a task reading a source starts: with the task's store, the partition, the
+/// offset the task resumes this source from and how its records are read (a table read from
+/// its own topic catches up there).
+pub(crate) type StartHook = Box<
+    dyn FnMut(
+        &mut Store,
+        u32,
+        u64,
+        crate::log::Isolation,
+    ) -> Result<(), crate::stream::StreamError>,
+>;
+
 /// A step that keeps state of its own in memory (windows): the runtime lets it save that state
 /// into the task's store before each checkpoint, and calls it regularly for wall-clock work.
 pub(crate) trait Operator {
@@ -135,7 +149,14 @@ pub(crate) struct Source {
     pub shared: Rc<SourceShared>,
     pub policy: Option<ErrorPolicy>,
     pub topic: Topic,
+    pub on_start: Option<StartHook>,
+    /// A table's source: it writes the rows of the tasks it is joined into.
+    pub table: bool,
 }
+
+/// The input topics of the tasks of one primary topic: itself first, then the topics linked to
+/// it by joins and merges.
+pub(crate) type TaskInputs = BTreeMap<String, Vec<String>>;
 
 /// Everything the dataframes of one application are built into.
 pub(crate) struct Registry {
@@ -145,9 +166,84 @@ pub(crate) struct Registry {
     pub outputs: RefCell<Outputs>,
     /// Problems found while building (reported by `run`).
     pub setup_errors: RefCell<Vec<String>>,
+    /// `(primary, secondary)`: the secondary topic's records are processed in the primary's
+    /// tasks (a join's right side, a merged dataframe).
+    pub links: RefCell<Vec<(String, String)>>,
 }
 
 impl Registry {
+    /// Makes `secondary`'s records part of `primary`'s tasks.
+    pub fn link(&self, primary: &str, secondary: &str) {
+        if primary != secondary {
+            let pair = (primary.to_owned(), secondary.to_owned());
+            let mut links = self.links.borrow_mut();
+            if !links.contains(&pair) {
+                links.push(pair);
+            }
+        }
+    }
+
+    /// The inputs of every task, by primary topic (a topic in no link is its own primary), after
+    /// checking the links: each linked set has one primary (a topic that is nobody's secondary),
+    /// secondaries keep no state of their own, and all topics of a set have as many partitions.
+    pub fn task_inputs(&self) -> Result<TaskInputs, String> {
+        let sources = self.sources.borrow();
+        let links = self.links.borrow();
+        let mut primary_of: BTreeMap<String, String> =
+            sources.keys().map(|t| (t.clone(), t.clone())).collect();
+        for (p, s) in links.iter() {
+            if !sources.contains_key(p) || !sources.contains_key(s) {
+                return Err(format!("{p} and {s} are joined but one has no dataframe"));
+            }
+        }
+        // Follow links to the root: a secondary's primary is its linker's primary.
+        for _ in 0..=links.len() {
+            for (p, s) in links.iter() {
+                let root = primary_of[p].clone();
+                if root == *s {
+                    return Err(format!("{p} and {s} are joined both ways round"));
+                }
+                primary_of.insert(s.clone(), root);
+            }
+        }
+        for (p, s) in links.iter() {
+            let (rp, rs) = (&primary_of[p], &primary_of[s]);
+            if rp != rs {
+                return Err(format!(
+                    "topic {s} is joined into both {rp} and {rs}: a topic can be read by one \
+                     primary's tasks only"
+                ));
+            }
+        }
+        let mut inputs: TaskInputs = BTreeMap::new();
+        for (topic, root) in &primary_of {
+            let entry = inputs
+                .entry(root.clone())
+                .or_insert_with(|| vec![root.clone()]);
+            if topic == root {
+                continue;
+            }
+            entry.push(topic.clone());
+            let (source, primary) = (&sources[topic], &sources[root]);
+            let stateful = source.shared.stateful.get() && !source.table;
+            if stateful || !source.shared.operators.borrow().is_empty() {
+                return Err(format!(
+                    "topic {topic} is joined into {root}: its dataframe's steps must keep no \
+                     state (they run in {root}'s tasks); aggregate it into a topic of its own first"
+                ));
+            }
+            let (a, b) = (primary.topic.partitions(), source.topic.partitions());
+            if a != b {
+                return Err(format!(
+                    "topics {root} ({a} partitions) and {topic} ({b} partitions) are joined but \
+                     not co-partitioned: give them as many partitions, or re-partition one with \
+                     set_key (its repartition topic has as many partitions as its source)"
+                ));
+            }
+        }
+        Ok(inputs)
+    }
+
     /// A dataframe over `topic`: registers its source.
     pub fn dataframe<KF: Format, VF: Format>(
         self: &Rc<Self>,
@@ -206,6 +302,8 @@ impl Registry {
                 shared: shared.clone(),
                 policy: topic.policy.clone(),
                 topic: topic.topic.clone(),
+                on_start: None,
+                table: false,
             },
         );
         Stream::new(root, shared, self.clone(), topic.topic.clone())

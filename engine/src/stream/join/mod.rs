@@ -1,0 +1,91 @@
+//! Joins: a dataframe enriched from a [`Table`] (the latest value per key of a topic), as of a
+//! time from another dataframe ([`AsOf`]), or paired with another dataframe's records within a
+//! time interval ([`Interval`]); and how two JSON values merge ([`merge_json`]).
+//!
+//! Every join links its right side's topic to the left dataframe's (see
+//! [`Registry::task_inputs`](super::Registry::task_inputs)): partition `p` of both is one task,
+//! their records are processed in timestamp order, and the join's state lives in the left
+//! side's store. Joins match records by the key they were read with; to join on something
+//! else, `set_key` first (it re-partitions). `docs/semantics.md`, "Joins", has the rules and a
+//! diagram per kind.
+
+mod table;
+
+use serde_json::Value;
+
+pub use table::Table;
+
+pub(crate) use table::register_table;
+
+/// Which left records a join emits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum JoinHow {
+    /// Only those with a match (the default, as in Quix Streams).
+    #[default]
+    Inner,
+    /// Every one: without a match, the merge function gets `None` for the right side.
+    Left,
+}
+
+/// What [`merge_json`] does with a field both objects have, as Quix Streams' `on_merge`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnMerge {
+    /// Fails the record (the default, as in Quix Streams): the error policy decides.
+    #[default]
+    Raise,
+    /// The left object's value stays.
+    KeepLeft,
+    /// The right object's value replaces it.
+    KeepRight,
+}
+
+/// Merges JSON object `right` into `left` (none: `left` unchanged). Both must be objects.
+pub fn merge_json(left: Value, right: Option<&Value>, on: OnMerge) -> Result<Value, String> {
+    let Some(right) = right else {
+        return Ok(left);
+    };
+    let (Value::Object(mut merged), Value::Object(fields)) = (left, right) else {
+        return Err("a join merges JSON objects only".into());
+    };
+    for (name, value) in fields {
+        match merged.get_mut(name) {
+            None => {
+                merged.insert(name.clone(), value.clone());
+            }
+            Some(_) if on == OnMerge::KeepLeft => {}
+            Some(slot) if on == OnMerge::KeepRight => *slot = value.clone(),
+            Some(_) => {
+                return Err(format!(
+                    "both sides of the join have the field {name:?} \
+                     (choose OnMerge::KeepLeft or KeepRight, or merge with a function)"
+                ))
+            }
+        }
+    }
+    Ok(Value::Object(merged))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn objects_merge_by_field_and_a_shared_field_follows_on_merge() {
+        let l = json!({"t": 1, "a": "left"});
+        let r = json!({"u": 2, "a": "right"});
+        assert!(merge_json(l.clone(), Some(&r), OnMerge::Raise)
+            .unwrap_err()
+            .contains("\"a\""));
+        assert_eq!(
+            merge_json(l.clone(), Some(&r), OnMerge::KeepLeft).unwrap(),
+            json!({"t": 1, "u": 2, "a": "left"})
+        );
+        assert_eq!(
+            merge_json(l.clone(), Some(&r), OnMerge::KeepRight).unwrap(),
+            json!({"t": 1, "u": 2, "a": "right"})
+        );
+        assert_eq!(merge_json(l.clone(), None, OnMerge::Raise).unwrap(), l);
+        assert!(merge_json(json!(1), Some(&r), OnMerge::KeepLeft).is_err());
+    }
+}
