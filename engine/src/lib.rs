@@ -120,7 +120,7 @@ pub use state::{
 pub use stream::window::aggregate;
 #[cfg(feature = "streams")]
 pub use stream::{
-    merge_json, Bincode, Bytes, Closing, Emit, ErrorPolicy, Format, JoinHow, Json, Message,
-    OnMerge, Str, Stream, StreamError, StreamResult, StreamTopic, Table, TimestampExtractor,
-    WindowResult, WindowSpec, Windowed,
+    merge_json, AsOf, Bincode, Bytes, Closing, Emit, ErrorPolicy, Format, Interval, JoinHow, Json,
+    Message, OnMerge, Str, Stream, StreamError, StreamResult, StreamTopic, Table,
+    TimestampExtractor, WindowResult, WindowSpec, Windowed,
 };

@@ -86,8 +86,24 @@ impl<K: Clone + 'static, V: Clone + 'static> Stream<K, V> {
         &self,
         name: String,
         make: impl FnOnce(u16, Edges<K2, V2>) -> O,
-        mut process: impl FnMut(&mut O, &mut Ctx<'_>, Message<K, V>) -> Result<(), StepError> + 'static,
+        process: impl FnMut(&mut O, &mut Ctx<'_>, Message<K, V>) -> Result<(), StepError> + 'static,
     ) -> Stream<K2, V2>
+    where
+        K2: Clone + 'static,
+        V2: Clone + 'static,
+        O: Operator + 'static,
+    {
+        self.with_shared_operator(name, make, process).0
+    }
+
+    /// [`with_operator`](Self::with_operator), also returning the operator (for a join's other
+    /// side to feed).
+    pub(crate) fn with_shared_operator<K2, V2, O>(
+        &self,
+        name: String,
+        make: impl FnOnce(u16, Edges<K2, V2>) -> O,
+        mut process: impl FnMut(&mut O, &mut Ctx<'_>, Message<K, V>) -> Result<(), StepError> + 'static,
+    ) -> (Stream<K2, V2>, Rc<RefCell<O>>)
     where
         K2: Clone + 'static,
         V2: Clone + 'static,
@@ -108,15 +124,17 @@ impl<K: Clone + 'static, V: Clone + 'static> Stream<K, V> {
             n => format!("{name}#{}", n + 1),
         });
         drop(names);
+        let fed = op.clone();
         self.edges.borrow_mut().push(Box::new(move |ctx, m| {
-            process(&mut op.borrow_mut(), ctx, m)
+            process(&mut fed.borrow_mut(), ctx, m)
         }));
-        Stream::new(
+        let stream = Stream::new(
             next,
             self.shared.clone(),
             self.registry.clone(),
             self.source.clone(),
-        )
+        );
+        (stream, op)
     }
 
     /// Adds a step that receives each message and may emit any number of messages downstream.

@@ -14,7 +14,7 @@ pub mod window;
 pub use dataframe::Stream;
 pub use error::{StreamError, StreamResult};
 pub use format::{Bincode, Bytes, Format, Json, Str};
-pub use join::{merge_json, JoinHow, OnMerge, Table};
+pub use join::{merge_json, AsOf, Interval, JoinHow, OnMerge, Table};
 pub use message::Message;
 pub use registry::{ErrorPolicy, StreamTopic, TimestampExtractor};
 pub use window::{Closing, Emit, WindowResult, WindowSpec, Windowed};

@@ -9,10 +9,15 @@
 //! else, `set_key` first (it re-partitions). `docs/semantics.md`, "Joins", has the rules and a
 //! diagram per kind.
 
+mod asof;
+mod interval;
+mod saved;
 mod table;
 
 use serde_json::Value;
 
+pub use asof::AsOf;
+pub use interval::Interval;
 pub use table::Table;
 
 pub(crate) use table::register_table;

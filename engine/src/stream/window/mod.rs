@@ -11,7 +11,7 @@ mod key_state;
 mod operator;
 mod partition;
 mod shapes;
-mod state;
+pub(crate) mod state;
 
 pub(crate) use state::check_operator_names;
 
