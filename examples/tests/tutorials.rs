@@ -211,6 +211,69 @@ fn sensor_pipeline_survives_a_killed_producer_and_a_restarted_processor() {
     );
 }
 
+#[test]
+fn the_enricher_joins_each_window_with_its_sensors_metadata() {
+    use eddy_examples::enrich::{default_metadata, Enriched};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run("sensor-enricher", d, &["--metadata-only"]);
+    run(
+        "temperature-producer",
+        d,
+        &["--count", "3000", "--fast", "--quiet"],
+    );
+    // Sensor5 moves; readings produced after the new row see it.
+    let moved = vec![(
+        "Sensor5".to_string(),
+        eddy_examples::enrich::Metadata {
+            location: "attic".into(),
+            unit: "°C".into(),
+        },
+    )];
+    eddy_examples::enrich::write_metadata(d, &moved).unwrap();
+    run(
+        "temperature-producer",
+        d,
+        &["--count", "2000", "--fast", "--quiet"],
+    );
+    run(
+        "sensor-enricher",
+        d,
+        &["--until-idle", "--log-level", "warn"],
+    );
+    let (want, _) = expected_windows(d, false);
+    let topic = Log::open(d)
+        .unwrap()
+        .topic("agg-temperature-enriched")
+        .unwrap();
+    let fetch = topic
+        .reader(0)
+        .unwrap()
+        .read(0, usize::MAX, usize::MAX)
+        .unwrap();
+    let metadata: BTreeMap<String, _> = default_metadata().into_iter().collect();
+    let mut got = Windows::new();
+    let mut attic = 0;
+    for r in fetch.iter() {
+        let sensor = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
+        let e: Enriched = serde_json::from_slice(r.value.unwrap()).unwrap();
+        let t = e.temperature;
+        got.insert((sensor.clone(), e.time), (t.count, t.min, t.max, t.mean));
+        let m = &metadata[&sensor];
+        assert_eq!(e.unit.as_deref(), Some(m.unit.as_str()), "{sensor}");
+        match e.location.as_deref() {
+            Some("attic") if sensor == "Sensor5" => attic += 1,
+            other => assert_eq!(other, Some(m.location.as_str()), "{sensor}"),
+        }
+    }
+    assert!(
+        attic > 10,
+        "the moved sensor's later windows say so: {attic}"
+    );
+    assert!(want.len() > 300, "{} windows", want.len());
+    assert_windows_equal(&got, &want);
+}
+
 fn assert_windows_equal(got: &Windows, want: &Windows) {
     assert_eq!(got.len(), want.len(), "no window missing");
     for (key, (n, min, max, mean)) in want {
