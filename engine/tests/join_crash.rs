@@ -121,9 +121,12 @@ fn child(dir: &Path) -> Command {
     c
 }
 
-/// Window results by (key, start): (end, count, sum), checking that repeats are identical; and
-/// the number of results with repeats.
-fn windows(dir: &Path) -> (BTreeMap<(String, i64), (i64, u64, i64)>, usize) {
+/// Window results by (key, start): (end, count, sum).
+type Windows = BTreeMap<(String, i64), (i64, u64, i64)>;
+
+/// The window results, checking that repeats are identical; and the number of results with
+/// repeats.
+fn windows(dir: &Path) -> (Windows, usize) {
     let t = Log::open(dir).unwrap().topic("windows").unwrap();
     let (mut distinct, mut total) = (BTreeMap::new(), 0);
     for p in 0..t.partitions() {
@@ -144,7 +147,7 @@ fn windows(dir: &Path) -> (BTreeMap<(String, i64), (i64, u64, i64)>, usize) {
 }
 
 /// The windows of an uninterrupted run over all inputs.
-fn calm_windows() -> BTreeMap<(String, i64), (i64, u64, i64)> {
+fn calm_windows() -> Windows {
     let calm = tempfile::tempdir().unwrap();
     static_inputs(calm.path());
     let (clicks, views) = (topic(calm.path(), "clicks"), topic(calm.path(), "views"));

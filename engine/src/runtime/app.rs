@@ -606,7 +606,8 @@ impl Runner<'_> {
         let input = &mut task.inputs[0];
         for r in fetch.iter() {
             let store = task.store.as_mut();
-            late += process_record(self.app, source, task_tp, store, &mut outputs, &r)?;
+            let at = (task_tp.0.as_str(), task_tp.1);
+            late += process_record(self.app, source, at, store, &mut outputs, &r)?;
             input.position = r.offset + 1;
             count += 1;
         }
@@ -636,43 +637,45 @@ impl Runner<'_> {
         outputs.set_task(Some(task_tp));
         let max_idle = self.app.config.max_task_idle;
         let (mut count, mut late) = (0u64, 0u64);
-        loop {
-            if !drain {
-                let mut held = false;
-                for input in task.inputs.iter().filter(|i| i.is_empty()) {
-                    let readable = self.consumer.has_readable(&input.topic, task_tp.1)?;
-                    if input.holds_back(readable, max_idle) {
-                        held = true;
-                        break;
-                    }
-                }
-                if held {
-                    break;
-                }
+        // Empty inputs are asked once whether they hold the merge back, and again only when
+        // one becomes empty; inputs do not fill up during a merge.
+        let mut held = false;
+        if !drain {
+            for input in task.inputs.iter().filter(|i| i.is_empty()) {
+                let readable = self.consumer.has_readable(&input.topic, task_tp.1)?;
+                held |= input.holds_back(readable, max_idle);
             }
+        }
+        // Each input's source, looked up once.
+        let mut by_input: Vec<Option<&mut Source>> = task.inputs.iter().map(|_| None).collect();
+        for (name, source) in sources.iter_mut() {
+            if let Some(i) = task.inputs.iter().position(|input| &input.topic == name) {
+                by_input[i] = Some(source);
+            }
+        }
+        while !held {
             let Some(i) = super::inputs::next_input(&task.inputs) else {
                 break;
             };
             let input = &mut task.inputs[i];
-            let Some(source) = sources.get_mut(&input.topic) else {
+            let Some(source) = by_input[i].as_deref_mut() else {
                 break;
             };
             let Some(r) = input.head() else {
                 break;
             };
             let offset = r.offset;
-            let in_topic = (input.topic.clone(), task_tp.1);
-            late += process_record(
-                self.app,
-                source,
-                &in_topic,
-                task.store.as_mut(),
-                &mut outputs,
-                &r,
-            )?;
-            task.inputs[i].advance(offset);
+            let at = (input.topic.as_str(), task_tp.1);
+            late += process_record(self.app, source, at, task.store.as_mut(), &mut outputs, &r)?;
+            let input = &mut task.inputs[i];
+            input.advance(offset);
             count += 1;
+            if !drain && input.is_empty() {
+                let readable = self.consumer.has_readable(&input.topic, task_tp.1)?;
+                held = input.holds_back(readable, max_idle);
+            }
         }
+        drop(by_input);
         outputs.set_task(None);
         for input in &task.inputs {
             match input.is_empty() {
@@ -708,15 +711,15 @@ impl Runner<'_> {
 fn process_record(
     app: &Application,
     source: &mut Source,
-    tp: &TopicPartition,
+    (topic, partition): (&str, u32),
     store: Option<&mut Store>,
     outputs: &mut Outputs,
     r: &RecordView<'_>,
 ) -> StreamResult<u64> {
     let metrics = &app.metrics;
     let mut ctx = Ctx {
-        topic: &tp.0,
-        partition: tp.1,
+        topic,
+        partition,
         offset: r.offset,
         raw_key: r.key.unwrap_or_default(),
         store,
@@ -742,6 +745,7 @@ fn process_record(
         }
     };
     if let Some((kind, cause)) = failure {
+        let tp = &(topic.to_owned(), partition);
         let policy = (source.policy.clone()).unwrap_or_else(|| app.config.on_error.clone());
         match policy {
             ErrorPolicy::Fail => {

@@ -206,6 +206,8 @@ where
         if t.saturating_add(after) >= floor {
             let (key, records) = p.left.touch_or(ctx.raw_key, || (None, Vec::new()));
             *key = m.key;
+            // The key's expired records go as it gets a new one (idle keys' at the flush).
+            records.retain(|(t, _)| t.saturating_add(after) >= floor);
             records.push((t, m.value));
         }
         self.emit_results(ctx)
@@ -234,7 +236,9 @@ where
         }
         let floor = p.stream_time.saturating_sub(grace);
         if u.saturating_add(before) >= floor {
-            p.right.touch_or(ctx.raw_key, Vec::new).push((u, r));
+            let records = p.right.touch_or(ctx.raw_key, Vec::new);
+            records.retain(|(u, _)| u.saturating_add(before) >= floor);
+            records.push((u, r));
         }
         self.emit_results(ctx)
     }

@@ -21,6 +21,7 @@ use std::convert::Infallible;
 use std::fmt::Display;
 use std::rc::Rc;
 
+use hashbrown::hash_map::EntryRef;
 use hashbrown::HashMap;
 use serde_json::Value;
 
@@ -311,19 +312,22 @@ impl<K: Clone + 'static, V: Clone + 'static> Stream<K, V> {
                 let epoch = store.epoch();
                 let mut cache = cache.borrow_mut();
                 let rows = cache.of(ctx.partition, epoch);
-                if !rows.contains_key(ctx.raw_key) {
-                    key.truncate(prefix_len);
-                    key.extend_from_slice(ctx.raw_key);
-                    let stored = store.get(&key).map_err(|e| StepError::Fatal(e.into()))?;
-                    let row = match stored {
-                        None => None,
-                        Some(bytes) => Some(decode(bytes).map_err(|e| {
-                            StepError::Deserialize(format!("row of table {name}: {e}"))
-                        })?),
-                    };
-                    rows.insert(ctx.raw_key.to_vec(), row);
-                }
-                let row = rows.get(ctx.raw_key).and_then(Option::as_ref);
+                let row = match rows.entry_ref(ctx.raw_key) {
+                    EntryRef::Occupied(o) => o.into_mut(),
+                    EntryRef::Vacant(v) => {
+                        key.truncate(prefix_len);
+                        key.extend_from_slice(ctx.raw_key);
+                        let stored = store.get(&key).map_err(|e| StepError::Fatal(e.into()))?;
+                        let row = match stored {
+                            None => None,
+                            Some(bytes) => Some(decode(bytes).map_err(|e| {
+                                StepError::Deserialize(format!("row of table {name}: {e}"))
+                            })?),
+                        };
+                        v.insert(row)
+                    }
+                };
+                let row = row.as_ref();
                 if how == JoinHow::Inner && row.is_none() {
                     return Ok(());
                 }
