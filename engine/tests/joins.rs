@@ -286,3 +286,191 @@ fn concat_merges_two_topics_in_timestamp_order_with_state_per_key_across_both() 
         assert!(ts.windows(2).all(|w| w[0] <= w[1]), "{k}: {ts:?}");
     }
 }
+
+/// clicks ⋈ as of prices (left join), with `max_task_idle`; outputs `{"v", "price"}`.
+fn asof_app(dir: &Path, max_task_idle: std::time::Duration) -> Application {
+    let mut c = config(dir, "idle");
+    c.max_task_idle = max_task_idle;
+    let app = Application::new(c).unwrap();
+    let clicks = app.topic::<Str, Json<Value>>("clicks").unwrap();
+    let prices = app.topic::<Str, Json<Value>>("prices").unwrap();
+    let out = app.topic::<Str, Json<Value>>("priced").unwrap();
+    let right = app.dataframe(&prices);
+    app.dataframe(&clicks)
+        .join_asof_merged(
+            &right,
+            eddy::AsOf::default().how(JoinHow::Left),
+            OnMerge::KeepLeft,
+        )
+        .to_topic(&out);
+    app
+}
+
+/// Runs the as-of app over clicks at 100 and 200 while the prices topic is silent; a price at
+/// 150 is appended once both results are out, or `after` the application was built. Returns
+/// the two results.
+fn silent_right(
+    max_task_idle: std::time::Duration,
+    after: Option<std::time::Duration>,
+) -> Vec<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_owned();
+    topic(&d, "clicks", 1, false);
+    topic(&d, "prices", 1, false);
+    append(
+        &d,
+        "clicks",
+        &[("k", reading(1), 100), ("k", reading(2), 200)],
+    );
+    let feeder = {
+        let d = d.clone();
+        std::thread::spawn(move || {
+            let ready = |d: &Path| match after {
+                None => outputs_at_least(d, 2),
+                Some(_) => Log::open(d).unwrap().topic("priced").is_ok(),
+            };
+            while !ready(&d) {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            std::thread::sleep(after.unwrap_or_default());
+            append(&d, "prices", &[("k", Some(json!({ "price": 7 })), 150)]);
+        })
+    };
+    let mut app = asof_app(&d, max_task_idle);
+    app.run_records(3).unwrap();
+    feeder.join().unwrap();
+    read(&d, "priced").into_iter().map(|(_, v, _)| v).collect()
+}
+
+fn outputs_at_least(dir: &Path, n: usize) -> bool {
+    Log::open(dir)
+        .unwrap()
+        .topic("priced")
+        .map(|t| t.reader(0).unwrap().end_offset() as usize >= n)
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_silent_input_holds_nothing_back_unless_max_task_idle_says_to_wait_for_it() {
+    // Without waiting, both clicks go before the price exists (it is appended only once both
+    // results are out).
+    let got = silent_right(std::time::Duration::ZERO, None);
+    assert_eq!(got, vec![json!({ "v": 1 }), json!({ "v": 2 })]);
+    // Waiting up to 2 s for the silent side: the price, appended 300 ms after the application
+    // started, is merged in timestamp order, between the clicks (the last click then waits 2 s
+    // more for prices, silent again, as Kafka Streams' tasks do).
+    let after = Some(std::time::Duration::from_millis(300));
+    let got = silent_right(std::time::Duration::from_secs(2), after);
+    assert_eq!(got, vec![json!({ "v": 1 }), json!({ "v": 2, "price": 7 })]);
+}
+
+#[test]
+fn two_instances_own_each_partition_of_both_joined_topics_together() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_owned();
+    topic(&d, "readings", 4, false);
+    topic(&d, "sensors", 4, true);
+    let sensors: Vec<String> = (0..40).map(|i| format!("s{i}")).collect();
+    let rows: Vec<(&str, Option<Value>, i64)> = sensors
+        .iter()
+        .map(|s| (s.as_str(), sensor(&format!("at-{s}")), 1))
+        .collect();
+    append(&d, "sensors", &rows);
+    let stop = Arc::new(AtomicBool::new(false));
+    let instance = |n: usize| {
+        let (d, stop) = (d.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut c = config(&d, "enrich");
+            c.state_dir = Some(d.join(format!("state-{n}")));
+            let app = Application::new(c).unwrap();
+            let readings = app.topic::<Str, Json<Value>>("readings").unwrap();
+            let sensors = app.topic::<Str, Json<Value>>("sensors").unwrap();
+            // Each instance its own output: the first opening of a partition by two appenders
+            // at once is not waited for long (docs/semantics.md, "Tasks").
+            let out = app
+                .topic::<Str, Json<Value>>(&format!("enriched-{n}"))
+                .unwrap();
+            let table = app.table(&sensors);
+            app.dataframe(&readings)
+                .join_table_merged(&table, JoinHow::Inner, OnMerge::KeepLeft)
+                .to_topic(&out);
+            let mut app = app;
+            let handle = app.stop_handle();
+            let watcher = std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                handle.store(true, Ordering::SeqCst);
+            });
+            app.run().unwrap();
+            watcher.join().unwrap();
+        })
+    };
+    let (a, b) = (instance(1), instance(2));
+    let log = Log::open(&d).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let enriched = |d: &Path| {
+        let mut all = Vec::new();
+        for n in 1..=2 {
+            if Log::open(d)
+                .unwrap()
+                .topic(&format!("enriched-{n}"))
+                .is_ok()
+            {
+                all.extend(
+                    read(d, &format!("enriched-{n}"))
+                        .into_iter()
+                        .map(|r| (n, r)),
+                );
+            }
+        }
+        all
+    };
+    // Both members in the group, every partition of both topics owned, partition p of both by
+    // one member (a snapshot taken while a partition moves may mix, so look until one agrees).
+    loop {
+        let owned = eddy::Groups::new(&log)
+            .describe("enrich")
+            .map(|g| g.partitions);
+        let owned: Vec<_> = (owned.unwrap_or_default().into_iter())
+            .filter(|p| p.consumer_id.is_some())
+            .collect();
+        let paired = owned.iter().all(|p| {
+            let twin = (owned.iter()).find(|q| q.topic != p.topic && q.partition == p.partition);
+            twin.is_some_and(|q| q.consumer_id == p.consumer_id)
+        });
+        if owned.len() == 8 && owners(&log, "enrich").len() == 2 && paired {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never co-partitioned: {owned:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let records: Vec<(&str, Option<Value>, i64)> = (0..400)
+        .map(|i| (sensors[i % 40].as_str(), reading(i as i64), 10 + i as i64))
+        .collect();
+    append(&d, "readings", &records);
+    while enriched(&d).len() < 400 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every reading was joined"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::SeqCst);
+    a.join().unwrap();
+    b.join().unwrap();
+    let got = enriched(&d);
+    assert_eq!(got.len(), 400, "each reading once");
+    for (_, (key, v, _)) in &got {
+        assert_eq!(v["place"], json!(format!("at-{key}")), "{key}: {v}");
+    }
+    assert!(
+        got.iter().any(|(n, _)| *n == 1) && got.iter().any(|(n, _)| *n == 2),
+        "both worked"
+    );
+}

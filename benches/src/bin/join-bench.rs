@@ -151,7 +151,9 @@ fn all_joined(app: &Application, n: u64) {
 fn enrich_app(dir: &Path) -> Application {
     let app = Application::new(config(dir, "enrich")).expect("app");
     let input = app.topic::<Str, Json<Reading>>("readings").expect("topic");
-    let meta = app.topic::<Str, Json<Place>>("sensor-metadata").expect("topic");
+    let meta = app
+        .topic::<Str, Json<Place>>("sensor-metadata")
+        .expect("topic");
     let out = app.topic::<Str, Json<Enriched>>("enriched").expect("topic");
     let table = app.table(&meta);
     app.dataframe(&input)
