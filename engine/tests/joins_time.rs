@@ -25,11 +25,17 @@ fn append(dir: &Path, name: &str, partitions: u32, records: &[(String, Value, i6
     let t = log
         .topic_or_create(name, TopicConfig::with_partitions(partitions))
         .unwrap();
-    t.append(
-        records
-            .iter()
-            .map(|(k, v, ts)| Record::keyed(k.clone(), serde_json::to_vec(v).unwrap()).at(*ts)),
-    )
+    // `null` is a tombstone.
+    t.append(records.iter().map(|(k, v, ts)| {
+        match v {
+            Value::Null => Record {
+                key: Some(k.clone().into_bytes()),
+                ..Record::default()
+            }
+            .at(*ts),
+            v => Record::keyed(k.clone(), serde_json::to_vec(v).unwrap()).at(*ts),
+        }
+    }))
     .unwrap();
 }
 
@@ -53,6 +59,8 @@ fn results(dir: &Path) -> Vec<(String, i64, i64, i64)> {
 enum Kind {
     AsOf(AsOf),
     Interval(Interval),
+    /// A table of `right` (its topic compacted when `true`), `how`.
+    Table(bool, JoinHow),
 }
 
 /// left ⋈ right → joined, values `{"l": id}` and `{"r": id}` merged into `{"l", "r"}`.
@@ -63,12 +71,17 @@ fn join_app(dir: &Path, kind: Kind) -> Application {
     let left = app.topic::<Str, Json<Value>>("left").unwrap();
     let right = app.topic::<Str, Json<Value>>("right").unwrap();
     let out = app.topic::<Str, Json<Value>>("joined").unwrap();
-    let (l, r) = (app.dataframe(&left), app.dataframe(&right));
+    let l = app.dataframe(&left);
     let pair =
         |l: &Value, r: Option<&Value>| json!({ "l": l["l"], "r": r.map(|r| r["r"].clone()) });
     let joined = match kind {
-        Kind::AsOf(spec) => l.join_asof(&r, spec, move |lv: Value, rv| pair(&lv, rv)),
-        Kind::Interval(spec) => l.join_interval(&r, spec, pair),
+        Kind::AsOf(spec) => l.join_asof(&app.dataframe(&right), spec, move |lv: Value, rv| {
+            pair(&lv, rv)
+        }),
+        Kind::Interval(spec) => l.join_interval(&app.dataframe(&right), spec, pair),
+        Kind::Table(_, how) => {
+            l.join_table(&app.table(&right), how, move |lv: Value, rv| pair(&lv, rv))
+        }
     };
     joined.to_topic(&out);
     app
@@ -233,14 +246,17 @@ fn merged(
             true => (false, &right[j]),
             false => (true, &left[i]),
         };
-        let id =
-            r.1.as_object()
+        let id = match &r.1 {
+            Value::Null => -1, // a tombstone
+            v => v
+                .as_object()
                 .unwrap()
                 .values()
                 .next()
                 .unwrap()
                 .as_i64()
-                .unwrap();
+                .unwrap(),
+        };
         out.push((is_left, r.0.clone(), id, r.2));
         match take_right {
             true => j += 1,
@@ -271,6 +287,19 @@ fn brute_force(
         for (is_left, key, id, ts) in order {
             stream_time = stream_time.max(ts);
             match kind {
+                Kind::Table(..) if !is_left => seen.push((false, key, id, ts)),
+                Kind::Table(_, how) => {
+                    // The latest row of the key applied before (a tombstone: id < 0).
+                    let row = (seen.iter())
+                        .rev()
+                        .find(|r| r.1 == key)
+                        .filter(|r| r.2 >= 0);
+                    match (row, how) {
+                        (Some(r), _) => out.push((key, id, r.2, ts)),
+                        (None, JoinHow::Left) => out.push((key, id, -1, ts)),
+                        (None, JoinHow::Inner) => {}
+                    }
+                }
                 Kind::AsOf(_) if !is_left => seen.push((false, key, id, ts)),
                 Kind::AsOf(spec) => {
                     let retention = spec_retention(spec);
@@ -353,7 +382,17 @@ fn brute_force_across_restarts(kind: Kind, seed: u64) {
     let d = dir.path();
     let mut rng = Rng(seed);
     let left = side(&mut rng, "l", 1_500);
-    let right = side(&mut rng, "r", 1_500);
+    let mut right = side(&mut rng, "r", 1_500);
+    if let Kind::Table(compact, _) = kind {
+        for r in right.iter_mut().step_by(7) {
+            r.1 = Value::Null; // table tombstones
+        }
+        let mut c = TopicConfig::with_partitions(2);
+        if compact {
+            c.cleanup_policy = eddy::CleanupPolicy::Compact;
+        }
+        Log::open(d).unwrap().topic_or_create("right", c).unwrap();
+    }
     append(d, "left", 2, &left);
     append(d, "right", 2, &right);
     for round in 0.. {
@@ -380,6 +419,17 @@ fn as_of_joins_equal_the_brute_force_across_restarts_and_restores() {
     for (how, seed) in [(JoinHow::Inner, 7), (JoinHow::Left, 11)] {
         let spec = AsOf::new(Duration::from_millis(ASOF_RETENTION as u64)).how(how);
         brute_force_across_restarts(Kind::AsOf(spec), seed);
+    }
+}
+
+#[test]
+fn table_joins_equal_the_brute_force_across_restarts_and_restores() {
+    for (compact, how, seed) in [
+        (true, JoinHow::Left, 3),
+        (true, JoinHow::Inner, 17),
+        (false, JoinHow::Left, 19),
+    ] {
+        brute_force_across_restarts(Kind::Table(compact, how), seed);
     }
 }
 
