@@ -267,24 +267,19 @@ impl<K: Clone + 'static, V: Clone + 'static> Stream<K, V> {
         U: Clone + 'static,
         E: Display + 'static,
     {
-        self.registry.link(self.source.name(), right.source.name());
-        let name = format!("join_asof:{}", right.source.name());
-        let (joined, op) = self.with_shared_operator(
-            name,
-            |id, downstream| AsOfOperator {
-                id,
-                spec,
-                merge: f,
-                partitions: HashMap::new(),
-                downstream,
-                _left: std::marker::PhantomData,
-            },
-            |op, ctx, m| op.left(ctx, m),
-        );
-        right.edges.borrow_mut().push(Box::new(move |ctx, m| {
-            op.borrow_mut().right(ctx, m.timestamp_ms, m.value)
-        }));
-        joined
+        let make = |id, downstream| AsOfOperator {
+            id,
+            spec,
+            merge: f,
+            partitions: HashMap::new(),
+            downstream,
+            _left: std::marker::PhantomData,
+        };
+        let on_left = |op: &mut AsOfOperator<K, V, R, U, _>, ctx: &mut Ctx<'_>, m| op.left(ctx, m);
+        let on_right = |op: &mut AsOfOperator<K, V, R, U, _>, ctx: &mut Ctx<'_>, ts, value| {
+            op.right(ctx, ts, value)
+        };
+        super::two_sided(self, right, "join_asof", make, on_left, on_right)
     }
 }
 

@@ -335,24 +335,20 @@ where
         U: Clone + 'static,
         E: Display + 'static,
     {
-        self.registry.link(self.source.name(), right.source.name());
-        let name = format!("join_interval:{}", right.source.name());
-        let (joined, op) = self.with_shared_operator(
-            name,
-            |id, downstream| IntervalOperator {
-                id,
-                spec,
-                merge: f,
-                partitions: HashMap::new(),
-                downstream,
-                results: Vec::new(),
-            },
-            |op, ctx, m| op.left(ctx, m),
-        );
-        right.edges.borrow_mut().push(Box::new(move |ctx, m| {
-            op.borrow_mut().right(ctx, m.timestamp_ms, m.value)
-        }));
-        joined
+        let make = |id, downstream| IntervalOperator {
+            id,
+            spec,
+            merge: f,
+            partitions: HashMap::new(),
+            downstream,
+            results: Vec::new(),
+        };
+        let on_left =
+            |op: &mut IntervalOperator<K, V, R, U, _>, ctx: &mut Ctx<'_>, m| op.left(ctx, m);
+        let on_right = |op: &mut IntervalOperator<K, V, R, U, _>, ctx: &mut Ctx<'_>, ts, r| {
+            op.right(ctx, ts, r)
+        };
+        super::two_sided(self, right, "join_interval", make, on_left, on_right)
     }
 }
 

@@ -16,6 +16,10 @@ mod table;
 
 use serde_json::Value;
 
+use super::dataframe::Edges;
+use super::registry::{Ctx, Operator};
+use super::{Message, StepError, Stream};
+
 pub use asof::AsOf;
 pub use interval::Interval;
 pub use table::Table;
@@ -42,6 +46,34 @@ pub enum OnMerge {
     KeepLeft,
     /// The right object's value replaces it.
     KeepRight,
+}
+
+/// Adds the join operator `make` builds to `left`, fed by both sides: left messages through
+/// `on_left`, right ones (timestamp and value) through `on_right`; links `right`'s topic into
+/// `left`'s tasks. The operator's state is named `<kind>:<right topic>`.
+fn two_sided<K, V, K2, R, U, O>(
+    left: &Stream<K, V>,
+    right: &Stream<K2, R>,
+    kind: &str,
+    make: impl FnOnce(u16, Edges<K, U>) -> O,
+    on_left: impl FnMut(&mut O, &mut Ctx<'_>, Message<K, V>) -> Result<(), StepError> + 'static,
+    mut on_right: impl FnMut(&mut O, &mut Ctx<'_>, i64, R) -> Result<(), StepError> + 'static,
+) -> Stream<K, U>
+where
+    K: Clone + 'static,
+    V: Clone + 'static,
+    K2: Clone + 'static,
+    R: Clone + 'static,
+    U: Clone + 'static,
+    O: Operator + 'static,
+{
+    left.registry.link(left.source.name(), right.source.name());
+    let name = format!("{kind}:{}", right.source.name());
+    let (joined, op) = left.with_shared_operator(name, make, on_left);
+    right.edges.borrow_mut().push(Box::new(move |ctx, m| {
+        on_right(&mut op.borrow_mut(), ctx, m.timestamp_ms, m.value)
+    }));
+    joined
 }
 
 /// Merges JSON object `right` into `left` (none: `left` unchanged). Both must be objects.
