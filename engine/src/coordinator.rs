@@ -115,8 +115,7 @@ impl Writers {
         if let Some(w) = self.0.get(&key) {
             return Ok(Arc::clone(w));
         }
-        let w = log.topic(topic)?.writer(partition)?;
-        w.share();
+        let w = log.topic(topic)?.lending_writer(partition)?;
         self.0.insert(key, Arc::clone(&w));
         Ok(w)
     }

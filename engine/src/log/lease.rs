@@ -21,6 +21,9 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use std::fs::File;
+use std::time::Instant;
+
 use super::error::{IoContext, LogError, LogResult};
 use super::writer::{load_state, take_lock_within, WriterCore, WriterState};
 
@@ -153,5 +156,107 @@ impl WriterCore {
         }
         st.holds = 1;
         true
+    }
+}
+
+/// What a lending opener writes into the lock file while it opens (`lend` and the boot's lent
+/// mark): nothing else is ever in that file but this or nothing.
+fn lend_intent() -> Option<String> {
+    super::tail::lent_mark().map(|mark| format!("lend {mark:016x}\n"))
+}
+
+/// Writes (lending) or clears the lend intent in the lock file, its lock held.
+pub(crate) fn write_lend_intent(lock: &File, path: &Path, lend: bool) -> LogResult<()> {
+    use std::os::unix::fs::FileExt;
+    lock.set_len(0).ctx("clear lock file", path)?;
+    if let (true, Some(intent)) = (lend, lend_intent()) {
+        lock.write_all_at(intent.as_bytes(), 0)
+            .ctx("write lock file", path)?;
+    }
+    Ok(())
+}
+
+/// Takes the lock of a partition being opened, retrying for up to `wait`, or up to
+/// [`LEND_WAIT`] once the lock file says its holder is a lending
+/// appender in the middle of opening it (two processes opening a fresh partition to share it).
+pub(crate) fn take_lock_at_open(
+    lock: &File,
+    topic: &str,
+    partition: u32,
+    path: &Path,
+    wait: Duration,
+) -> LogResult<()> {
+    let started = Instant::now();
+    let mut deadline = started + wait;
+    loop {
+        match take_lock_within(
+            lock,
+            topic,
+            partition,
+            path,
+            deadline - Instant::now().min(deadline),
+        ) {
+            Err(LogError::Locked { .. }) if deadline < started + LEND_WAIT => {
+                let lending = std::fs::read_to_string(path).ok() == lend_intent();
+                if !lending {
+                    return Err(LogError::Locked {
+                        topic: topic.to_owned(),
+                        partition,
+                        path: path.to_owned(),
+                    });
+                }
+                deadline = started + LEND_WAIT;
+            }
+            done => return done,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lock_file(path: &Path) -> File {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .read(true)
+            .open(path)
+            .unwrap()
+    }
+
+    /// Holds `path`'s lock with (or without) the lend intent for `hold`, in another thread, while
+    /// this one opens; returns what the open got and how long it took.
+    fn open_while_held(lend: bool, hold: Duration) -> (LogResult<()>, Duration) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let holder = lock_file(&path);
+        holder.try_lock().unwrap();
+        write_lend_intent(&holder, &path, lend).unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(hold);
+            holder.unlock().unwrap();
+        });
+        let started = Instant::now();
+        let got = take_lock_at_open(&lock_file(&path), "t", 0, &path, Duration::from_millis(200));
+        let took = started.elapsed();
+        release.join().unwrap();
+        (got, took)
+    }
+
+    #[test]
+    fn an_opener_waits_for_a_lending_opener_and_not_for_an_exclusive_one() {
+        if lend_intent().is_none() {
+            return; // no boot id: no lending marks on this system
+        }
+        // Past the 200 ms an exclusive holder is waited for, and well within LEND_WAIT.
+        let (got, took) = open_while_held(true, Duration::from_millis(600));
+        assert!(got.is_ok(), "{got:?}");
+        assert!(took >= Duration::from_millis(550), "{took:?}");
+        // An exclusive holder keeping it for 3 s: refused after 200 ms, long before.
+        let (got, took) = open_while_held(false, Duration::from_secs(3));
+        assert!(matches!(got, Err(LogError::Locked { .. })), "{got:?}");
+        assert!(took < Duration::from_millis(2_500), "{took:?}");
     }
 }

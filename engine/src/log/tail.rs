@@ -232,7 +232,7 @@ impl TailFile {
 /// Word 5 of a tail kept by lending appenders during this boot: derived from the kernel's boot
 /// id, so that after a reboot (a power loss among them) the mark is not trusted. `None` when the
 /// boot id cannot be read.
-fn lent_mark() -> Option<u64> {
+pub(crate) fn lent_mark() -> Option<u64> {
     static MARK: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
     *MARK.get_or_init(|| {
         let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;

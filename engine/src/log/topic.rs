@@ -560,6 +560,10 @@ impl Topic {
     /// spawns processes while reopening appenders in another thread can see a passing `Locked`.
     /// Keep appenders open (as `append` does) rather than reopening them.
     pub fn writer(&self, partition: u32) -> LogResult<Arc<PartitionWriter>> {
+        self.open_writer(partition, false)
+    }
+
+    fn open_writer(&self, partition: u32, lend: bool) -> LogResult<Arc<PartitionWriter>> {
         self.log.refuse_if_read_only("append")?;
         let dir = self.partition_dir(partition)?;
         let mut writers = self.log.inner.writers.lock();
@@ -572,8 +576,19 @@ impl Topic {
             partition,
             &dir,
             self.config.clone(),
+            lend,
         )?);
         writers.insert(key, Arc::downgrade(&w));
+        Ok(w)
+    }
+
+    /// The appender of a partition, lending it between appends
+    /// ([`WriterCore::share`](super::WriterCore::share)): appenders of several processes take
+    /// turns on it. Opening it, another process opening it too waits for this one (as for a
+    /// lending appender's call), instead of only 200 ms.
+    pub fn lending_writer(&self, partition: u32) -> LogResult<Arc<PartitionWriter>> {
+        let w = self.open_writer(partition, true)?;
+        w.share();
         Ok(w)
     }
 

@@ -249,6 +249,7 @@ impl PartitionWriter {
         partition: u32,
         dir: &Path,
         config: TopicConfig,
+        lend: bool,
     ) -> LogResult<Self> {
         std::fs::create_dir_all(dir).ctx("create partition directory", dir)?;
         let lock_path = dir.join("lock");
@@ -265,7 +266,10 @@ impl PartitionWriter {
             true => super::lease::LEND_WAIT,
             false => Duration::from_millis(200),
         };
-        take_lock_within(&lock, topic, partition, &lock_path, wait)?;
+        super::lease::take_lock_at_open(&lock, topic, partition, &lock_path, wait)?;
+        // Says, while this open holds the lock, whether the opener will lend the partition: one
+        // more opener meanwhile waits for it as for any lending appender.
+        super::lease::write_lend_intent(&lock, &lock_path, lend)?;
         let (mut state, recovery) = load_state(dir, &config)?;
         let tail_value = state.tail();
         let tail_path = dir.join("tail");

@@ -171,10 +171,9 @@ pub(crate) fn start_task(
                 changelog.partitions()
             )));
         }
-        let writer = changelog.writer(partition)?;
         // Lent between appends, so that the task's next owner can take the changelog over
         // while this instance is stopped (and fence it).
-        writer.share();
+        let writer = changelog.lending_writer(partition)?;
         let dir = env.store_dir(group, topic, partition);
         let (mut s, report) = Store::open(env, dir, changelog, writer, fsync)?;
         if let Some(p) = &producer {

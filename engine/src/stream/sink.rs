@@ -143,8 +143,7 @@ impl Outputs {
                     Some(Some(w)) => w.clone(),
                     Some(slot) => {
                         // Lent between appends: other members of the group write here too.
-                        let w = out.topic.writer(p as u32)?;
-                        w.share();
+                        let w = out.topic.lending_writer(p as u32)?;
                         *slot = Some(w.clone());
                         w
                     }
