@@ -281,7 +281,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Stream<K, V> {
     ) -> Stream<K, V> {
         let id = self.registry.outputs.borrow_mut().register(&topic.topic);
         self.then(move |ctx, m, out| {
-            let record = encode_record::<KF, VF>(&m)?;
+            let record = encode_record::<KF, VF>(&m, ctx.outputs)?;
             ctx.outputs.send(id, ctx.partition, record);
             emit(out, ctx, m)
         })
@@ -360,7 +360,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Stream<K, V> {
                 timestamp_ms: m.timestamp_ms,
                 headers: m.headers,
             };
-            let record = encode_record::<Json<K2>, Json<V>>(&keyed)?;
+            let record = encode_record::<Json<K2>, Json<V>>(&keyed, ctx.outputs)?;
             ctx.outputs.send(id, ctx.partition, record);
             Ok(())
         });
@@ -382,20 +382,20 @@ fn with_value<K, U>(
     }
 }
 
-/// Encodes a message as a log record with the formats of a topic.
+/// Encodes a message as a log record with the formats of a topic, into buffers from `outputs`.
 pub(crate) fn encode_record<KF: Format, VF: Format>(
     m: &Message<KF::Value, VF::Value>,
+    outputs: &mut super::Outputs,
 ) -> Result<Record, StepError> {
     let key = match &m.key {
         Some(k) => {
-            let mut bytes = Vec::new();
+            let mut bytes = outputs.buffer();
             KF::encode(k, &mut bytes).map_err(|e| StepError::Function(format!("key: {e}")))?;
             Some(bytes)
         }
         None => None,
     };
-    // Room for a typical JSON result (a window result is ~80 bytes), so it rarely grows.
-    let mut value = Vec::with_capacity(128);
+    let mut value = outputs.buffer();
     VF::encode(&m.value, &mut value).map_err(|e| StepError::Function(format!("value: {e}")))?;
     Ok(Record {
         key,

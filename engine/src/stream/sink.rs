@@ -15,6 +15,11 @@ type TaskRecords = Vec<(usize, u32, Record)>;
 
 /// Buffered bytes above which the runtime appends outputs without waiting for a checkpoint.
 const FLUSH_BYTES: usize = 1 << 20;
+/// Key and value buffers of appended records kept for the next records, at most.
+const SPARE_BUFFERS: usize = 1 << 14;
+/// Capacity of a new value buffer: room for a typical JSON result (a window result is ~80
+/// bytes), so that it rarely grows.
+const VALUE_CAPACITY: usize = 128;
 
 struct OutTopic {
     topic: Topic,
@@ -32,6 +37,8 @@ pub(crate) struct Outputs {
     current: Option<TopicPartition>,
     /// Records appended so far.
     pub sent: u64,
+    /// Cleared buffers of appended records, reused for the keys and values of new ones.
+    spare: Vec<Vec<u8>>,
 }
 
 impl Outputs {
@@ -43,7 +50,15 @@ impl Outputs {
             by_task: None,
             current: None,
             sent: 0,
+            spare: Vec::new(),
         }
+    }
+
+    /// An empty buffer for a new record's key or value (one of an appended record's, when any).
+    pub fn buffer(&mut self) -> Vec<u8> {
+        self.spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(VALUE_CAPACITY))
     }
 
     /// Buffers what each task produces apart, for its transaction (exactly-once).
@@ -156,7 +171,14 @@ impl Outputs {
                 self.sent += bucket.len() as u64;
                 let flushed: usize = bucket.iter().map(size_of_record).sum();
                 self.pending_bytes = self.pending_bytes.saturating_sub(flushed);
-                bucket.clear();
+                for r in bucket.drain(..) {
+                    for mut b in [r.key, r.value].into_iter().flatten() {
+                        if self.spare.len() < SPARE_BUFFERS && b.capacity() <= 4 * VALUE_CAPACITY {
+                            b.clear();
+                            self.spare.push(b);
+                        }
+                    }
+                }
             }
         }
         Ok(())

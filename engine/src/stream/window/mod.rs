@@ -301,7 +301,7 @@ where
             .borrow_mut()
             .register(topic.log_topic());
         self.late.push(Box::new(move |ctx, m, _, _| {
-            let record = encode_record::<KF, VF>(m)?;
+            let record = encode_record::<KF, VF>(m, ctx.outputs)?;
             ctx.outputs.send(id, ctx.partition, record);
             Ok(())
         }));
