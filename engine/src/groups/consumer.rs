@@ -304,6 +304,7 @@ impl Consumer {
         self.owned.clear();
         self.pending.clear();
         self.revoking.clear();
+        self.paused.clear();
         self.member = None;
         self.members_seen = None;
         self.last_poll = None;

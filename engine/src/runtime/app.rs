@@ -508,6 +508,10 @@ impl Runner<'_> {
             }
             bump(&m.state_resets, u64::from(start.state_reset));
             let mut task = start.task;
+            // A partition paused for a task given up before is read again from its start.
+            for input in &task.inputs {
+                self.consumer.resume(&input.topic, tp.1);
+            }
             if let Some(p) = task.producer.as_mut() {
                 // A transaction lasts about a commit interval: the timeout leaves it ten.
                 let interval = self.app.config.commit_interval.saturating_mul(10);
