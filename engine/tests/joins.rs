@@ -329,7 +329,9 @@ fn silent_right(
                 None => outputs_at_least(d, 2),
                 Some(_) => Log::open(d).unwrap().topic("priced").is_ok(),
             };
-            while !ready(&d) {
+            // Bounded, so that the thread ends also when the application failed.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while !ready(&d) && std::time::Instant::now() < deadline {
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
             std::thread::sleep(after.unwrap_or_default());
@@ -379,6 +381,14 @@ fn two_instances_own_each_partition_of_both_joined_topics_together() {
         .collect();
     append(&d, "sensors", &rows);
     let stop = Arc::new(AtomicBool::new(false));
+    /// Stops both instances when the test ends, a failed assertion included.
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let _stop_on_drop = StopOnDrop(stop.clone());
     let instance = |n: usize| {
         let (d, stop) = (d.clone(), stop.clone());
         std::thread::spawn(move || {

@@ -216,17 +216,18 @@ impl Consumer {
             })
     }
 
-    /// Moves the position in an owned partition; the next `poll` reads from `offset`.
-    pub fn seek(&mut self, topic: &str, partition: u32, offset: u64) -> GroupResult<()> {
-        let key = (topic.to_owned(), partition);
-        let o = self
-            .owned
-            .get_mut(&key)
+    fn owned_mut(&mut self, topic: &str, partition: u32) -> GroupResult<&mut Owned> {
+        self.owned
+            .get_mut(&(topic.to_owned(), partition))
             .ok_or_else(|| GroupError::NotAssigned {
                 topic: topic.to_owned(),
                 partition,
-            })?;
-        o.position = offset;
+            })
+    }
+
+    /// Moves the position in an owned partition; the next `poll` reads from `offset`.
+    pub fn seek(&mut self, topic: &str, partition: u32, offset: u64) -> GroupResult<()> {
+        self.owned_mut(topic, partition)?.position = offset;
         Ok(())
     }
 
@@ -412,14 +413,7 @@ impl Consumer {
     /// Whether an owned partition has records past the position that a poll can return now
     /// (under read-committed, up to the last stable offset).
     pub fn has_readable(&mut self, topic: &str, partition: u32) -> GroupResult<bool> {
-        let key = (topic.to_owned(), partition);
-        let o = self
-            .owned
-            .get_mut(&key)
-            .ok_or_else(|| GroupError::NotAssigned {
-                topic: topic.to_owned(),
-                partition,
-            })?;
+        let o = self.owned_mut(topic, partition)?;
         Ok(o.position < o.reader.readable_end()?)
     }
 

@@ -693,14 +693,14 @@ impl Runner<'_> {
     }
 
     fn merges_hold_records(&self) -> bool {
-        (self.tasks.values()).any(|t| t.inputs.len() > 1 && t.inputs.iter().any(|i| !i.is_empty()))
+        self.tasks.values().any(Task::holds_records)
     }
 
     /// Merges what the tasks with several inputs hold, as far as their inputs allow (or
     /// everything when `drain`).
     fn merge_waiting(&mut self, drain: bool) -> StreamResult<()> {
         let waiting: Vec<TopicPartition> = (self.tasks.iter())
-            .filter(|(_, t)| t.inputs.len() > 1 && t.inputs.iter().any(|i| !i.is_empty()))
+            .filter(|(_, t)| t.holds_records())
             .map(|(tp, _)| tp.clone())
             .collect();
         for tp in waiting {

@@ -31,6 +31,11 @@ impl Task {
         self.inputs[0].position
     }
 
+    /// Whether polled records wait in the merge of its inputs.
+    pub fn holds_records(&self) -> bool {
+        self.inputs.iter().any(|i| !i.is_empty())
+    }
+
     /// Writes the positions of the secondary inputs into the store when they moved (before a
     /// checkpoint saves it).
     pub fn record_positions(&mut self) {
