@@ -527,11 +527,12 @@ impl Runner<'_> {
                         StreamError::Setup(format!("topic {} partition {}: {e}", tp.0, tp.1))
                     })?;
                 }
-                for input in &task.inputs {
-                    if let Some(hook) = sources
-                        .get_mut(&input.topic)
-                        .and_then(|s| s.on_start.as_mut())
-                    {
+                for input in &mut task.inputs {
+                    let Some(source) = sources.get_mut(&input.topic) else {
+                        continue;
+                    };
+                    input.mirror_key = source.position_mirror.clone();
+                    if let Some(hook) = source.on_start.as_mut() {
                         hook(store, tp.1, input.position, self.consumer_isolation())?;
                     }
                 }

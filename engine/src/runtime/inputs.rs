@@ -40,6 +40,9 @@ pub(crate) struct Input {
     pub committed: Option<u64>,
     /// Position last written into the store (secondary inputs of stateful tasks).
     pub recorded: Option<u64>,
+    /// A local-only store key that gets the position too (a table that is its own changelog
+    /// records there how far its rows go).
+    pub mirror_key: Option<Vec<u8>>,
     /// Polled records not processed yet, and the index of the next one in the first fetch.
     buffered: VecDeque<Fetch>,
     next: usize,
@@ -54,6 +57,7 @@ impl Input {
             position,
             committed,
             recorded: None,
+            mirror_key: None,
             buffered: VecDeque::new(),
             next: 0,
             empty_since: Some(Instant::now()),

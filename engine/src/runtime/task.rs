@@ -44,10 +44,11 @@ impl Task {
         };
         for input in self.inputs.iter_mut().skip(1) {
             if input.recorded != Some(input.position) {
-                store.put(
-                    &position_key(&input.topic),
-                    Some(input.position.to_be_bytes().to_vec()),
-                );
+                let position = input.position.to_be_bytes();
+                store.put(&position_key(&input.topic), Some(position.to_vec()));
+                if let Some(key) = &input.mirror_key {
+                    store.put(key, Some(position.to_vec()));
+                }
                 input.recorded = Some(input.position);
             }
         }

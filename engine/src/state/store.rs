@@ -231,22 +231,41 @@ impl Store {
     /// Every live entry whose key starts with `prefix`, in key order: saved entries overlaid with
     /// cached changes.
     pub fn scan_prefix(&self, prefix: &[u8]) -> StateResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.scan_prefix_up_to(prefix, usize::MAX)
+    }
+
+    /// Live entries whose key starts with `prefix`, at most `limit` of them, in key order: the
+    /// first `limit` saved entries overlaid with cached changes (a change deletes or adds
+    /// entries, so there can be fewer than `limit` when more exist; each is current).
+    pub fn scan_prefix_up_to(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+    ) -> StateResult<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut entries = std::collections::BTreeMap::new();
+        let mut full = false;
         for item in self.db.prefix_iterator(prefix) {
             let (key, value) = item.map_err(rocks("scan", &self.path))?;
             if !key.starts_with(prefix) {
                 break;
             }
             entries.insert(key.into_vec(), Some(value.into_vec()));
+            if entries.len() == limit {
+                full = true;
+                break;
+            }
         }
+        let last = entries.keys().next_back().cloned();
         for (key, cached) in &self.cache {
-            if key.starts_with(prefix) {
+            let within = !full || last.as_ref().is_some_and(|l| key <= l);
+            if within && key.starts_with(prefix) {
                 entries.insert(key.clone(), cached.value.clone());
             }
         }
         Ok(entries
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .take(limit)
             .collect())
     }
 
@@ -667,5 +686,29 @@ mod tests {
         // Dropped from the cache, saved in RocksDB.
         let first = store.get(b"k00000000").expect("get").map(<[u8]>::to_vec);
         assert_eq!(first, Some(vec![7; 80]));
+    }
+
+    #[test]
+    fn a_bounded_scan_returns_current_entries_with_cached_changes_over_saved_ones() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut store, _env) = test_store(dir.path());
+        for i in 0..10 {
+            store.put(format!("k{i}").as_bytes(), Some(vec![i]));
+        }
+        let logged = store.log_changes(1).expect("log changes");
+        store.save_changes(logged).expect("save changes");
+        store.put(b"k3", None);
+        store.put(b"k35", Some(vec![35]));
+        store.put(b"k99", Some(vec![99]));
+        let keys = |entries: Vec<(Vec<u8>, Vec<u8>)>| -> Vec<String> {
+            (entries.into_iter())
+                .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
+                .collect()
+        };
+        let first = store.scan_prefix_up_to(b"k", 5).expect("scan");
+        assert_eq!(keys(first), ["k0", "k1", "k2", "k35", "k4"]);
+        let all = store.scan_prefix(b"k").expect("scan");
+        assert_eq!(all.len(), 11);
+        assert_eq!(all.last(), Some(&(b"k99".to_vec(), vec![99])));
     }
 }

@@ -150,6 +150,9 @@ pub(crate) struct Source {
     pub policy: Option<ErrorPolicy>,
     pub topic: Topic,
     pub on_start: Option<StartHook>,
+    /// A local-only store key that gets this input's position at each checkpoint of the tasks
+    /// it is an input of (a table that is its own changelog: how far its rows go).
+    pub position_mirror: Option<Vec<u8>>,
     /// A table's source: it writes the rows of the tasks it is joined into.
     pub table: bool,
 }
@@ -303,6 +306,7 @@ impl Registry {
                 policy: topic.policy.clone(),
                 topic: topic.topic.clone(),
                 on_start: None,
+                position_mirror: None,
                 table: false,
             },
         );

@@ -6,7 +6,8 @@
 //! - a topic whose cleanup policy is `compact` is its own changelog, as in Kafka Streams: rows
 //!   are [`LOCAL_ONLY`] entries `LOCAL_ONLY, b't', len u16 BE, name, record key` → value bytes,
 //!   never copied to the task's changelog, with `LOCAL_ONLY, b'p', len, name` → the offset
-//!   after the last row applied (u64 BE). When a task starts and that offset is behind where
+//!   after the last row applied (u64 BE; the runtime writes the topic's position there at each
+//!   checkpoint, in the same batch as the rows). When a task starts and that offset is behind where
 //!   the task resumes the topic (the store was restored from its changelog, which holds no
 //!   rows, or lost its last writes), the rows in between are read again from the topic;
 //! - any other topic (retention could delete rows the table still needs): rows are ordinary
@@ -14,7 +15,8 @@
 //!
 //! Values are decoded when applied (an undecodable row follows the table topic's error policy
 //! and leaves the key as it was; read again from the topic it is skipped) and kept decoded in
-//! a bounded cache per partition, so that lookups do not decode again.
+//! a bounded cache per partition, so that lookups do not decode again; a task that starts
+//! fills that cache from its store in one scan.
 
 use std::cell::RefCell;
 use std::convert::Infallible;
@@ -133,7 +135,6 @@ where
     let cache = table.cache.clone();
     let mut key = rows.clone();
     let prefix_len = rows.len();
-    let applied = applied_key.clone();
     let run = Box::new(
         move |ctx: &mut crate::stream::Ctx<'_>, r: &crate::log::RecordView<'_>| {
             let Some(raw) = r.key else {
@@ -148,9 +149,6 @@ where
             let Some(store) = ctx.store.as_deref_mut() else {
                 return Err(StepError::Function("no state store is open".into()));
             };
-            if local {
-                store.put(&applied, Some((r.offset + 1).to_be_bytes().to_vec()));
-            }
             let decoded = match r.value {
                 None => None,
                 Some(v) => Some(
@@ -162,30 +160,31 @@ where
             key.extend_from_slice(raw);
             store.put(&key, r.value.map(<[u8]>::to_vec));
             let epoch = store.epoch();
-            cache
-                .borrow_mut()
-                .of(ctx.partition, epoch)
-                .insert(raw.to_vec(), decoded);
+            match cache.borrow_mut().of(ctx.partition, epoch).entry_ref(raw) {
+                EntryRef::Occupied(mut o) => *o.get_mut() = decoded,
+                EntryRef::Vacant(v) => {
+                    v.insert(decoded);
+                }
+            }
             Ok(())
         },
     );
-    let on_start: Option<StartHook> = local.then(|| {
-        let topic = topic.topic.clone();
-        let cache = table.cache.clone();
-        let hook: StartHook = Box::new(move |store, partition, position, isolation| {
+    let position_mirror = local.then(|| applied_key.clone());
+    let topic_of_rows = topic.topic.clone();
+    let cache = table.cache.clone();
+    let on_start: StartHook = Box::new(move |store, partition, position, isolation| {
+        if local {
             catch_up::<VF>(
                 store,
-                &topic,
+                &topic_of_rows,
                 partition,
                 position,
                 isolation,
                 &rows,
                 &applied_key,
             )?;
-            cache.borrow_mut().partitions.remove(&partition);
-            Ok(())
-        });
-        hook
+        }
+        warm::<VF>(store, partition, &rows, &mut cache.borrow_mut())
     });
     sources.insert(
         name,
@@ -194,11 +193,31 @@ where
             shared,
             policy: topic.policy.clone(),
             topic: topic.topic.clone(),
-            on_start,
+            on_start: Some(on_start),
+            position_mirror,
             table: true,
         },
     );
     table
+}
+
+/// Fills the decoded rows of `partition` from its store (as many as the cache keeps), so that
+/// a task's first lookups do not each read the store.
+fn warm<VF: Format>(
+    store: &mut Store,
+    partition: u32,
+    rows: &[u8],
+    decoded: &mut Decoded<VF::Value>,
+) -> Result<(), StreamError> {
+    let cached = decoded.of(partition, store.epoch());
+    cached.clear();
+    for (key, value) in store.scan_prefix_up_to(rows, CACHED_ROWS - 1)? {
+        // An undecodable row stays out: its lookup reports it.
+        if let (Some(raw), Ok(row)) = (key.get(rows.len()..), VF::decode(&value)) {
+            cached.insert(raw.to_vec(), Some(row));
+        }
+    }
+    Ok(())
 }
 
 /// Brings the rows of a table read from its own topic up to `position` of that topic.
