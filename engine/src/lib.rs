@@ -110,10 +110,12 @@ pub use log::{
     WriterCore, DATA_DIR_FORMAT, SETTING_NAMES, TOPIC_FORMAT,
 };
 #[cfg(feature = "streams")]
-pub use runtime::{AppConfig, Application, MetricsSnapshot, ProcessingGuarantee, Producer};
+pub use runtime::{
+    AppConfig, Application, GroupSource, MetricsSnapshot, ProcessingGuarantee, Producer,
+};
 #[cfg(feature = "streams")]
 pub use state::{
-    RestoreCallback, RestoreProgress, RestoreReport, State, StateError, StateResult,
+    Changelog, RestoreCallback, RestoreProgress, RestoreReport, State, StateError, StateResult,
     DEFAULT_MEMORY_BUDGET,
 };
 #[cfg(feature = "streams")]

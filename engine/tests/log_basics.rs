@@ -381,3 +381,28 @@ fn a_read_only_log_creates_nothing_and_refuses_changes() {
     ));
     assert_eq!(writable.list_topics().unwrap(), ["t"]);
 }
+
+#[test]
+fn a_fetch_made_from_records_reads_as_the_same_records_read_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, topic) = topic_with(dir.path(), "t", TopicConfig::default());
+    let mut records: Vec<Record> = (0..40).map(record).collect();
+    records[3] = Record::keyed("gone", Vec::<u8>::new());
+    records[3].value = None; // a tombstone
+    records[5].key = None;
+    records[7] = records[7].clone().with_header("empty", Vec::<u8>::new());
+    topic.writer(0).unwrap().append(&records).unwrap();
+    let from_log = read_all(&mut topic.reader(0).unwrap(), 0);
+
+    let fetch = eddy::Fetch::from_records(from_log.clone(), 40);
+    assert_eq!(fetch.len(), 40);
+    assert_eq!(fetch.next_offset(), 40);
+    let rebuilt: Vec<(u64, Record)> = fetch.iter().map(|r| (r.offset, r.to_record())).collect();
+    assert_eq!(rebuilt, from_log);
+    assert_eq!(fetch.get(7).unwrap().header("empty"), Some(&b""[..]));
+    assert_eq!(fetch.get(3).unwrap().value, None);
+    assert_eq!(fetch.get(5).unwrap().key, None);
+
+    let untimed = eddy::Fetch::from_records([(9, Record::keyed("k", "v"))], 10);
+    assert_eq!(untimed.get(0).unwrap().timestamp, -1);
+}

@@ -167,6 +167,11 @@ impl Consumer {
         })
     }
 
+    /// The log this member reads.
+    pub(crate) fn log(&self) -> &Log {
+        &self.log
+    }
+
     /// This member's id.
     pub fn member_id(&self) -> &str {
         &self.member_id

@@ -357,7 +357,7 @@ fn bytes_len(b: Option<&[u8]>) -> usize {
     }
 }
 
-fn put_bytes(buf: &mut Vec<u8>, b: Option<&[u8]>) {
+pub(crate) fn put_bytes(buf: &mut Vec<u8>, b: Option<&[u8]>) {
     match b {
         Some(b) => {
             put_varlong(buf, b.len() as i64);

@@ -19,10 +19,10 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::batch::{crc_ok, decode_records, parse_header, HEADER_LEN, MAX_BATCH_BYTES};
+use super::batch::{crc_ok, decode_records, parse_header, put_bytes, HEADER_LEN, MAX_BATCH_BYTES};
 use super::error::{IoContext, LogError, LogResult};
 use super::index::{IndexBytes, OffsetEntries, TimeEntries, OFFSET_ENTRY, TIME_ENTRY};
-use super::record::{RecordSlot, RecordView};
+use super::record::{Record, RecordSlot, RecordView, NULL};
 use super::segment::{
     batch_at, corrupt, intact_end, last_batch_max_timestamp, list_segments, segment_path,
 };
@@ -70,6 +70,55 @@ impl Fetch {
     /// Bytes of record batches read.
     pub fn bytes(&self) -> usize {
         self.buf.len()
+    }
+
+    /// A fetch of records read elsewhere (by another backend of an application): `(offset,
+    /// record)` pairs in offset order; the next read starts at `next_offset`. A record without
+    /// a timestamp gets -1, as Kafka reports none. Keys, values and headers take at most 4 GiB
+    /// in all: records past that are left out and the next read starts at the first of them.
+    pub fn from_records(
+        records: impl IntoIterator<Item = (u64, Record)>,
+        next_offset: u64,
+    ) -> Fetch {
+        let mut fetch = Fetch {
+            next_offset,
+            ..Fetch::default()
+        };
+        for (offset, r) in records {
+            let buf = &mut fetch.buf;
+            let size = r.key.as_ref().map_or(0, Vec::len)
+                + r.value.as_ref().map_or(0, Vec::len)
+                + (r.headers.iter())
+                    .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len) + 20)
+                    .sum::<usize>();
+            if buf.len() + size >= NULL as usize {
+                fetch.next_offset = offset;
+                break;
+            }
+            let mut part = |bytes: Option<&[u8]>| match bytes {
+                None => (NULL, NULL),
+                Some(b) => {
+                    let start = buf.len() as u32;
+                    buf.extend_from_slice(b);
+                    (start, buf.len() as u32)
+                }
+            };
+            let key = part(r.key.as_deref());
+            let value = part(r.value.as_deref());
+            let headers_start = buf.len() as u32;
+            for h in &r.headers {
+                put_bytes(buf, Some(h.key.as_bytes()));
+                put_bytes(buf, h.value.as_deref());
+            }
+            fetch.slots.push(RecordSlot {
+                offset,
+                timestamp: r.timestamp.unwrap_or(-1),
+                key,
+                value,
+                headers: (headers_start, buf.len() as u32, r.headers.len() as u32),
+            });
+        }
+        fetch
     }
 }
 

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::backend::GroupSource;
 use super::config::{AppConfig, ProcessingGuarantee};
 use super::metrics::{bump, Metrics, MetricsSnapshot};
 use super::producer::Producer;
@@ -231,7 +232,7 @@ impl Application {
         let primary_of: BTreeMap<String, String> = (inputs.iter())
             .flat_map(|(p, all)| all.iter().map(move |t| (t.clone(), p.clone())))
             .collect();
-        let mut consumer = Consumer::new(
+        let consumer = Consumer::new(
             &self.log,
             ConsumerConfig {
                 auto_offset_reset: self.config.auto_offset_reset,
@@ -249,6 +250,7 @@ impl Application {
                 ..ConsumerConfig::new(self.config.group.clone())
             },
         )?;
+        let mut consumer: Box<dyn GroupSource> = Box::new(consumer);
         let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&refs)?;
         if self.exactly_once() {
@@ -272,7 +274,7 @@ impl Application {
         drop(tasks);
         self.registry.outputs.borrow_mut().release_writers();
         match result {
-            Ok(()) => Ok(consumer.close()?),
+            Ok(()) => consumer.close(),
             Err(e) => Err(e),
         }
     }
@@ -280,7 +282,7 @@ impl Application {
 
 pub(super) struct Runner<'a> {
     pub(super) app: &'a mut Application,
-    pub(super) consumer: Consumer,
+    pub(super) consumer: Box<dyn GroupSource>,
     /// Each primary topic's inputs (itself first).
     inputs: TaskInputs,
     /// Each input topic's primary.
@@ -426,7 +428,7 @@ impl Runner<'_> {
             .flat_map(|((_, p), t)| t.moved(*p))
             .collect();
         self.consumer
-            .commit_offsets_with_metadata(&moved, CHECKPOINT_METADATA)?;
+            .commit_with_metadata(&moved, CHECKPOINT_METADATA)?;
         for task in self.tasks.values_mut() {
             task.mark_committed();
         }
@@ -482,7 +484,7 @@ impl Runner<'_> {
             let start = start_task(
                 &self.app.log,
                 &self.app.env,
-                &mut self.consumer,
+                self.consumer.as_mut(),
                 &self.app.config.group,
                 &tp.0,
                 &secondaries,

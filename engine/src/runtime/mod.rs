@@ -3,6 +3,7 @@
 //! and stream layers.
 
 mod app;
+mod backend;
 mod config;
 mod inputs;
 mod metrics;
@@ -11,6 +12,7 @@ mod task;
 mod transactional;
 
 pub use app::Application;
+pub use backend::GroupSource;
 pub use config::{AppConfig, ProcessingGuarantee};
 pub use metrics::MetricsSnapshot;
 pub use producer::Producer;

@@ -16,13 +16,12 @@
 //! at its committed offset.
 
 use crate::coordinator::{Completed, TransactionalProducer};
-use crate::groups::{
-    AutoOffsetReset, Consumer, GroupError, RESET_KEEP_STATE_METADATA, RESET_METADATA,
-};
+use crate::groups::{AutoOffsetReset, GroupError, RESET_KEEP_STATE_METADATA, RESET_METADATA};
 use crate::log::{CleanupPolicy, Durability, Log, TopicConfig};
-use crate::state::{RestoreReport, StateEnv, Store};
+use crate::state::{LocalChangelog, RestoreReport, StateEnv, Store};
 use crate::stream::{StreamError, StreamResult};
 
+use super::backend::GroupSource;
 use super::inputs::{position_key, Input};
 
 impl Task {
@@ -104,7 +103,7 @@ pub(crate) fn changelog_name(group: &str, topic: &str) -> String {
 pub(crate) fn start_task(
     log: &Log,
     env: &StateEnv,
-    consumer: &mut Consumer,
+    consumer: &mut dyn GroupSource,
     group: &str,
     topic: &str,
     secondaries: &[String],
@@ -135,14 +134,17 @@ pub(crate) fn start_task(
     };
     let committed = consumer.committed_with_metadata(topic, partition)?;
     // Not the consumer's position: the poll that assigned the partition may have read past it.
-    let start_of = |topic: &str, committed: &Option<(u64, String)>| -> StreamResult<u64> {
+    let start_of = |consumer: &mut dyn GroupSource,
+                    topic: &str,
+                    committed: &Option<(u64, String)>|
+     -> StreamResult<u64> {
         if let Some((c, _)) = committed {
             return Ok(*c);
         }
-        let mut reader = log.topic(topic)?.reader(partition)?;
+        let (log_start, end) = consumer.offset_bounds(topic, partition)?;
         Ok(match reset {
-            AutoOffsetReset::Earliest => reader.log_start_offset()?,
-            AutoOffsetReset::Latest => reader.end_offset(),
+            AutoOffsetReset::Earliest => log_start,
+            AutoOffsetReset::Latest => end,
             AutoOffsetReset::Error => {
                 return Err(GroupError::NoCommittedOffset {
                     group: group.to_owned(),
@@ -153,11 +155,11 @@ pub(crate) fn start_task(
             }
         })
     };
-    let mut position = start_of(topic, &committed)?;
+    let mut position = start_of(consumer, topic, &committed)?;
     let mut others = Vec::with_capacity(secondaries.len());
     for t in secondaries {
         let c = consumer.committed_with_metadata(t, partition)?;
-        others.push((t.clone(), start_of(t, &c)?, c));
+        others.push((t.clone(), start_of(consumer, t, &c)?, c));
     }
     let mut restore = None;
     let mut state_reset = false;
@@ -180,11 +182,10 @@ pub(crate) fn start_task(
         // Lent between appends, so that the task's next owner can take the changelog over
         // while this instance is stopped (and fence it).
         let writer = changelog.lending_writer(partition)?;
+        let identity = producer.as_ref().map(TransactionalProducer::identity);
+        let changelog = Box::new(LocalChangelog::new(changelog, writer, identity));
         let dir = env.store_dir(group, topic, partition);
-        let (mut s, report) = Store::open(env, dir, changelog, writer, fsync)?;
-        if let Some(p) = &producer {
-            s.set_producer(p.identity());
-        }
+        let (mut s, report) = Store::open(env, dir, changelog, fsync)?;
         // Each secondary's position as the state recorded it.
         let mut stored = Vec::with_capacity(others.len());
         for (t, _, _) in &others {

@@ -4,11 +4,14 @@
 //! Uses the log only to write and replay changelogs. The runtime decides when to checkpoint and
 //! what input offset a checkpoint records; see `docs/semantics.md`.
 
+mod changelog;
 mod env;
 mod error;
 mod handle;
 mod store;
 
+pub use changelog::Changelog;
+pub(crate) use changelog::LocalChangelog;
 pub use env::DEFAULT_MEMORY_BUDGET;
 pub use error::{StateError, StateResult};
 pub use handle::State;

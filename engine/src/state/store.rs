@@ -25,7 +25,8 @@ use rocksdb::{WriteBatch, WriteOptions, DB};
 
 use super::env::StateEnv;
 use super::error::{rocks, StateError, StateResult};
-use crate::log::{PartitionWriter, ProducerIdentity, Record, Topic};
+use super::Changelog;
+use crate::log::Record;
 
 const META_CHANGELOG_OFFSET: &[u8] = b"\0changelog-offset";
 const META_INPUT_OFFSET: &[u8] = b"\0input-offset";
@@ -109,7 +110,7 @@ pub(crate) struct Store {
     env: StateEnv,
     path: PathBuf,
     db: DB,
-    changelog: Arc<PartitionWriter>,
+    changelog: Box<dyn Changelog>,
     /// Read and written entries: clean ones mirror RocksDB, dirty ones wait for a checkpoint.
     cache: HashMap<Vec<u8>, Cached>,
     /// Keys of the dirty entries, in the order they became dirty.
@@ -120,8 +121,6 @@ pub(crate) struct Store {
     input_offset: Option<u64>,
     fsync: bool,
     epoch: u64,
-    /// Exactly-once: the transactional producer whose transaction the changelog records join.
-    producer: Option<ProducerIdentity>,
 }
 
 /// Source of store epochs: every opened store gets a new one.
@@ -140,8 +139,7 @@ impl Store {
     pub fn open(
         env: &StateEnv,
         path: PathBuf,
-        changelog_topic: Topic,
-        changelog: Arc<PartitionWriter>,
+        mut changelog: Box<dyn Changelog>,
         fsync: bool,
     ) -> StateResult<(Store, RestoreReport)> {
         let started = Instant::now();
@@ -160,8 +158,7 @@ impl Store {
         };
         let mut replay = Replay {
             path: &path,
-            topic: &changelog_topic,
-            partition: changelog.partition(),
+            changelog: changelog.as_mut(),
             position: meta.0,
             input_offset: meta.1,
             applied: 0,
@@ -171,6 +168,7 @@ impl Store {
         report.entries = replay.applied;
         report.elapsed = started.elapsed();
         let (changelog_offset, input_offset) = (replay.position, replay.input_offset);
+        changelog.restored();
         let store = Store {
             env: env.clone(),
             path,
@@ -184,7 +182,6 @@ impl Store {
             input_offset,
             fsync,
             epoch: EPOCHS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            producer: None,
         };
         Ok((store, report))
     }
@@ -192,12 +189,6 @@ impl Store {
     /// Whether a checkpoint at `input_offset` would append anything to the changelog.
     pub fn has_changes(&self, input_offset: u64) -> bool {
         !self.dirty.is_empty() || self.input_offset != Some(input_offset)
-    }
-
-    /// Makes later changelog appends part of `producer`'s transactions (exactly-once); the
-    /// caller lists the changelog partition in each transaction before it checkpoints.
-    pub fn set_producer(&mut self, producer: ProducerIdentity) {
-        self.producer = Some(producer);
     }
 
     /// The changelog topic and partition.
@@ -364,10 +355,7 @@ impl Store {
         self.clean_bytes += self.dirty_bytes;
         self.dirty_bytes = 0;
         records.push(Record::keyed(MARKER_KEY, input_offset.to_be_bytes()));
-        let appended = match self.producer {
-            Some(p) => self.changelog.append_transactional(p, &records)?,
-            None => self.changelog.append_atomic(&records)?,
-        };
+        let next_changelog_offset = self.changelog.append_checkpoint(&records)?;
         if self.fsync {
             self.changelog.flush()?;
         }
@@ -376,7 +364,7 @@ impl Store {
         Ok(Some(LoggedChanges {
             records,
             local,
-            next_changelog_offset: appended.base_offset + appended.count,
+            next_changelog_offset,
         }))
     }
 
@@ -444,15 +432,14 @@ impl Store {
                 ..Record::default()
             });
             if bytes > 8 << 20 {
-                self.changelog.append(&tombstones)?;
+                self.changelog.append_now(&tombstones, false)?;
                 tombstones.clear();
                 bytes = 0;
             }
         }
         tombstones.push(Record::keyed(MARKER_KEY, input_offset.to_be_bytes()));
-        let appended = self.changelog.append_atomic(&tombstones)?;
+        let next = self.changelog.append_now(&tombstones, true)?;
         self.changelog.flush()?;
-        let next = appended.base_offset + appended.count;
         self.input_offset = Some(input_offset);
         let mut batch = WriteBatch::default();
         batch.delete_range([1u8], [u8::MAX]);
@@ -477,8 +464,7 @@ fn put_meta(batch: &mut WriteBatch, changelog_offset: u64, input_offset: Option<
 /// Replays a changelog partition into a database from `position` to the end.
 struct Replay<'a> {
     path: &'a std::path::Path,
-    topic: &'a Topic,
-    partition: u32,
+    changelog: &'a mut dyn Changelog,
     /// Next changelog offset to apply.
     position: u64,
     /// Input offset of the last marker applied (or recorded before).
@@ -490,18 +476,17 @@ struct Replay<'a> {
 impl Replay<'_> {
     fn bad(&self, offset: u64, reason: String) -> StateError {
         StateError::BadChangelog {
-            topic: self.topic.name().to_owned(),
-            partition: self.partition,
+            topic: self.changelog.topic().to_owned(),
+            partition: self.changelog.partition(),
             offset,
             reason,
         }
     }
 
     fn run(&mut self, db: &DB, started: Instant) -> StateResult<()> {
-        let mut reader = self.topic.reader(self.partition)?;
-        // Changelog records of aborted transactions (exactly-once) are not state.
-        reader.set_isolation(crate::log::Isolation::ReadCommitted);
-        let end = reader.end_offset();
+        // Records of aborted transactions (exactly-once) are not state: the changelog reads
+        // committed records only.
+        let (log_start, end) = self.changelog.bounds()?;
         if self.position > end {
             return Err(self.bad(
                 end,
@@ -513,13 +498,13 @@ impl Replay<'_> {
                 ),
             ));
         }
-        self.position = self.position.max(reader.log_start_offset()?);
+        self.position = self.position.max(log_start);
         let first = self.position;
         let mut reporting = false;
         let mut last_report = started;
         let write_opts = no_wal();
         while self.position < end {
-            let fetch = reader.read(self.position, RESTORE_RECORDS, RESTORE_BYTES)?;
+            let fetch = (self.changelog).read(self.position, RESTORE_RECORDS, RESTORE_BYTES)?;
             if fetch.is_empty() {
                 break;
             }
@@ -549,8 +534,8 @@ impl Replay<'_> {
                 .map_err(rocks("write restored entries", self.path))?;
             if !reporting && started.elapsed() > Duration::from_millis(500) {
                 reporting = true;
-                tracing::info!(store = %self.path.display(), changelog = %self.topic.name(),
-                    partition = self.partition, entries = end - first, "restoring state store");
+                tracing::info!(store = %self.path.display(), changelog = %self.changelog.topic(),
+                    partition = self.changelog.partition(), entries = end - first, "restoring state store");
             }
             if reporting && last_report.elapsed() > Duration::from_millis(200) {
                 last_report = Instant::now();
@@ -571,8 +556,8 @@ impl Replay<'_> {
         if let Some(callback) = self.progress {
             (callback.0)(&RestoreProgress {
                 store: self.path.to_owned(),
-                changelog: self.topic.name().to_owned(),
-                partition: self.partition,
+                changelog: self.changelog.topic().to_owned(),
+                partition: self.changelog.partition(),
                 restored: self.position.min(end) - first,
                 total: end - first,
                 done,
@@ -655,9 +640,10 @@ pub(crate) fn test_store(dir: &std::path::Path) -> (Store, StateEnv) {
     let changelog = log.topic_or_create("changelog", crate::TopicConfig::default());
     let changelog = changelog.expect("topic");
     let writer = changelog.writer(0).expect("writer");
+    let changelog = Box::new(super::LocalChangelog::new(changelog, writer, None));
     let env = StateEnv::new(&dir.join("state"), 4 << 20, None);
     let path = dir.join("state").join("s");
-    let (store, _) = Store::open(&env, path, changelog, writer, false).expect("store");
+    let (store, _) = Store::open(&env, path, changelog, false).expect("store");
     (store, env)
 }
 
