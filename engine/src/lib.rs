@@ -123,6 +123,6 @@ pub use stream::window::aggregate;
 #[cfg(feature = "streams")]
 pub use stream::{
     merge_json, AsOf, Bincode, Bytes, Closing, Emit, ErrorPolicy, Format, Interval, JoinHow, Json,
-    Message, OnMerge, Str, Stream, StreamError, StreamResult, StreamTopic, Table,
+    Message, OnMerge, OutputSink, Str, Stream, StreamError, StreamResult, StreamTopic, Table,
     TimestampExtractor, WindowResult, WindowSpec, Windowed,
 };

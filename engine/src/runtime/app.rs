@@ -24,7 +24,7 @@ use crate::log::{Header, Isolation, Log, LogError, Record, RecordView, TopicConf
 use crate::state::Store;
 use crate::state::{StateEnv, StateError};
 use crate::stream::{
-    Ctx, ErrorPolicy, Format, Outputs, Registry, Source, StepError, Stream, StreamError,
+    Ctx, ErrorPolicy, Format, LocalSink, Outputs, Registry, Source, StepError, Stream, StreamError,
     StreamResult, StreamTopic, TaskInputs,
 };
 
@@ -109,7 +109,10 @@ impl Application {
             log: log.clone(),
             group: config.group.clone(),
             sources: Default::default(),
-            outputs: std::cell::RefCell::new(Outputs::new(config.fsync)),
+            outputs: std::cell::RefCell::new(Outputs::new(Box::new(LocalSink::new(
+                log.clone(),
+                config.fsync,
+            )))),
             setup_errors: Default::default(),
             links: Default::default(),
         });
@@ -175,7 +178,7 @@ impl Application {
 
     /// A producer for standalone programs (generators, importers) writing to this data directory.
     pub fn producer(&self) -> Producer {
-        Producer::new()
+        Producer::new(self.log.clone())
     }
 
     /// The application's counters so far.

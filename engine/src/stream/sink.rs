@@ -5,10 +5,11 @@
 //! produced them), for the runtime to append inside that task's transaction.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
+use super::output_sink::OutputSink;
+use super::StreamResult;
 use crate::groups::TopicPartition;
-use crate::log::{partition_for_key, LogResult, PartitionWriter, Record, Topic};
+use crate::log::{partition_for_key, Record, Topic};
 
 /// Records a task produced: `(output topic id, partition, record)`, in order.
 type TaskRecords = Vec<(usize, u32, Record)>;
@@ -23,7 +24,6 @@ const VALUE_CAPACITY: usize = 128;
 
 struct OutTopic {
     topic: Topic,
-    writers: Vec<Option<Arc<PartitionWriter>>>,
     pending: Vec<Vec<Record>>,
 }
 
@@ -31,7 +31,7 @@ struct OutTopic {
 pub(crate) struct Outputs {
     topics: Vec<OutTopic>,
     pending_bytes: usize,
-    fsync: bool,
+    sink: Box<dyn OutputSink>,
     /// Exactly-once: records buffered per task, and the task whose record is being processed.
     by_task: Option<BTreeMap<TopicPartition, TaskRecords>>,
     current: Option<TopicPartition>,
@@ -42,11 +42,12 @@ pub(crate) struct Outputs {
 }
 
 impl Outputs {
-    pub fn new(fsync: bool) -> Self {
+    /// Outputs appended to `sink`.
+    pub fn new(sink: Box<dyn OutputSink>) -> Self {
         Outputs {
             topics: Vec::new(),
             pending_bytes: 0,
-            fsync,
+            sink,
             by_task: None,
             current: None,
             sent: 0,
@@ -103,7 +104,6 @@ impl Outputs {
         let n = topic.partitions() as usize;
         self.topics.push(OutTopic {
             topic: topic.clone(),
-            writers: (0..n).map(|_| None).collect(),
             pending: (0..n).map(|_| Vec::new()).collect(),
         });
         self.topics.len() - 1
@@ -143,8 +143,9 @@ impl Outputs {
         self.pending_bytes >= FLUSH_BYTES
     }
 
-    /// Appends every buffered record (fsyncing them when the application asks for it).
-    pub fn flush(&mut self) -> LogResult<()> {
+    /// Appends every buffered record and flushes the sink (which fsyncs them when the
+    /// application asks for it).
+    pub fn flush(&mut self) -> StreamResult<()> {
         if self.pending_bytes == 0 {
             return Ok(());
         }
@@ -153,21 +154,7 @@ impl Outputs {
                 if bucket.is_empty() {
                     continue;
                 }
-                let slot = out.writers.get_mut(p);
-                let writer = match slot {
-                    Some(Some(w)) => w.clone(),
-                    Some(slot) => {
-                        // Lent between appends: other members of the group write here too.
-                        let w = out.topic.lending_writer(p as u32)?;
-                        *slot = Some(w.clone());
-                        w
-                    }
-                    None => continue,
-                };
-                writer.append(bucket)?;
-                if self.fsync {
-                    writer.flush()?;
-                }
+                self.sink.append(out.topic.name(), p as u32, bucket)?;
                 self.sent += bucket.len() as u64;
                 let flushed: usize = bucket.iter().map(size_of_record).sum();
                 self.pending_bytes = self.pending_bytes.saturating_sub(flushed);
@@ -181,7 +168,7 @@ impl Outputs {
                 }
             }
         }
-        Ok(())
+        self.sink.flush()
     }
 
     /// Drops every buffered record (the tasks that produced them were given up).
@@ -195,11 +182,10 @@ impl Outputs {
         self.pending_bytes = 0;
     }
 
-    /// Lets go of every partition appender (they are shared per process through the log).
+    /// Lets go of what the sink holds for appending (partition appenders, shared per process
+    /// through the log).
     pub fn release_writers(&mut self) {
-        for out in &mut self.topics {
-            out.writers.iter_mut().for_each(|w| *w = None);
-        }
+        self.sink.release();
     }
 }
 
