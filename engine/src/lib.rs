@@ -115,8 +115,8 @@ pub use runtime::{
 };
 #[cfg(feature = "streams")]
 pub use state::{
-    Changelog, RestoreCallback, RestoreProgress, RestoreReport, State, StateError, StateResult,
-    DEFAULT_MEMORY_BUDGET,
+    Changelog, PartitionRead, RestoreCallback, RestoreProgress, RestoreReport, State, StateError,
+    StateResult, DEFAULT_MEMORY_BUDGET,
 };
 #[cfg(feature = "streams")]
 pub use stream::window::aggregate;
@@ -124,5 +124,5 @@ pub use stream::window::aggregate;
 pub use stream::{
     merge_json, AsOf, Bincode, Bytes, Closing, Emit, ErrorPolicy, Format, Interval, JoinHow, Json,
     Message, OnMerge, OutputSink, Str, Stream, StreamError, StreamResult, StreamTopic, Table,
-    TimestampExtractor, WindowResult, WindowSpec, Windowed,
+    TimestampExtractor, TopicCatalog, TopicInfo, WindowResult, WindowSpec, Windowed,
 };

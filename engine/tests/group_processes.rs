@@ -153,8 +153,12 @@ fn sigkill_during_commits_leaves_a_consistent_committed_offset() {
             );
         }
         printed.extend(this_run.iter().copied());
+        // A child killed before its first commit (a slow start) leaves the group without
+        // offsets, and without a row for the partition.
         let desc = Groups::new(&log).describe("g").unwrap();
-        let committed = desc.partitions[0].current_offset.unwrap_or(0);
+        let committed = (desc.partitions.first())
+            .and_then(|p| p.current_offset)
+            .unwrap_or(0);
         assert!(committed >= last_committed, "commits never go back");
         let max_printed = printed.iter().next_back().map_or(0, |m| m + 1);
         assert!(

@@ -24,8 +24,8 @@ use crate::log::{Header, Isolation, Log, LogError, Record, RecordView, TopicConf
 use crate::state::Store;
 use crate::state::{StateEnv, StateError};
 use crate::stream::{
-    Ctx, ErrorPolicy, Format, LocalSink, Outputs, Registry, Source, StepError, Stream, StreamError,
-    StreamResult, StreamTopic, TaskInputs,
+    Ctx, ErrorPolicy, Format, LocalCatalog, LocalSink, Outputs, Registry, Source, StepError,
+    Stream, StreamError, StreamResult, StreamTopic, TaskInputs,
 };
 
 /// How long one poll waits for records; bounded runs wait less, to notice the end sooner.
@@ -106,7 +106,7 @@ impl Application {
             .clone()
             .unwrap_or_else(|| config.data_dir.join("state"));
         let registry = Rc::new(Registry {
-            log: log.clone(),
+            catalog: Rc::new(LocalCatalog::new(log.clone())),
             group: config.group.clone(),
             sources: Default::default(),
             outputs: std::cell::RefCell::new(Outputs::new(Box::new(LocalSink::new(
@@ -148,7 +148,9 @@ impl Application {
         name: &str,
         config: TopicConfig,
     ) -> StreamResult<StreamTopic<KF, VF>> {
-        Ok(StreamTopic::new(self.log.topic_or_create(name, config)?))
+        Ok(StreamTopic::new(
+            self.registry.catalog.topic_or_create(name, config)?,
+        ))
     }
 
     /// A dataframe over `topic`. One per topic; branch it by cloning the returned stream.
@@ -482,7 +484,7 @@ impl Runner<'_> {
                 let Some(source) = sources.get(&tp.0) else {
                     continue;
                 };
-                (source.shared.stateful.get(), source.topic.partitions())
+                (source.shared.stateful.get(), source.topic.partitions)
             };
             let start = start_task(
                 &self.app.log,
@@ -769,7 +771,7 @@ fn process_record(
             }
             ErrorPolicy::Skip => bump(&metrics.skipped, 1),
             ErrorPolicy::DeadLetter(name) => {
-                let dlq = app.log.topic_or_create(&name, TopicConfig::default())?;
+                let dlq = (app.registry.catalog).topic_or_create(&name, TopicConfig::default())?;
                 let id = outputs.register(&dlq);
                 outputs.send(id, tp.1, dead_letter(r, tp, kind, &cause));
                 bump(&metrics.dead_lettered, 1);

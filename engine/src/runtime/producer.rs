@@ -42,7 +42,7 @@ impl Producer {
         let mut bytes = Vec::new();
         VF::encode(value, &mut bytes)
             .map_err(|e| StreamError::Setup(format!("{}: value: {e}", topic.name())))?;
-        let id = self.outputs.register(topic.log_topic());
+        let id = self.outputs.register(topic.info());
         self.next_keyless = self.next_keyless.wrapping_add(u32::from(key.is_none()));
         self.outputs.send(
             id,

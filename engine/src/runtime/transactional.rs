@@ -47,7 +47,7 @@ impl Runner<'_> {
                 continue;
             };
             for (topic, partition, records) in outputs.take_task(tp) {
-                producer.append(topic.name(), partition, &records)?;
+                producer.append(&topic, partition, &records)?;
                 outputs.sent += records.len() as u64;
             }
         }

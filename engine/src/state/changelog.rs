@@ -20,8 +20,30 @@ use crate::log::{
 
 use super::StateResult;
 
-/// One changelog partition of a store (module docs for the contract).
-pub trait Changelog {
+/// Reads one partition of a topic in offset order.
+pub trait PartitionRead {
+    /// The first offset still stored and the end offset (of the records the reader returns).
+    fn bounds(&mut self) -> StateResult<(u64, u64)>;
+
+    /// Records from `offset` (or the next one still stored), at most `max_records` and about
+    /// `max_bytes`.
+    fn read(&mut self, offset: u64, max_records: usize, max_bytes: usize) -> StateResult<Fetch>;
+}
+
+impl PartitionRead for PartitionReader {
+    fn bounds(&mut self) -> StateResult<(u64, u64)> {
+        let end = self.end_offset();
+        Ok((self.log_start_offset()?, end))
+    }
+
+    fn read(&mut self, offset: u64, max_records: usize, max_bytes: usize) -> StateResult<Fetch> {
+        Ok(PartitionReader::read(self, offset, max_records, max_bytes)?)
+    }
+}
+
+/// One changelog partition of a store (module docs for the contract); reading it returns
+/// committed records only.
+pub trait Changelog: PartitionRead {
     /// The changelog topic's name.
     fn topic(&self) -> &str;
 
@@ -38,12 +60,6 @@ pub trait Changelog {
 
     /// Makes what was appended durable.
     fn flush(&self) -> StateResult<()>;
-
-    /// The first offset still stored and the end offset (of committed records).
-    fn bounds(&mut self) -> StateResult<(u64, u64)>;
-
-    /// Committed records from `offset`, at most `max_records` and about `max_bytes`.
-    fn read(&mut self, offset: u64, max_records: usize, max_bytes: usize) -> StateResult<Fetch>;
 
     /// Called when the restore is over: what reading needed can go.
     fn restored(&mut self) {}
@@ -88,6 +104,18 @@ impl LocalChangelog {
     }
 }
 
+impl PartitionRead for LocalChangelog {
+    fn bounds(&mut self) -> StateResult<(u64, u64)> {
+        let reader = self.reader()?;
+        let end = reader.end_offset();
+        Ok((reader.log_start_offset()?, end))
+    }
+
+    fn read(&mut self, offset: u64, max_records: usize, max_bytes: usize) -> StateResult<Fetch> {
+        Ok(self.reader()?.read(offset, max_records, max_bytes)?)
+    }
+}
+
 impl Changelog for LocalChangelog {
     fn topic(&self) -> &str {
         self.writer.topic()
@@ -115,16 +143,6 @@ impl Changelog for LocalChangelog {
 
     fn flush(&self) -> StateResult<()> {
         Ok(self.writer.flush()?)
-    }
-
-    fn bounds(&mut self) -> StateResult<(u64, u64)> {
-        let reader = self.reader()?;
-        let end = reader.end_offset();
-        Ok((reader.log_start_offset()?, end))
-    }
-
-    fn read(&mut self, offset: u64, max_records: usize, max_bytes: usize) -> StateResult<Fetch> {
-        Ok(self.reader()?.read(offset, max_records, max_bytes)?)
     }
 
     fn restored(&mut self) {

@@ -10,8 +10,8 @@ mod error;
 mod handle;
 mod store;
 
-pub use changelog::Changelog;
 pub(crate) use changelog::LocalChangelog;
+pub use changelog::{Changelog, PartitionRead};
 pub use env::DEFAULT_MEMORY_BUDGET;
 pub use error::{StateError, StateResult};
 pub use handle::State;

@@ -12,6 +12,7 @@ use std::rc::Rc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::catalog::TopicInfo;
 use super::error::StepError;
 use super::format::{Format, Json};
 use super::message::Message;
@@ -45,7 +46,7 @@ pub struct Stream<K, V> {
     pub(super) edges: Edges<K, V>,
     pub(super) shared: Rc<SourceShared>,
     pub(super) registry: Rc<Registry>,
-    pub(super) source: crate::log::Topic,
+    pub(super) source: TopicInfo,
 }
 
 impl<K, V> Clone for Stream<K, V> {
@@ -64,7 +65,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Stream<K, V> {
         edges: Edges<K, V>,
         shared: Rc<SourceShared>,
         registry: Rc<Registry>,
-        source: crate::log::Topic,
+        source: TopicInfo,
     ) -> Self {
         Stream {
             edges,
@@ -293,7 +294,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Stream<K, V> {
     /// must be co-partitioned, and `other`'s steps before the merge must keep no state — what
     /// follows keeps its state per key across both, in this dataframe's store.
     pub fn concat(&self, other: &Stream<K, V>) -> Stream<K, V> {
-        self.registry.link(self.source.name(), other.source.name());
+        self.registry.link(&self.source.name, &other.source.name);
         let next: Edges<K, V> = Rc::new(RefCell::new(Vec::new()));
         for edges in [&self.edges, &other.edges] {
             let downstream = next.clone();
@@ -332,12 +333,12 @@ impl<K: Clone + 'static, V: Clone + 'static> Stream<K, V> {
         K2: Serialize + DeserializeOwned + Clone + 'static,
         V: Serialize + DeserializeOwned,
     {
-        let name = format!("{}-{}-repartition", self.registry.group, self.source.name());
+        let name = format!("{}-{}-repartition", self.registry.group, self.source.name);
         let config = TopicConfig {
-            partitions: self.source.partitions(),
+            partitions: self.source.partitions,
             ..TopicConfig::default()
         };
-        let topic = match self.registry.log.topic_or_create(&name, config) {
+        let topic = match self.registry.catalog.topic_or_create(&name, config) {
             Ok(t) => StreamTopic::<Json<K2>, Json<V>>::new(t),
             Err(e) => {
                 self.registry

@@ -2,6 +2,7 @@
 //! are processed in, and output buffering. Uses the log (topics, records) and state (stores); the
 //! runtime drives it.
 
+mod catalog;
 mod dataframe;
 mod error;
 mod format;
@@ -12,6 +13,7 @@ mod registry;
 mod sink;
 pub mod window;
 
+pub use catalog::{TopicCatalog, TopicInfo};
 pub use dataframe::Stream;
 pub use error::{StreamError, StreamResult};
 pub use format::{Bincode, Bytes, Format, Json, Str};
@@ -21,6 +23,7 @@ pub use output_sink::OutputSink;
 pub use registry::{ErrorPolicy, StreamTopic, TimestampExtractor};
 pub use window::{Closing, Emit, WindowResult, WindowSpec, Windowed};
 
+pub(crate) use catalog::LocalCatalog;
 pub(crate) use error::StepError;
 pub(crate) use output_sink::LocalSink;
 pub(crate) use registry::{Ctx, Registry, Source, TaskInputs};

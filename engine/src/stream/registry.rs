@@ -13,12 +13,13 @@ use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::rc::Rc;
 
+use super::catalog::{TopicCatalog, TopicInfo};
 use super::dataframe::{emit, Edges, Stream};
 use super::error::StepError;
 use super::format::Format;
 use super::message::Message;
 use super::sink::Outputs;
-use crate::log::{Header, Log, RecordView, Topic};
+use crate::log::{Header, RecordView};
 use crate::state::Store;
 
 /// What happens to a record that fails: its key or value does not decode, or a user function
@@ -42,7 +43,7 @@ pub type TimestampExtractor<V> = Rc<dyn Fn(&V, &RecordView<'_>) -> i64>;
 /// A topic with the formats of its keys and values (`KF`, `VF`), an optional event-time extractor
 /// and an optional error policy for records read from it. Made by `Application::topic`.
 pub struct StreamTopic<KF: Format, VF: Format> {
-    pub(crate) topic: Topic,
+    pub(crate) topic: TopicInfo,
     pub(crate) extractor: Option<TimestampExtractor<VF::Value>>,
     pub(crate) policy: Option<ErrorPolicy>,
     _formats: PhantomData<fn() -> (KF, VF)>,
@@ -60,7 +61,7 @@ impl<KF: Format, VF: Format> Clone for StreamTopic<KF, VF> {
 }
 
 impl<KF: Format, VF: Format> StreamTopic<KF, VF> {
-    pub(crate) fn new(topic: Topic) -> Self {
+    pub(crate) fn new(topic: TopicInfo) -> Self {
         StreamTopic {
             topic,
             extractor: None,
@@ -71,11 +72,11 @@ impl<KF: Format, VF: Format> StreamTopic<KF, VF> {
 
     /// The topic's name.
     pub fn name(&self) -> &str {
-        self.topic.name()
+        &self.topic.name
     }
 
-    /// The log topic underneath.
-    pub fn log_topic(&self) -> &Topic {
+    /// The topic as the application's backend describes it.
+    pub fn info(&self) -> &TopicInfo {
         &self.topic
     }
 
@@ -148,7 +149,7 @@ pub(crate) struct Source {
     pub run: SourceFn,
     pub shared: Rc<SourceShared>,
     pub policy: Option<ErrorPolicy>,
-    pub topic: Topic,
+    pub topic: TopicInfo,
     pub on_start: Option<StartHook>,
     /// A local-only store key that gets this input's position at each checkpoint of the tasks
     /// it is an input of (a table that is its own changelog: how far its rows go).
@@ -163,7 +164,7 @@ pub(crate) type TaskInputs = BTreeMap<String, Vec<String>>;
 
 /// Everything the dataframes of one application are built into.
 pub(crate) struct Registry {
-    pub log: Log,
+    pub catalog: Rc<dyn TopicCatalog>,
     pub group: String,
     pub sources: RefCell<BTreeMap<String, Source>>,
     pub outputs: RefCell<Outputs>,
@@ -235,7 +236,7 @@ impl Registry {
                      state (they run in {root}'s tasks); aggregate it into a topic of its own first"
                 ));
             }
-            let (a, b) = (primary.topic.partitions(), source.topic.partitions());
+            let (a, b) = (primary.topic.partitions, source.topic.partitions);
             if a != b {
                 return Err(format!(
                     "topics {root} ({a} partitions) and {topic} ({b} partitions) are joined but \

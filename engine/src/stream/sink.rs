@@ -6,10 +6,11 @@
 
 use std::collections::BTreeMap;
 
+use super::catalog::TopicInfo;
 use super::output_sink::OutputSink;
 use super::StreamResult;
 use crate::groups::TopicPartition;
-use crate::log::{partition_for_key, Record, Topic};
+use crate::log::{partition_for_key, Record};
 
 /// Records a task produced: `(output topic id, partition, record)`, in order.
 type TaskRecords = Vec<(usize, u32, Record)>;
@@ -23,7 +24,7 @@ const SPARE_BUFFERS: usize = 1 << 14;
 const VALUE_CAPACITY: usize = 128;
 
 struct OutTopic {
-    topic: Topic,
+    topic: TopicInfo,
     pending: Vec<Vec<Record>>,
 }
 
@@ -74,7 +75,7 @@ impl Outputs {
 
     /// Takes what `task` produced, grouped by output topic-partition in order of first use:
     /// `(topic, partition, records)`.
-    pub fn take_task(&mut self, task: &TopicPartition) -> Vec<(Topic, u32, Vec<Record>)> {
+    pub fn take_task(&mut self, task: &TopicPartition) -> Vec<(String, u32, Vec<Record>)> {
         let Some(records) = self.by_task.as_mut().and_then(|m| m.remove(task)) else {
             return Vec::new();
         };
@@ -88,20 +89,16 @@ impl Outputs {
         }
         let topics = &self.topics;
         out.into_iter()
-            .filter_map(|(id, p, list)| Some((topics.get(id)?.topic.clone(), p, list)))
+            .filter_map(|(id, p, list)| Some((topics.get(id)?.topic.name.clone(), p, list)))
             .collect()
     }
 
     /// The id under which records for `topic` are sent (registering it once).
-    pub fn register(&mut self, topic: &Topic) -> usize {
-        if let Some(i) = self
-            .topics
-            .iter()
-            .position(|t| t.topic.name() == topic.name())
-        {
+    pub fn register(&mut self, topic: &TopicInfo) -> usize {
+        if let Some(i) = self.topics.iter().position(|t| t.topic.name == topic.name) {
             return i;
         }
-        let n = topic.partitions() as usize;
+        let n = topic.partitions as usize;
         self.topics.push(OutTopic {
             topic: topic.clone(),
             pending: (0..n).map(|_| Vec::new()).collect(),
@@ -154,7 +151,7 @@ impl Outputs {
                 if bucket.is_empty() {
                     continue;
                 }
-                self.sink.append(out.topic.name(), p as u32, bucket)?;
+                self.sink.append(&out.topic.name, p as u32, bucket)?;
                 self.sent += bucket.len() as u64;
                 let flushed: usize = bucket.iter().map(size_of_record).sum();
                 self.pending_bytes = self.pending_bytes.saturating_sub(flushed);

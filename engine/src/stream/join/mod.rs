@@ -67,8 +67,8 @@ where
     U: Clone + 'static,
     O: Operator + 'static,
 {
-    left.registry.link(left.source.name(), right.source.name());
-    let name = format!("{kind}:{}", right.source.name());
+    left.registry.link(&left.source.name, &right.source.name);
+    let name = format!("{kind}:{}", right.source.name);
     let (joined, op) = left.with_shared_operator(name, make, on_left);
     right.edges.borrow_mut().push(Box::new(move |ctx, m| {
         on_right(&mut op.borrow_mut(), ctx, m.timestamp_ms, m.value)

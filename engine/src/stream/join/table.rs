@@ -28,11 +28,11 @@ use hashbrown::HashMap;
 use serde_json::Value;
 
 use super::{merge_json, JoinHow, OnMerge};
-use crate::log::{CleanupPolicy, Isolation, Topic};
+use crate::log::{CleanupPolicy, Isolation};
 use crate::state::{Store, LOCAL_ONLY};
 use crate::stream::dataframe::emit;
 use crate::stream::registry::{Registry, Source, SourceShared, StartHook};
-use crate::stream::{Format, Message, StepError, Stream, StreamError, StreamTopic};
+use crate::stream::{Format, Message, StepError, Stream, StreamError, StreamTopic, TopicCatalog};
 
 /// Decoded rows cached per partition; cleared when it reaches this many.
 const CACHED_ROWS: usize = 1 << 18;
@@ -110,7 +110,7 @@ where
     VF::Value: 'static,
 {
     let name = topic.name().to_owned();
-    let local = topic.topic.config().cleanup_policy == CleanupPolicy::Compact;
+    let local = topic.topic.cleanup_policy == CleanupPolicy::Compact;
     let rows = match local {
         true => named(&[LOCAL_ONLY, b't'], &name),
         false => named(b"t", &name),
@@ -170,21 +170,18 @@ where
         },
     );
     let position_mirror = local.then(|| applied_key.clone());
-    let topic_of_rows = topic.topic.clone();
+    let source = RowSource {
+        catalog: registry.catalog.clone(),
+        topic: name.clone(),
+        rows,
+        applied_key,
+    };
     let cache = table.cache.clone();
     let on_start: StartHook = Box::new(move |store, partition, position, isolation| {
         if local {
-            catch_up::<VF>(
-                store,
-                &topic_of_rows,
-                partition,
-                position,
-                isolation,
-                &rows,
-                &applied_key,
-            )?;
+            catch_up::<VF>(store, &source, partition, position, isolation)?;
         }
-        warm::<VF>(store, partition, &rows, &mut cache.borrow_mut())
+        warm::<VF>(store, partition, &source.rows, &mut cache.borrow_mut())
     });
     sources.insert(
         name,
@@ -220,16 +217,30 @@ fn warm<VF: Format>(
     Ok(())
 }
 
+/// Where the rows of a table read from its own topic come from, and where they go.
+struct RowSource {
+    catalog: Rc<dyn TopicCatalog>,
+    topic: String,
+    /// Prefix of the rows' store keys.
+    rows: Vec<u8>,
+    /// Store key of the offset the rows go to.
+    applied_key: Vec<u8>,
+}
+
 /// Brings the rows of a table read from its own topic up to `position` of that topic.
 fn catch_up<VF: Format>(
     store: &mut Store,
-    topic: &Topic,
+    source: &RowSource,
     partition: u32,
     position: u64,
     isolation: Isolation,
-    rows: &[u8],
-    applied_key: &[u8],
 ) -> Result<(), StreamError> {
+    let RowSource {
+        catalog,
+        topic,
+        rows,
+        applied_key,
+    } = source;
     let applied = match store.get(applied_key)? {
         None => None,
         Some(b) => {
@@ -243,7 +254,7 @@ fn catch_up<VF: Format>(
         Some(a) => {
             // Rows past where the task resumes cannot be taken back one by one: read them all.
             tracing::warn!(
-                topic = topic.name(),
+                topic,
                 partition,
                 applied = a,
                 resume_at = position,
@@ -259,9 +270,8 @@ fn catch_up<VF: Format>(
     if from >= position {
         return Ok(());
     }
-    let mut reader = topic.reader(partition)?;
-    reader.set_isolation(isolation);
-    let mut at = from.max(reader.log_start_offset()?);
+    let mut reader = catalog.reader(topic, partition, isolation)?;
+    let mut at = from.max(reader.bounds()?.0);
     let mut key = rows.to_vec();
     let mut applied_rows = 0u64;
     while at < position {
@@ -283,7 +293,7 @@ fn catch_up<VF: Format>(
     }
     store.put(applied_key, Some(position.to_be_bytes().to_vec()));
     tracing::info!(
-        topic = topic.name(),
+        topic,
         partition,
         from,
         to = position,
@@ -316,7 +326,7 @@ impl<K: Clone + 'static, V: Clone + 'static> Stream<K, V> {
         how: JoinHow,
         mut f: impl FnMut(V, Option<&R>) -> Result<U, E> + 'static,
     ) -> Stream<K, U> {
-        self.registry.link(self.source.name(), &table.topic);
+        self.registry.link(&self.source.name, &table.topic);
         self.shared.stateful.set(true);
         let cache = table.cache.clone();
         let decode = table.decode;

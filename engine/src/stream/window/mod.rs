@@ -299,7 +299,7 @@ where
             .registry()
             .outputs
             .borrow_mut()
-            .register(topic.log_topic());
+            .register(topic.info());
         self.late.push(Box::new(move |ctx, m, _, _| {
             let record = encode_record::<KF, VF>(m, ctx.outputs)?;
             ctx.outputs.send(id, ctx.partition, record);
