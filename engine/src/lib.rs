@@ -111,7 +111,8 @@ pub use log::{
 };
 #[cfg(feature = "streams")]
 pub use runtime::{
-    AppConfig, Application, GroupSource, MetricsSnapshot, ProcessingGuarantee, Producer,
+    AppConfig, Application, Backend, GroupSettings, GroupSource, LocalBackend, MetricsSnapshot,
+    ProcessingGuarantee, Producer,
 };
 #[cfg(feature = "streams")]
 pub use state::{

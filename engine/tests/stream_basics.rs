@@ -543,7 +543,7 @@ fn producer_flat_map_and_a_bounded_record_count() {
         .topic_with_config::<Str, Str>("lines", TopicConfig::with_partitions(2))
         .unwrap();
     let words = app.topic::<Str, Str>("words").unwrap();
-    let mut producer = app.producer();
+    let mut producer = app.producer().unwrap();
     for i in 0..100 {
         let key = format!("doc{}", i % 3);
         producer

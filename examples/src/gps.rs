@@ -97,7 +97,7 @@ pub fn geodesic_meters(a: (f64, f64), b: (f64, f64)) -> f64 {
 pub fn produce(dir: &Path, points: &[TrackPoint], mut progress: impl FnMut(u64)) -> AnyResult<u64> {
     let app = Application::new(AppConfig::new(dir, "gps-producer"))?;
     let topic = app.topic::<Str, Json<TrackPoint>>(POINTS_TOPIC)?;
-    let mut producer = app.producer();
+    let mut producer = app.producer()?;
     for (i, point) in points.iter().enumerate() {
         producer.produce(
             &topic,

@@ -94,7 +94,7 @@ pub struct ProducerOptions {
 pub fn produce(dir: &Path, options: ProducerOptions, out: &mut impl Write) -> AnyResult<u64> {
     let app = Application::new(AppConfig::new(dir, "temperature-producer"))?;
     let topic = app.topic::<Str, Json<Reading>>(RAW_TOPIC)?;
-    let mut producer = app.producer();
+    let mut producer = app.producer()?;
     let now_micros = chrono::Utc::now().timestamp_micros();
     // Fast mode continues after the newest reading, so that restarts never produce late ones.
     let mut clock_micros = match options.fast {

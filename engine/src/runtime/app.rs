@@ -14,18 +14,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::backend::GroupSource;
+use super::backend::{no_exactly_once, Backend, GroupSettings, GroupSource, LocalBackend};
 use super::config::{AppConfig, ProcessingGuarantee};
 use super::metrics::{bump, Metrics, MetricsSnapshot};
 use super::producer::Producer;
 use super::task::{start_task, Task, CHECKPOINT_METADATA};
-use crate::groups::{Consumer, ConsumerConfig, GroupError, TopicPartition};
+use crate::groups::{GroupError, TopicPartition};
 use crate::log::{Header, Isolation, Log, LogError, Record, RecordView, TopicConfig};
 use crate::state::Store;
 use crate::state::{StateEnv, StateError};
 use crate::stream::{
-    Ctx, ErrorPolicy, Format, LocalCatalog, LocalSink, Outputs, Registry, Source, StepError,
-    Stream, StreamError, StreamResult, StreamTopic, TaskInputs,
+    Ctx, ErrorPolicy, Format, Outputs, Registry, Source, StepError, Stream, StreamError,
+    StreamResult, StreamTopic, TaskInputs,
 };
 
 /// How long one poll waits for records; bounded runs wait less, to notice the end sooner.
@@ -47,6 +47,7 @@ enum Until {
 pub struct Application {
     pub(super) config: AppConfig,
     log: Log,
+    backend: Rc<dyn Backend>,
     pub(super) registry: Rc<Registry>,
     env: StateEnv,
     pub(super) metrics: Arc<Metrics>,
@@ -96,9 +97,25 @@ impl CrashPoint {
 }
 
 impl Application {
-    /// An application with `config`; opens (creating) the data directory.
+    /// An application with `config` on the local log of its data directory (opened, created
+    /// when missing).
     pub fn new(config: AppConfig) -> StreamResult<Application> {
         let log = Log::open(&config.data_dir)?;
+        Self::on(config, Rc::new(LocalBackend::new(log.clone())), log)
+    }
+
+    /// An application with `config` whose topics, group and changelogs are `backend`'s (a
+    /// Kafka cluster, say); its state stores stay in the data directory. The pipeline is built
+    /// and run as with [`new`](Self::new).
+    pub fn with_backend(
+        config: AppConfig,
+        backend: impl Backend + 'static,
+    ) -> StreamResult<Application> {
+        let log = Log::open(&config.data_dir)?;
+        Self::on(config, Rc::new(backend), log)
+    }
+
+    fn on(config: AppConfig, backend: Rc<dyn Backend>, log: Log) -> StreamResult<Application> {
         crate::log::validate_name(&config.group)
             .map_err(|e| StreamError::Setup(format!("group: {e}")))?;
         let state_dir = config
@@ -106,13 +123,10 @@ impl Application {
             .clone()
             .unwrap_or_else(|| config.data_dir.join("state"));
         let registry = Rc::new(Registry {
-            catalog: Rc::new(LocalCatalog::new(log.clone())),
+            catalog: backend.catalog(),
             group: config.group.clone(),
             sources: Default::default(),
-            outputs: std::cell::RefCell::new(Outputs::new(Box::new(LocalSink::new(
-                log.clone(),
-                config.fsync,
-            )))),
+            outputs: std::cell::RefCell::new(Outputs::new(backend.output_sink(config.fsync)?)),
             setup_errors: Default::default(),
             links: Default::default(),
         });
@@ -124,6 +138,7 @@ impl Application {
             ),
             config,
             log,
+            backend,
             registry,
             metrics: Arc::default(),
             stop: Arc::new(AtomicBool::new(false)),
@@ -131,7 +146,8 @@ impl Application {
         })
     }
 
-    /// The log this application reads and writes.
+    /// The local log of the data directory (what the application reads and writes on the
+    /// default backend).
     pub fn log(&self) -> &Log {
         &self.log
     }
@@ -178,9 +194,10 @@ impl Application {
         crate::stream::join::register_table(&self.registry, topic)
     }
 
-    /// A producer for standalone programs (generators, importers) writing to this data directory.
-    pub fn producer(&self) -> Producer {
-        Producer::new(self.log.clone())
+    /// A producer for standalone programs (generators, importers) writing to the application's
+    /// topics.
+    pub fn producer(&self) -> StreamResult<Producer> {
+        Ok(Producer::new(self.backend.output_sink(false)?))
     }
 
     /// The application's counters so far.
@@ -237,25 +254,22 @@ impl Application {
         let primary_of: BTreeMap<String, String> = (inputs.iter())
             .flat_map(|(p, all)| all.iter().map(move |t| (t.clone(), p.clone())))
             .collect();
-        let consumer = Consumer::new(
-            &self.log,
-            ConsumerConfig {
-                auto_offset_reset: self.config.auto_offset_reset,
-                max_poll_records: self.config.max_poll_records,
-                commit_on_revoke: false,
-                release_manually: true,
-                fsync_commits: self.config.fsync,
-                max_poll_interval: self.config.max_poll_interval,
-                // Under exactly-once, an upstream application's aborted outputs are not input.
-                isolation: match self.config.processing_guarantee {
-                    ProcessingGuarantee::ExactlyOnce => Isolation::ReadCommitted,
-                    ProcessingGuarantee::AtLeastOnce => Isolation::ReadUncommitted,
-                },
-                copartitioned: inputs.values().filter(|v| v.len() > 1).cloned().collect(),
-                ..ConsumerConfig::new(self.config.group.clone())
+        if self.exactly_once() && self.backend.local_log().is_none() {
+            return Err(no_exactly_once(self.backend.as_ref()));
+        }
+        let mut consumer = self.backend.group_source(&GroupSettings {
+            group: self.config.group.clone(),
+            auto_offset_reset: self.config.auto_offset_reset,
+            max_poll_records: self.config.max_poll_records,
+            max_poll_interval: self.config.max_poll_interval,
+            // Under exactly-once, an upstream application's aborted outputs are not input.
+            isolation: match self.config.processing_guarantee {
+                ProcessingGuarantee::ExactlyOnce => Isolation::ReadCommitted,
+                ProcessingGuarantee::AtLeastOnce => Isolation::ReadUncommitted,
             },
-        )?;
-        let mut consumer: Box<dyn GroupSource> = Box::new(consumer);
+            copartitioned: inputs.values().filter(|v| v.len() > 1).cloned().collect(),
+            fsync_commits: self.config.fsync,
+        })?;
         let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&refs)?;
         if self.exactly_once() {
@@ -487,7 +501,7 @@ impl Runner<'_> {
                 (source.shared.stateful.get(), source.topic.partitions)
             };
             let start = start_task(
-                &self.app.log,
+                self.app.backend.as_ref(),
                 &self.app.env,
                 self.consumer.as_mut(),
                 &self.app.config.group,

@@ -1,9 +1,12 @@
-//! The seam between the runtime and where its records live: [`GroupSource`], the group
-//! membership and input side an [`Application`](super::Application) runs on.
+//! The seam between the runtime and where its records live: a [`Backend`] gives an
+//! [`Application`](super::Application) its topics ([`TopicCatalog`]), its group membership and
+//! input ([`GroupSource`]), where its outputs go ([`OutputSink`]) and its stores' changelogs
+//! ([`Changelog`]). [`LocalBackend`], the local log, is the default; another backend (a Kafka
+//! cluster, in `eddy-kafka`) implements the same traits and is passed to
+//! [`Application::with_backend`](super::Application::with_backend). Exactly-once runs on the
+//! local backend only for now: its transactions are the local log's.
 //!
-//! The local log's [`Consumer`] is the default implementation; another backend (a Kafka
-//! cluster, in `eddy-kafka`) implements the same calls. What the runtime relies on, whatever
-//! the backend:
+//! What the runtime relies on from a [`GroupSource`], whatever the backend:
 //! - `poll` returns records of owned partitions only, each partition's in offset order, from
 //!   the position `seek` set (or where the previous poll stopped);
 //! - partitions being taken away stay owned and readable until `release` lets them go, so that
@@ -15,10 +18,132 @@
 //!   a fenced error ([`LogError::Fenced`](crate::LogError::Fenced)); the runtime then gives
 //!   its tasks up and calls `leave_and_rejoin`.
 
+use std::rc::Rc;
 use std::time::Duration;
 
-use crate::groups::{Consumer, PolledBatch, TopicPartition};
-use crate::stream::StreamResult;
+use crate::groups::{AutoOffsetReset, Consumer, ConsumerConfig, PolledBatch, TopicPartition};
+use crate::log::{Isolation, Log, ProducerIdentity};
+use crate::state::{Changelog, LocalChangelog};
+use crate::stream::{
+    LocalCatalog, LocalSink, OutputSink, StreamError, StreamResult, TopicCatalog, TopicInfo,
+};
+
+/// Where an application's topics, group and changelogs live (module docs).
+pub trait Backend {
+    /// A name for messages ("local log", "Kafka at host:port").
+    fn describe(&self) -> String;
+
+    /// The topics.
+    fn catalog(&self) -> Rc<dyn TopicCatalog>;
+
+    /// A member of `settings.group`, subscribed to nothing yet.
+    fn group_source(&self, settings: &GroupSettings) -> StreamResult<Box<dyn GroupSource>>;
+
+    /// Where outputs go; `fsync`: flushes make them durable on disk, not only written.
+    fn output_sink(&self, fsync: bool) -> StreamResult<Box<dyn OutputSink>>;
+
+    /// The changelog of a store: partition `partition` of `topic` (created by the runtime
+    /// through the catalog, compacted, with as many partitions as the store's input). Under
+    /// exactly-once on the local log, `transaction` is the task's producer, whose transactions
+    /// the checkpoints' appends join; other backends refuse it.
+    fn changelog(
+        &self,
+        topic: &TopicInfo,
+        partition: u32,
+        transaction: Option<ProducerIdentity>,
+    ) -> StreamResult<Box<dyn Changelog>>;
+
+    /// The local log, when the backend is one (exactly-once, which uses its transactions).
+    fn local_log(&self) -> Option<&Log> {
+        None
+    }
+}
+
+/// How the runtime joins its group, whatever the backend.
+#[derive(Clone, Debug)]
+pub struct GroupSettings {
+    /// The group (the application's).
+    pub group: String,
+    /// Where a partition without a committed offset starts (the runtime also seeks each
+    /// task's inputs where it decides).
+    pub auto_offset_reset: AutoOffsetReset,
+    /// Records one poll returns at most.
+    pub max_poll_records: usize,
+    /// A member that does not poll for this long loses its partitions.
+    pub max_poll_interval: Option<Duration>,
+    /// Which records of transactional producers polls return.
+    pub isolation: Isolation,
+    /// Sets of topics whose partition `p` goes to one member together (joins).
+    pub copartitioned: Vec<Vec<String>>,
+    /// Commits are fsynced before they return.
+    pub fsync_commits: bool,
+}
+
+/// The local log: the default backend.
+pub struct LocalBackend {
+    log: Log,
+}
+
+impl LocalBackend {
+    /// The backend of the data directory `log` is open on.
+    pub fn new(log: Log) -> Self {
+        LocalBackend { log }
+    }
+}
+
+impl Backend for LocalBackend {
+    fn describe(&self) -> String {
+        format!("local log at {}", self.log.dir().display())
+    }
+
+    fn catalog(&self) -> Rc<dyn TopicCatalog> {
+        Rc::new(LocalCatalog::new(self.log.clone()))
+    }
+
+    fn group_source(&self, settings: &GroupSettings) -> StreamResult<Box<dyn GroupSource>> {
+        let config = ConsumerConfig {
+            auto_offset_reset: settings.auto_offset_reset,
+            max_poll_records: settings.max_poll_records,
+            commit_on_revoke: false,
+            release_manually: true,
+            fsync_commits: settings.fsync_commits,
+            max_poll_interval: settings.max_poll_interval,
+            isolation: settings.isolation,
+            copartitioned: settings.copartitioned.clone(),
+            ..ConsumerConfig::new(settings.group.clone())
+        };
+        Ok(Box::new(Consumer::new(&self.log, config)?))
+    }
+
+    fn output_sink(&self, fsync: bool) -> StreamResult<Box<dyn OutputSink>> {
+        Ok(Box::new(LocalSink::new(self.log.clone(), fsync)))
+    }
+
+    fn changelog(
+        &self,
+        topic: &TopicInfo,
+        partition: u32,
+        transaction: Option<ProducerIdentity>,
+    ) -> StreamResult<Box<dyn Changelog>> {
+        let topic = self.log.topic(&topic.name)?;
+        // Lent between appends, so that the task's next owner can take the changelog over
+        // while this instance is stopped (and fence it).
+        let writer = topic.lending_writer(partition)?;
+        Ok(Box::new(LocalChangelog::new(topic, writer, transaction)))
+    }
+
+    fn local_log(&self) -> Option<&Log> {
+        Some(&self.log)
+    }
+}
+
+/// The error for exactly-once asked of a backend without the local log's transactions.
+pub(crate) fn no_exactly_once(backend: &dyn Backend) -> StreamError {
+    StreamError::Setup(format!(
+        "exactly-once processing is not available on the {}; use at-least-once",
+        backend.describe()
+    ))
+}
 
 /// The input side of an application: a member of its group that owns partitions of the
 /// subscribed topics and reads them (module docs for the contract).

@@ -12,7 +12,7 @@ mod task;
 mod transactional;
 
 pub use app::Application;
-pub use backend::GroupSource;
+pub use backend::{Backend, GroupSettings, GroupSource, LocalBackend};
 pub use config::{AppConfig, ProcessingGuarantee};
 pub use metrics::MetricsSnapshot;
 pub use producer::Producer;

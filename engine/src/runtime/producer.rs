@@ -1,8 +1,8 @@
 //! [`Producer`]: typed appends for programs that feed topics (generators, importers) rather than
 //! transform them.
 
-use crate::log::{Header, Log, Record};
-use crate::stream::{Format, LocalSink, Outputs, StreamError, StreamResult, StreamTopic};
+use crate::log::{Header, Record};
+use crate::stream::{Format, OutputSink, Outputs, StreamError, StreamResult, StreamTopic};
 
 /// Encodes keys and values with a topic's formats and appends them, batched: records are buffered
 /// until [`flush`](Self::flush) or until about 1 MiB is waiting. Dropping the producer flushes
@@ -14,9 +14,9 @@ pub struct Producer {
 }
 
 impl Producer {
-    pub(crate) fn new(log: Log) -> Self {
+    pub(crate) fn new(sink: Box<dyn OutputSink>) -> Self {
         Producer {
-            outputs: Outputs::new(Box::new(LocalSink::new(log, false))),
+            outputs: Outputs::new(sink),
             next_keyless: 0,
         }
     }

@@ -17,11 +17,11 @@
 
 use crate::coordinator::{Completed, TransactionalProducer};
 use crate::groups::{AutoOffsetReset, GroupError, RESET_KEEP_STATE_METADATA, RESET_METADATA};
-use crate::log::{CleanupPolicy, Durability, Log, TopicConfig};
-use crate::state::{LocalChangelog, RestoreReport, StateEnv, Store};
+use crate::log::{CleanupPolicy, Durability, TopicConfig};
+use crate::state::{RestoreReport, StateEnv, Store};
 use crate::stream::{StreamError, StreamResult};
 
-use super::backend::GroupSource;
+use super::backend::{Backend, GroupSource};
 use super::inputs::{position_key, Input};
 
 impl Task {
@@ -101,7 +101,7 @@ pub(crate) fn changelog_name(group: &str, topic: &str) -> String {
 /// (module docs) and seeks the consumer there.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn start_task(
-    log: &Log,
+    backend: &dyn Backend,
     env: &StateEnv,
     consumer: &mut dyn GroupSource,
     group: &str,
@@ -116,8 +116,10 @@ pub(crate) fn start_task(
 ) -> StreamResult<TaskStart> {
     // First the previous instance's transaction is completed (its offsets with it), so that the
     // changelog holds no open transaction and the committed offset is the decided one.
-    let producer = match exactly_once {
-        true => {
+    let producer = match (exactly_once, backend.local_log()) {
+        (false, _) => None,
+        (true, None) => return Err(super::backend::no_exactly_once(backend)),
+        (true, Some(log)) => {
             let id = transactional_id(group, topic, partition);
             let (p, completed) = TransactionalProducer::start(log, &id)?;
             if completed != Completed::Nothing {
@@ -130,7 +132,6 @@ pub(crate) fn start_task(
             }
             Some(p)
         }
-        false => None,
     };
     let committed = consumer.committed_with_metadata(topic, partition)?;
     // Not the consumer's position: the poll that assigned the partition may have read past it.
@@ -172,18 +173,15 @@ pub(crate) fn start_task(
             durability: Durability::None,
             ..TopicConfig::default()
         };
-        let changelog = log.topic_or_create(&name, config)?;
-        if changelog.partitions() != partitions {
+        let changelog = backend.catalog().topic_or_create(&name, config)?;
+        if changelog.partitions != partitions {
             return Err(StreamError::Setup(format!(
                 "changelog {name} has {} partitions but {topic} has {partitions}",
-                changelog.partitions()
+                changelog.partitions
             )));
         }
-        // Lent between appends, so that the task's next owner can take the changelog over
-        // while this instance is stopped (and fence it).
-        let writer = changelog.lending_writer(partition)?;
         let identity = producer.as_ref().map(TransactionalProducer::identity);
-        let changelog = Box::new(LocalChangelog::new(changelog, writer, identity));
+        let changelog = backend.changelog(&changelog, partition, identity)?;
         let dir = env.store_dir(group, topic, partition);
         let (mut s, report) = Store::open(env, dir, changelog, fsync)?;
         // Each secondary's position as the state recorded it.
