@@ -24,8 +24,8 @@ use crate::log::{Header, Isolation, Log, LogError, Record, RecordView, TopicConf
 use crate::state::Store;
 use crate::state::{StateEnv, StateError};
 use crate::stream::{
-    Ctx, ErrorPolicy, Format, Outputs, Registry, Source, StepError, Stream, StreamError,
-    StreamResult, StreamTopic, TaskInputs,
+    Ctx, ErrorPolicy, Format, Outputs, Registry, Source, StartingInput, StepError, Stream,
+    StreamError, StreamResult, StreamTopic, TaskInputs,
 };
 
 /// How long one poll waits for records; bounded runs wait less, to notice the end sooner.
@@ -290,7 +290,9 @@ impl Application {
         let Runner {
             consumer, tasks, ..
         } = runner;
-        drop(tasks);
+        for (tp, task) in tasks {
+            close_task(&self.registry, &tp, task);
+        }
         self.registry.outputs.borrow_mut().release_writers();
         match result {
             Ok(()) => consumer.close(),
@@ -396,7 +398,9 @@ impl Runner<'_> {
         tracing::warn!(group = %self.app.config.group, tasks = %given_up.join(", "),
             error = %cause, "gave up every task without a checkpoint; rejoining the group");
         bump(&self.app.metrics.tasks_given_up, given_up.len() as u64);
-        self.tasks.clear();
+        for (tp, task) in std::mem::take(&mut self.tasks) {
+            close_task(&self.app.registry, &tp, task);
+        }
         self.app.registry.outputs.borrow_mut().discard();
         self.since_checkpoint = 0;
         self.consumer.leave_and_rejoin();
@@ -420,22 +424,16 @@ impl Runner<'_> {
         self.app.registry.outputs.borrow_mut().flush()?;
         self.app.crash_point.reached("outputs", number);
         let mut logged = Vec::new();
-        let sources = self.app.registry.sources.borrow();
         for (tp, task) in self.tasks.iter_mut() {
             task.record_positions();
             let position = task.position();
             if let Some(store) = &mut task.store {
-                if let Some(source) = sources.get(&tp.0) {
-                    for op in source.shared.operators.borrow().iter() {
-                        op.borrow_mut()
-                            .flush(tp.1, store)
-                            .map_err(|e| step_failure(tp, e))?;
-                    }
-                }
+                (self.app.registry)
+                    .flush_task(&tp.0, tp.1, store)
+                    .map_err(|e| step_failure(tp, e))?;
                 logged.push((tp.clone(), store.log_changes(position)?));
             }
         }
-        drop(sources);
         self.app.crash_point.reached("changelog", number);
         for (tp, changes) in logged {
             if let Some(store) = self.tasks.get_mut(&tp).and_then(|t| t.store.as_mut()) {
@@ -467,7 +465,10 @@ impl Runner<'_> {
         self.checkpoint()?;
         for (topic, p) in &revoking {
             if let Some(primary) = self.primary_of.get(topic) {
-                self.tasks.remove(&(primary.clone(), *p));
+                let tp = (primary.clone(), *p);
+                if let Some(task) = self.tasks.remove(&tp) {
+                    close_task(&self.app.registry, &tp, task);
+                }
             }
         }
         // Changelog appenders of closed tasks are dropped with their stores; output appenders
@@ -493,12 +494,8 @@ impl Runner<'_> {
                 continue;
             }
             let secondaries = inputs[1..].to_vec();
-            let (stateful, partitions) = {
-                let sources = self.app.registry.sources.borrow();
-                let Some(source) = sources.get(&tp.0) else {
-                    continue;
-                };
-                (source.shared.stateful.get(), source.topic.partitions)
+            let Some((stateful, partitions)) = self.app.registry.task_shape(&tp.0) else {
+                continue;
             };
             let start = start_task(
                 self.app.backend.as_ref(),
@@ -541,21 +538,17 @@ impl Runner<'_> {
                 )));
             }
             if let Some(store) = task.store.as_mut() {
-                let mut sources = self.app.registry.sources.borrow_mut();
-                if let Some(source) = sources.get(&tp.0) {
-                    let names = source.shared.operator_names.borrow();
-                    crate::stream::check_operator_names(store, &names).map_err(|e| {
-                        StreamError::Setup(format!("topic {} partition {}: {e}", tp.0, tp.1))
-                    })?;
-                }
-                for input in &mut task.inputs {
-                    let Some(source) = sources.get_mut(&input.topic) else {
-                        continue;
-                    };
-                    input.mirror_key = source.position_mirror.clone();
-                    if let Some(hook) = source.on_start.as_mut() {
-                        hook(store, tp.1, input.position, self.consumer_isolation())?;
-                    }
+                let starting: Vec<StartingInput<'_>> = (task.inputs.iter())
+                    .map(|i| StartingInput {
+                        topic: &i.topic,
+                        position: i.position,
+                    })
+                    .collect();
+                let isolation = self.consumer_isolation();
+                let mirrors =
+                    (self.app.registry).start_task(&tp.0, tp.1, store, &starting, isolation)?;
+                for (input, mirror) in task.inputs.iter_mut().zip(mirrors) {
+                    input.mirror_key = mirror;
                 }
             }
             self.tasks.insert(tp.clone(), task);
@@ -566,30 +559,12 @@ impl Runner<'_> {
 
     /// Lets every in-memory operator of every task do its wall-clock work (idle window closing).
     fn tick_operators(&mut self) -> StreamResult<()> {
-        let registry = self.app.registry.clone();
-        let sources = registry.sources.borrow();
-        let mut outputs = registry.outputs.borrow_mut();
         for (tp, task) in self.tasks.iter_mut() {
-            let Some(source) = sources.get(&tp.0) else {
-                continue;
-            };
-            outputs.set_task(Some(tp));
-            for op in source.shared.operators.borrow().iter() {
-                let mut ctx = Ctx {
-                    topic: &tp.0,
-                    partition: tp.1,
-                    offset: task.position(),
-                    raw_key: &[],
-                    store: task.store.as_mut(),
-                    outputs: &mut outputs,
-                    late_records: 0,
-                };
-                op.borrow_mut()
-                    .tick(&mut ctx)
-                    .map_err(|e| step_failure(tp, e))?;
-            }
+            let position = task.position();
+            (self.app.registry)
+                .tick_task(&tp.0, tp.1, position, task.store.as_mut())
+                .map_err(|e| step_failure(tp, e))?;
         }
-        outputs.set_task(None);
         Ok(())
     }
 
@@ -730,6 +705,12 @@ impl Runner<'_> {
         }
         Ok(())
     }
+}
+
+/// Closes a task: its steps forget the partition's in-memory state, its store closes.
+fn close_task(registry: &Registry, tp: &TopicPartition, task: Task) {
+    let topics: Vec<&str> = task.inputs.iter().map(|i| i.topic.as_str()).collect();
+    registry.close_task(&topics, tp.1);
 }
 
 /// Runs one record of `source` through its dataframe, in the task whose store is `store`, and

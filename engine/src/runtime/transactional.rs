@@ -59,8 +59,6 @@ impl Runner<'_> {
         let number = self.app.metrics.checkpoints.load(Ordering::Relaxed) + 1;
         self.flush_outputs()?;
         self.app.crash_point.reached("outputs", number);
-        let registry = self.app.registry.clone();
-        let sources = registry.sources.borrow();
         let mut logged = Vec::new();
         for (tp, task) in self.tasks.iter_mut() {
             task.record_positions();
@@ -69,20 +67,15 @@ impl Runner<'_> {
             else {
                 continue;
             };
-            if let Some(source) = sources.get(&tp.0) {
-                for op in source.shared.operators.borrow().iter() {
-                    op.borrow_mut()
-                        .flush(tp.1, store)
-                        .map_err(|e| step_failure(tp, e))?;
-                }
-            }
+            (self.app.registry)
+                .flush_task(&tp.0, tp.1, store)
+                .map_err(|e| step_failure(tp, e))?;
             if store.has_changes(position) {
                 let (changelog, partition) = store.changelog_partition();
                 producer.include(&changelog, partition)?;
                 logged.push((tp.clone(), store.log_changes(position)?));
             }
         }
-        drop(sources);
         self.app.crash_point.reached("changelog", number);
         for ((_, partition), task) in self.tasks.iter_mut() {
             let moved = task.moved(*partition);

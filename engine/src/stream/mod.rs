@@ -7,6 +7,7 @@ mod dataframe;
 mod error;
 mod format;
 pub mod join;
+mod lifecycle;
 mod message;
 mod output_sink;
 mod registry;
@@ -25,6 +26,7 @@ pub use window::{Closing, Emit, WindowResult, WindowSpec, Windowed};
 
 pub(crate) use catalog::LocalCatalog;
 pub(crate) use error::StepError;
+pub(crate) use lifecycle::StartingInput;
 pub(crate) use output_sink::LocalSink;
 pub(crate) use registry::{Ctx, Registry, Source, TaskInputs};
 pub(crate) use sink::Outputs;

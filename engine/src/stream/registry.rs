@@ -131,6 +131,10 @@ pub(crate) trait Operator {
 
     /// Called on every turn of the loop for each task (for wall-clock work); may emit.
     fn tick(&mut self, ctx: &mut Ctx<'_>) -> Result<(), StepError>;
+
+    /// Forgets what it holds in memory of `partition` (its task closed; flushed before when
+    /// the task checkpointed).
+    fn close(&mut self, partition: u32);
 }
 
 /// What the steps of one source's dataframe share with the runtime.
@@ -154,6 +158,8 @@ pub(crate) struct Source {
     /// A local-only store key that gets this input's position at each checkpoint of the tasks
     /// it is an input of (a table that is its own changelog: how far its rows go).
     pub position_mirror: Option<Vec<u8>>,
+    /// Called when a task this source is an input of closes, with the partition.
+    pub on_close: Option<Box<dyn Fn(u32)>>,
     /// A table's source: it writes the rows of the tasks it is joined into.
     pub table: bool,
 }
@@ -308,6 +314,7 @@ impl Registry {
                 topic: topic.topic.clone(),
                 on_start: None,
                 position_mirror: None,
+                on_close: None,
                 table: false,
             },
         );

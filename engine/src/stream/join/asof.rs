@@ -227,6 +227,10 @@ where
         Ok(())
     }
 
+    fn close(&mut self, partition: u32) {
+        self.partitions.remove(&partition);
+    }
+
     fn tick(&mut self, _ctx: &mut Ctx<'_>) -> Result<(), StepError> {
         Ok(())
     }

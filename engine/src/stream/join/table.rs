@@ -176,6 +176,10 @@ where
         rows,
         applied_key,
     };
+    let closing = table.cache.clone();
+    let on_close: Box<dyn Fn(u32)> = Box::new(move |partition| {
+        closing.borrow_mut().partitions.remove(&partition);
+    });
     let cache = table.cache.clone();
     let on_start: StartHook = Box::new(move |store, partition, position, isolation| {
         if local {
@@ -192,6 +196,7 @@ where
             topic: topic.topic.clone(),
             on_start: Some(on_start),
             position_mirror,
+            on_close: Some(on_close),
             table: true,
         },
     );

@@ -198,6 +198,10 @@ where
         Ok(())
     }
 
+    fn close(&mut self, partition: u32) {
+        self.partitions.remove(&partition);
+    }
+
     fn tick(&mut self, _: &mut Ctx<'_>) -> Result<(), StepError> {
         Ok(())
     }

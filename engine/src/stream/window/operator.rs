@@ -207,6 +207,10 @@ where
         }
     }
 
+    fn close(&mut self, partition: u32) {
+        self.partitions.remove(&partition);
+    }
+
     fn tick(&mut self, ctx: &mut Ctx<'_>) -> Result<(), StepError> {
         let (Some(idle), Some(store)) = (self.plan.idle_close, ctx.store.as_deref()) else {
             return Ok(());
