@@ -21,6 +21,7 @@
 //! librdkafka is built from source with the crate (the `rdkafka` crate's bundled build), so the
 //! connector does not depend on the system's librdkafka; the engine never links it.
 
+pub mod backend;
 mod cluster;
 pub mod local_broker;
 mod mirror_in;

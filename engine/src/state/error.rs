@@ -46,6 +46,18 @@ pub enum StateError {
         /// What did not decode, and why.
         reason: String,
     },
+    /// A changelog held by another backend than the local log failed.
+    #[error("changelog {topic} partition {partition}: {what}: {cause}")]
+    Backend {
+        /// Changelog topic.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// What was being done.
+        what: String,
+        /// The backend's error.
+        cause: String,
+    },
     /// A changelog record that eddy did not write.
     #[error("changelog {topic} partition {partition} offset {offset}: {reason}")]
     BadChangelog {

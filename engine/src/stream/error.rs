@@ -34,6 +34,16 @@ pub enum StreamError {
     /// The application was set up wrongly.
     #[error("application setup: {0}")]
     Setup(String),
+    /// The application's backend (another than the local log) failed.
+    #[error("{backend}: {what}: {cause}")]
+    Backend {
+        /// Which backend ("Kafka at 127.0.0.1:9092").
+        backend: String,
+        /// What was being done (naming topic and partition where there are).
+        what: String,
+        /// The backend's error.
+        cause: String,
+    },
 }
 
 /// Result of application operations.
