@@ -10,7 +10,9 @@
 //!
 //! Positions: the member tracks the next offset of each owned partition; records polled
 //! before a seek took effect (older than the position) are dropped. Partition ends come from
-//! fetch responses (`cluster::watermarks`), not ListOffsets (a tansu 0.6 quirk).
+//! fetch responses (librdkafka's statistics, every 50 ms; `cluster::watermarks` before the
+//! first), not ListOffsets (a tansu 0.6 quirk). A bounded run ends when every position reached
+//! the end the last fetch reported.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -23,6 +25,7 @@ use parking_lot::Mutex;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
@@ -39,9 +42,22 @@ struct Events {
     joined: Mutex<bool>,
     /// The member is leaving: revoked partitions go at once (nothing will release them).
     leaving: Mutex<bool>,
+    /// Partition ends as fetch responses report them (librdkafka's statistics).
+    ends: Mutex<BTreeMap<TopicPartition, u64>>,
 }
 
-impl ClientContext for Events {}
+impl ClientContext for Events {
+    fn stats(&self, statistics: Statistics) {
+        let mut ends = self.ends.lock();
+        for (topic, t) in statistics.topics {
+            for (p, part) in t.partitions {
+                if p >= 0 && part.hi_offset >= 0 {
+                    ends.insert((topic.clone(), p as u32), part.hi_offset as u64);
+                }
+            }
+        }
+    }
+}
 
 fn partitions_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
     (tpl.elements().iter())
@@ -113,6 +129,7 @@ impl KafkaGroup {
                 ("isolation.level", isolation),
                 ("max.poll.interval.ms", poll_interval.as_str()),
                 ("fetch.wait.max.ms", "10"),
+                ("statistics.interval.ms", "50"),
             ])
             .create_with_context(Events::default())
             .map_err(|e| backend_error(&kafka, "create the group consumer".into(), e))?;
@@ -172,7 +189,14 @@ impl KafkaGroup {
         tpl
     }
 
+    /// The end of a partition: from the last fetch responses when there were some, else asked.
     fn end_of(&self, topic: &str, partition: u32) -> StreamResult<u64> {
+        let fetched = (self.consumer.context().ends.lock())
+            .get(&(topic.to_owned(), partition))
+            .copied();
+        if let Some(end) = fetched {
+            return Ok(end);
+        }
         let (_, high) = watermarks(&self.settings, topic, partition, Offset::Beginning)
             .map_err(|e| self.failed(format!("end of {topic} partition {partition}"), e))?;
         Ok(high.max(0) as u64)

@@ -216,12 +216,9 @@ impl PartitionRead for KafkaPartitionReader {
         let deadline = Instant::now() + self.settings.request_timeout;
         let mut records = Vec::new();
         let (mut bytes, mut under_way) = (0usize, from <= low);
+        let mut last_record = Instant::now();
         loop {
-            let wait = match records.is_empty() {
-                true => Duration::from_millis(100),
-                false => Duration::from_millis(5),
-            };
-            match self.consumer.poll(wait) {
+            match self.consumer.poll(Duration::from_millis(20)) {
                 Some(Ok(m)) => {
                     let at = m.offset().max(0) as u64;
                     if at < offset {
@@ -240,12 +237,19 @@ impl PartitionRead for KafkaPartitionReader {
                         r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len);
                     records.push((at, r));
                     self.next = Some(at + 1);
+                    last_record = Instant::now();
                     if records.len() >= max_records || bytes >= max_bytes || at + 1 >= end {
                         break;
                     }
                 }
                 Some(Err(e)) => return Err(self.failed("read", e)),
-                None if !records.is_empty() => break,
+                // librdkafka fetches ahead: a pause in what it has is worth a short wait.
+                None if !records.is_empty()
+                    && last_record.elapsed() > Duration::from_millis(50) =>
+                {
+                    break
+                }
+                None if !records.is_empty() => {}
                 None if Instant::now() >= deadline => {
                     return Err(self.failed(
                         &format!("read from offset {offset}"),
