@@ -1,6 +1,6 @@
 //! An application whose outputs and store changelogs are on a real Kafka-protocol broker
-//! (tansu, started here), its input and group on the local log: the Kafka building blocks of
-//! `eddy_kafka::backend` behind `Application::with_backend`. Its counts equal those of the same
+//! (tansu, started here), its input and group on the local log: `KafkaBackend`'s catalog, sink
+//! and changelogs composed with the local backend behind `Application::with_backend`. Its counts equal those of the same
 //! pipeline on the local log, and a lost store comes back from the changelog in Kafka.
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -14,7 +14,7 @@ use eddy::{
     LocalBackend, Log, OutputSink, PartitionRead, ProducerIdentity, Record, State, Str,
     StreamResult, TopicCatalog, TopicConfig, TopicInfo,
 };
-use eddy_kafka::backend::{KafkaChangelog, KafkaProducer, KafkaSink, KafkaTopics};
+use eddy_kafka::backend::KafkaBackend;
 use eddy_kafka::local_broker::LocalBroker;
 use eddy_kafka::KafkaSettings;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -23,13 +23,12 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 /// The local log for the input topic and the group; Kafka for everything else.
 struct Hybrid {
     local: LocalBackend,
-    kafka: Rc<KafkaTopics>,
-    producer: Rc<KafkaProducer>,
+    kafka: KafkaBackend,
 }
 
 struct HybridTopics {
     local: Rc<dyn TopicCatalog>,
-    kafka: Rc<KafkaTopics>,
+    kafka: Rc<dyn TopicCatalog>,
 }
 
 impl TopicCatalog for HybridTopics {
@@ -56,23 +55,22 @@ impl Backend for Hybrid {
     fn catalog(&self) -> Rc<dyn TopicCatalog> {
         Rc::new(HybridTopics {
             local: self.local.catalog(),
-            kafka: self.kafka.clone(),
+            kafka: self.kafka.catalog(),
         })
     }
     fn group_source(&self, settings: &GroupSettings) -> StreamResult<Box<dyn GroupSource>> {
         self.local.group_source(settings)
     }
-    fn output_sink(&self, _fsync: bool) -> StreamResult<Box<dyn OutputSink>> {
-        Ok(Box::new(KafkaSink(self.producer.clone())))
+    fn output_sink(&self, fsync: bool) -> StreamResult<Box<dyn OutputSink>> {
+        self.kafka.output_sink(fsync)
     }
     fn changelog(
         &self,
         topic: &TopicInfo,
         partition: u32,
-        _transaction: Option<ProducerIdentity>,
+        transaction: Option<ProducerIdentity>,
     ) -> StreamResult<Box<dyn Changelog>> {
-        let changelog = KafkaChangelog::new(self.producer.clone(), &topic.name, partition);
-        Ok(Box::new(changelog))
+        self.kafka.changelog(topic, partition, transaction)
     }
 }
 
@@ -109,11 +107,9 @@ fn config(dir: &Path, group: &str) -> AppConfig {
 }
 
 fn hybrid(broker: &LocalBroker, dir: &Path) -> Hybrid {
-    let settings = KafkaSettings::new(broker.brokers());
     Hybrid {
         local: LocalBackend::new(Log::open(dir).unwrap()),
-        kafka: Rc::new(KafkaTopics::new(settings.clone(), -1).unwrap()),
-        producer: KafkaProducer::new(settings).unwrap(),
+        kafka: KafkaBackend::new(KafkaSettings::new(broker.brokers()), -1).unwrap(),
     }
 }
 
