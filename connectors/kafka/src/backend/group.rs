@@ -229,8 +229,10 @@ impl GroupSource for KafkaGroup {
             self.take_events();
             match message {
                 Some(Ok((tp, offset, record))) => {
+                    // Records of a partition paused after librdkafka fetched them still come
+                    // back: its position has moved past them, so they are returned, not lost.
                     let stale = self.positions.get(&tp).is_some_and(|p| offset < *p);
-                    if !self.owned.contains(&tp) || self.paused.contains(&tp) || stale {
+                    if !self.owned.contains(&tp) || stale {
                         continue;
                     }
                     self.positions.insert(tp.clone(), offset + 1);
