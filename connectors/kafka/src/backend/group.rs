@@ -59,6 +59,12 @@ impl ClientContext for Events {
     }
 }
 
+/// `topic-p, topic-q, ...` for logs.
+fn names(partitions: &[TopicPartition]) -> String {
+    let names: Vec<String> = partitions.iter().map(|(t, p)| format!("{t}-{p}")).collect();
+    names.join(", ")
+}
+
 fn partitions_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
     (tpl.elements().iter())
         .map(|e| (e.topic().to_owned(), e.partition().max(0) as u32))
@@ -157,12 +163,22 @@ impl KafkaGroup {
     /// Takes what the rebalance callback noted.
     fn take_events(&mut self) {
         let context = self.consumer.context();
-        for tp in std::mem::take(&mut *context.assigned.lock()) {
+        let assigned = std::mem::take(&mut *context.assigned.lock());
+        if !assigned.is_empty() {
+            tracing::info!(group = %self.group, partitions = %names(&assigned),
+                "Kafka group: partitions assigned");
+        }
+        for tp in assigned {
             self.revoking.remove(&tp);
             self.owned.insert(tp);
         }
         let mut not_owned = TopicPartitionList::new();
-        for tp in std::mem::take(&mut *context.revoked.lock()) {
+        let revoked = std::mem::take(&mut *context.revoked.lock());
+        if !revoked.is_empty() {
+            tracing::info!(group = %self.group, partitions = %names(&revoked),
+                "Kafka group: partitions revoked; handed over after their checkpoint");
+        }
+        for tp in revoked {
             match self.owned.contains(&tp) {
                 true => {
                     self.revoking.insert(tp);
