@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use eddy::{OutputSink, Record, StreamResult};
 use parking_lot::Mutex;
@@ -130,15 +130,15 @@ impl KafkaProducer {
 
     /// Waits until everything sent was acknowledged (module docs).
     pub fn flush(&self) -> StreamResult<()> {
-        // `message.timeout.ms` 0: librdkafka retries while the cluster is away; the flush waits.
-        loop {
-            match self.producer.flush(self.settings.request_timeout) {
-                Ok(()) => break,
-                Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)) => {
-                    tracing::warn!(brokers = %self.settings.brokers, waiting = self.producer.in_flight_count(),
-                        "Kafka has not acknowledged every record yet; waiting");
-                }
-                Err(e) => return Err(backend_error(&self.settings, "flush".into(), e)),
+        // Served here in short polls: librdkafka's own flush looks every 100 ms. With
+        // `message.timeout.ms` 0 librdkafka retries while the cluster is away; this waits.
+        let mut warned = Instant::now();
+        while self.producer.in_flight_count() > 0 {
+            self.producer.poll(Duration::from_millis(1));
+            if warned.elapsed() >= self.settings.request_timeout {
+                tracing::warn!(brokers = %self.settings.brokers, waiting = self.producer.in_flight_count(),
+                    "Kafka has not acknowledged every record yet; waiting");
+                warned = Instant::now();
             }
         }
         match self.producer.context().refused.lock().clone() {
