@@ -4,21 +4,22 @@
 //! pipeline on the local log, and a lost store comes back from the changelog in Kafka.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, BTreeSet};
+mod common;
+use common::{counter, kafka_counts, last_counts};
+
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use eddy::{
-    AppConfig, Application, Backend, Changelog, GroupSettings, GroupSource, Isolation, Json,
-    LocalBackend, Log, OutputSink, PartitionRead, ProducerIdentity, Record, State, Str,
-    StreamResult, TopicCatalog, TopicConfig, TopicInfo,
+    AppConfig, Application, Backend, Changelog, GroupSettings, GroupSource, Isolation,
+    LocalBackend, Log, OutputSink, PartitionRead, ProducerIdentity, Record, StreamResult,
+    TopicCatalog, TopicConfig, TopicInfo,
 };
 use eddy_kafka::backend::KafkaBackend;
 use eddy_kafka::local_broker::LocalBroker;
 use eddy_kafka::KafkaSettings;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
 
 /// The local log for the input topic and the group; Kafka for everything else.
 struct Hybrid {
@@ -84,22 +85,6 @@ fn produce(dir: &Path, from: u64, to: u64) {
         .unwrap();
 }
 
-fn counter(app: Application, out: &str) -> Application {
-    let words = app.topic::<Str, Str>("words").unwrap();
-    let config = TopicConfig::with_partitions(2);
-    let counts = app
-        .topic_with_config::<Str, Json<u64>>(out, config)
-        .unwrap();
-    app.dataframe(&words)
-        .stateful_map(|_, state: &mut State<'_>| {
-            let n = state.get_or::<u64>("n", 0) + 1;
-            state.set("n", &n);
-            n
-        })
-        .to_topic(&counts);
-    app
-}
-
 fn config(dir: &Path, group: &str) -> AppConfig {
     let mut c = AppConfig::new(dir, group);
     c.commit_interval = Duration::from_millis(50);
@@ -111,37 +96,6 @@ fn hybrid(broker: &LocalBroker, dir: &Path) -> Hybrid {
         local: LocalBackend::new(Log::open(dir).unwrap()),
         kafka: KafkaBackend::new(KafkaSettings::new(broker.brokers()), -1).unwrap(),
     }
-}
-
-/// The last count of each key in Kafka topic `topic` (2 partitions), once it holds `n` records.
-fn kafka_counts(broker: &LocalBroker, topic: &str, n: usize) -> BTreeMap<String, u64> {
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", broker.brokers())
-        .set("group.id", "check")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..2 {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let (mut seen, mut last) = (BTreeSet::new(), BTreeMap::new());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while seen.len() < n && Instant::now() < deadline {
-        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-            let m = m.unwrap();
-            if seen.insert((m.partition(), m.offset())) {
-                let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
-                let count: u64 = serde_json::from_slice(m.payload().unwrap()).unwrap();
-                let at = last.entry(key).or_insert(0);
-                *at = (*at).max(count);
-            }
-        }
-    }
-    assert_eq!(seen.len(), n, "records of {topic} in Kafka");
-    last
 }
 
 #[test]
@@ -168,7 +122,10 @@ fn outputs_and_changelogs_in_kafka_give_the_local_counts_and_a_lost_store_comes_
     let mut app = counter(app.unwrap(), "k-counts");
     app.run_until_idle().unwrap();
     drop(app);
-    assert_eq!(kafka_counts(&broker, "k-counts", 300), expected);
+    assert_eq!(
+        last_counts(kafka_counts(&broker, "k-counts", 300)),
+        expected
+    );
 
     // The store is lost; the changelog in Kafka has it.
     std::fs::remove_dir_all(dir.path().join("state")).unwrap();
@@ -183,6 +140,6 @@ fn outputs_and_changelogs_in_kafka_give_the_local_counts_and_a_lost_store_comes_
         !local_topics.iter().any(|t| t.starts_with("k-")),
         "outputs and changelogs are in Kafka only: {local_topics:?}"
     );
-    let counts = kafka_counts(&broker, "k-counts", 400);
+    let counts = last_counts(kafka_counts(&broker, "k-counts", 400));
     assert_eq!(counts.values().sum::<u64>(), 400, "{counts:?}");
 }
