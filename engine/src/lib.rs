@@ -111,13 +111,13 @@ pub use log::{
 };
 #[cfg(feature = "streams")]
 pub use runtime::{
-    AppConfig, Application, Backend, GroupSettings, GroupSource, LocalBackend, MetricsSnapshot,
-    ProcessingGuarantee, Producer,
+    changelog_name, AppConfig, Application, Backend, GroupSettings, GroupSource, LocalBackend,
+    MetricsSnapshot, ProcessingGuarantee, Producer,
 };
 #[cfg(feature = "streams")]
 pub use state::{
-    Changelog, PartitionRead, RestoreCallback, RestoreProgress, RestoreReport, State, StateError,
-    StateResult, DEFAULT_MEMORY_BUDGET,
+    reset_record, Changelog, PartitionRead, RestoreCallback, RestoreProgress, RestoreReport, State,
+    StateError, StateResult, DEFAULT_MEMORY_BUDGET,
 };
 #[cfg(feature = "streams")]
 pub use stream::window::aggregate;

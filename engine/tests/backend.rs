@@ -118,6 +118,9 @@ impl GroupSource for CountingSource {
     fn has_readable(&mut self, topic: &str, partition: u32) -> StreamResult<bool> {
         self.0.has_readable(topic, partition)
     }
+    fn readable_end(&mut self, topic: &str, partition: u32) -> StreamResult<u64> {
+        self.0.readable_end(topic, partition)
+    }
     fn caught_up(&mut self) -> StreamResult<bool> {
         self.0.caught_up()
     }

@@ -197,6 +197,37 @@ fn running_counts_continue_across_restarts_and_rebuild_from_the_changelog() {
 }
 
 #[test]
+fn metrics_report_the_lag_of_each_owned_partition_at_the_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    produce_readings(dir.path(), "readings", 3, 0, 3000);
+    let mut config = config(dir.path(), "g");
+    config.max_poll_records = 100;
+    let mut app = counting_app_with(config);
+    app.run_records(500).unwrap();
+    let metrics = app.metrics();
+    let committed = Groups::new(&Log::open(dir.path()).unwrap())
+        .committed("g")
+        .unwrap();
+    let positions: u64 = committed.values().map(|(offset, _)| offset).sum();
+    let keys: Vec<_> = metrics.lag.keys().cloned().collect();
+    let want: Vec<_> = (0..3).map(|p| ("readings".to_owned(), p)).collect();
+    assert_eq!(keys, want);
+    assert_eq!(
+        metrics.lag.values().sum::<u64>(),
+        3000 - positions,
+        "{:?}",
+        metrics.lag
+    );
+    assert!((500..3000).contains(&positions), "{positions}");
+    app.run_until_idle().unwrap();
+    assert!(
+        app.metrics().lag.values().all(|l| *l == 0),
+        "{:?}",
+        app.metrics().lag
+    );
+}
+
+#[test]
 fn a_store_that_cannot_be_opened_is_an_error_and_is_kept() {
     let dir = tempfile::tempdir().unwrap();
     produce_readings(dir.path(), "readings", 1, 0, 1000);

@@ -168,7 +168,22 @@ pub fn processor(
     closing: Closing,
     on_error: eddy::ErrorPolicy,
 ) -> StreamResult<Application> {
-    let app = Application::new(crate::common::app_config(dir, GROUP, on_error))?;
+    let app = Application::new(processor_config(dir, on_error))?;
+    processor_on(app, aggregation, closing)
+}
+
+/// The processor's configuration over `dir`: its group, restore progress bars, `on_error`.
+pub fn processor_config(dir: &Path, on_error: eddy::ErrorPolicy) -> AppConfig {
+    crate::common::app_config(dir, GROUP, on_error)
+}
+
+/// The processor's pipeline (as [`processor`]) built into `app`, whatever its backend: the
+/// local log, or a Kafka cluster through `Application::with_backend`.
+pub fn processor_on(
+    app: Application,
+    aggregation: Aggregation,
+    closing: Closing,
+) -> StreamResult<Application> {
     let input = app
         .topic::<Str, Json<Reading>>(RAW_TOPIC)?
         .with_timestamp(|r, record| match parse_ts(&r.ts) {

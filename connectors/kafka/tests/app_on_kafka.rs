@@ -14,7 +14,7 @@ use eddy::{
     partition_for_key, AppConfig, Application, ProcessingGuarantee, Record, StreamError,
     TopicCatalog, TopicConfig,
 };
-use eddy_kafka::backend::{KafkaBackend, KafkaProducer, KafkaTopics};
+use eddy_kafka::backend::{reset_offsets, KafkaBackend, KafkaProducer, KafkaTopics};
 use eddy_kafka::local_broker::LocalBroker;
 use eddy_kafka::KafkaSettings;
 
@@ -65,7 +65,11 @@ fn a_stateful_application_on_kafka_counts_exactly_and_restores_a_lost_store_from
     produce(&broker, 0, 500);
     let mut app = counter_on_kafka(&broker, dir.path(), false);
     app.run_until_idle().unwrap();
-    assert_eq!(app.metrics().records_in, 500);
+    let metrics = app.metrics();
+    assert_eq!(metrics.records_in, 500);
+    let lag: Vec<_> = metrics.lag.into_iter().collect();
+    let caught_up = vec![(("words".to_owned(), 0), 0), (("words".to_owned(), 1), 0)];
+    assert_eq!(lag, caught_up, "lag per partition");
     drop(app);
     assert_eq!(kafka_counts(&broker, "counts", 500), exact(500));
 
@@ -97,5 +101,51 @@ fn exactly_once_on_kafka_is_refused_naming_the_broker() {
             )
         }
         other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_reset_of_the_group_on_kafka_clears_the_state_as_a_local_reset_does() {
+    let broker = LocalBroker::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    produce(&broker, 0, 300);
+    let mut app = counter_on_kafka(&broker, dir.path(), false);
+    app.run_until_idle().unwrap();
+    drop(app);
+    assert_eq!(kafka_counts(&broker, "counts", 300), exact(300));
+
+    let settings = KafkaSettings::new(broker.brokers());
+    let target = eddy::ResetTarget::Earliest;
+    let preview = reset_offsets(&settings, "counter", "words", &target, false).unwrap();
+    assert_eq!(preview.len(), 2);
+    assert!(preview
+        .iter()
+        .all(|r| r.new_offset == 0 && r.current_offset > Some(0)));
+    let rows = reset_offsets(&settings, "counter", "words", &target, true).unwrap();
+    assert_eq!(rows, preview);
+
+    // The rerun counts from 1 again, each record once: the state went with the offsets, on
+    // the store kept in the data directory as on one restored from Kafka.
+    for fresh in [false, true] {
+        if fresh {
+            reset_offsets(&settings, "counter", "words", &target, true).unwrap();
+            std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+        }
+        let mut app = counter_on_kafka(&broker, dir.path(), false);
+        app.run_until_idle().unwrap();
+        let metrics = app.metrics();
+        assert_eq!(metrics.records_in, 300, "fresh store: {fresh}");
+        assert_eq!(metrics.state_resets, 2, "fresh store: {fresh}");
+        drop(app);
+    }
+    let all = kafka_counts(&broker, "counts", 900);
+    for (key, counts) in exact(300) {
+        let written = &all[&key];
+        assert_eq!(written.len(), 3 * counts.len(), "{key}");
+        for run in written.chunks(counts.len()) {
+            let mut run = run.to_vec();
+            run.sort_unstable();
+            assert_eq!(run, counts, "{key}: each run counts from 1");
+        }
     }
 }

@@ -6,11 +6,13 @@
 //! progress groups must account for every record.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use std::net::{Shutdown, TcpListener, TcpStream};
+mod common;
+use common::relay::Relay;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eddy::{Groups, Log, Record, TopicConfig};
@@ -354,69 +356,13 @@ fn a_round_trip_through_kafka_survives_sigkilled_mirrors() {
     run.finish_and_check();
 }
 
-/// A TCP relay in front of the broker that can cut every connection and turn new ones away —
-/// the broker as its clients see it when it stops — and let them in again, as when it is back.
-struct Relay {
-    up: Arc<AtomicBool>,
-    open: Arc<Mutex<Vec<TcpStream>>>,
-}
-
-impl Relay {
-    /// Relays `listener`'s connections to 127.0.0.1:`target`.
-    fn start(listener: TcpListener, target: u16) -> Relay {
-        let up = Arc::new(AtomicBool::new(true));
-        let open = Arc::new(Mutex::new(Vec::new()));
-        let (up2, open2) = (up.clone(), open.clone());
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                let Ok(client) = client else { continue };
-                if !up2.load(Ordering::SeqCst) {
-                    continue; // dropped: closed at once
-                }
-                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
-                    continue;
-                };
-                let mut open = open2.lock().unwrap();
-                for (from, to) in [(&client, &server), (&server, &client)] {
-                    let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
-                        continue;
-                    };
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(Shutdown::Both);
-                    });
-                }
-                open.extend([client, server]);
-            }
-        });
-        Relay { up, open }
-    }
-
-    /// The broker "stops": every connection is cut and new ones are closed at once.
-    fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        for s in self.open.lock().unwrap().drain(..) {
-            let _ = s.shutdown(Shutdown::Both);
-        }
-    }
-
-    /// The broker is "back".
-    fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-}
-
 /// The broker out of reach — every connection cut, new ones turned away for 2 s — while both
 /// mirrors run, twice. tansu keeps its data in memory here, behind the relay: a tansu restart
 /// with its SQLite storage keeps the topics, but afterwards its partitions answered neither
 /// offset queries nor fetches in these tests, so a restart is played by the relay.
 #[test]
 fn a_round_trip_through_kafka_waits_out_broker_outages() {
-    let relay_listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let relay_port = relay_listener.local_addr().unwrap().port();
-    let broker_port = eddy_kafka::local_broker::free_port().unwrap();
-    let broker = LocalBroker::start_advertising(broker_port, relay_port).unwrap();
-    let relay = Relay::start(relay_listener, broker_port);
+    let (broker, relay) = Relay::with_broker();
     let mut run = RoundTrip::start(broker, true);
     for what in ["first outage", "second outage"] {
         // Cut when the mirror is moving and behind the source.

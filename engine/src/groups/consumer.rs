@@ -415,6 +415,12 @@ impl Consumer {
         self.paused.remove(&(topic.to_owned(), partition));
     }
 
+    /// The end of an owned partition that polls read up to: the log end, or under
+    /// read-committed the last stable offset.
+    pub fn readable_end(&mut self, topic: &str, partition: u32) -> GroupResult<u64> {
+        Ok(self.owned_mut(topic, partition)?.reader.readable_end()?)
+    }
+
     /// Whether an owned partition has records past the position that a poll can return now
     /// (under read-committed, up to the last stable offset).
     pub fn has_readable(&mut self, topic: &str, partition: u32) -> GroupResult<bool> {

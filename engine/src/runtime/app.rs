@@ -417,9 +417,33 @@ impl Runner<'_> {
     }
 
     fn checkpoint(&mut self) -> StreamResult<()> {
-        if self.app.exactly_once() {
-            return self.checkpoint_transactions();
+        match self.app.exactly_once() {
+            true => self.checkpoint_transactions()?,
+            false => self.checkpoint_at_least_once()?,
         }
+        self.record_lag();
+        Ok(())
+    }
+
+    /// Notes how far each owned input partition is behind its end, for the metrics.
+    fn record_lag(&mut self) {
+        let mut lag = std::collections::BTreeMap::new();
+        for ((_, partition), task) in &self.tasks {
+            for input in &task.inputs {
+                match self.consumer.readable_end(&input.topic, *partition) {
+                    Ok(end) => {
+                        let behind = end.saturating_sub(input.position);
+                        lag.insert((input.topic.clone(), *partition), behind);
+                    }
+                    Err(e) => tracing::debug!(topic = input.topic, partition, error = %e,
+                        "no end offset for the lag metric"),
+                }
+            }
+        }
+        *self.app.metrics.lag.lock() = lag;
+    }
+
+    fn checkpoint_at_least_once(&mut self) -> StreamResult<()> {
         let number = self.app.metrics.checkpoints.load(Ordering::Relaxed) + 1;
         self.app.registry.outputs.borrow_mut().flush()?;
         self.app.crash_point.reached("outputs", number);
@@ -515,10 +539,12 @@ impl Runner<'_> {
             if let Some(r) = &start.restore {
                 bump(&m.restored_entries, r.entries);
                 bump(&m.stores_rebuilt, u64::from(r.rebuilt));
+                bump(&m.changes_undone, r.undone);
                 tracing::info!(
                     topic = tp.0,
                     partition = tp.1,
                     entries = r.entries,
+                    undone = r.undone,
                     rebuilt = r.rebuilt,
                     elapsed_ms = r.elapsed.as_millis() as u64,
                     "state restored"

@@ -194,6 +194,10 @@ pub trait GroupSource {
     /// Whether an owned partition has records past its position that a poll could return now.
     fn has_readable(&mut self, topic: &str, partition: u32) -> StreamResult<bool>;
 
+    /// The end of an owned partition as this member last learnt it (its log end; its last
+    /// stable offset when reading committed records only).
+    fn readable_end(&mut self, topic: &str, partition: u32) -> StreamResult<u64>;
+
     /// Whether every owned partition was read to its end and no assignment is pending (the end
     /// of a bounded run).
     fn caught_up(&mut self) -> StreamResult<bool>;
@@ -264,6 +268,10 @@ impl GroupSource for Consumer {
 
     fn has_readable(&mut self, topic: &str, partition: u32) -> StreamResult<bool> {
         Ok(Consumer::has_readable(self, topic, partition)?)
+    }
+
+    fn readable_end(&mut self, topic: &str, partition: u32) -> StreamResult<u64> {
+        Ok(Consumer::readable_end(self, topic, partition)?)
     }
 
     fn caught_up(&mut self) -> StreamResult<bool> {

@@ -1,6 +1,9 @@
 //! Counters of a running application, readable from any thread while it runs.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
 
 /// Live counters (relaxed atomics; each is exact, a snapshot is not one instant).
 #[derive(Debug, Default)]
@@ -14,9 +17,12 @@ pub(crate) struct Metrics {
     pub checkpoints: AtomicU64,
     pub restored_entries: AtomicU64,
     pub stores_rebuilt: AtomicU64,
+    pub changes_undone: AtomicU64,
     pub state_resets: AtomicU64,
     pub late_records: AtomicU64,
     pub tasks_given_up: AtomicU64,
+    /// Records behind the end per owned input partition, as of the last checkpoint.
+    pub lag: Mutex<BTreeMap<(String, u32), u64>>,
 }
 
 pub(crate) fn bump(counter: &AtomicU64, by: u64) {
@@ -46,6 +52,9 @@ pub struct MetricsSnapshot {
     pub restored_entries: u64,
     /// Stores rebuilt from scratch (missing or corrupt).
     pub stores_rebuilt: u64,
+    /// Changes of checkpoints left unfinished in a changelog (a writer stopped before the
+    /// marker, on a backend without atomic appends) undone by restores.
+    pub changes_undone: u64,
     /// Partitions whose state was cleared because the group's offsets had been reset.
     pub state_resets: u64,
     /// Records dropped because a window they belonged to had closed.
@@ -53,6 +62,9 @@ pub struct MetricsSnapshot {
     /// Tasks given up without a checkpoint: their partitions moved while this instance did not
     /// poll (past `max_poll_interval`), or a newer instance fenced it.
     pub tasks_given_up: u64,
+    /// Records each owned input partition (topic, partition) was behind its end at the last
+    /// checkpoint: its end offset minus the next offset to process.
+    pub lag: BTreeMap<(String, u32), u64>,
 }
 
 impl Metrics {
@@ -69,9 +81,11 @@ impl Metrics {
             checkpoints: g(&self.checkpoints),
             restored_entries: g(&self.restored_entries),
             stores_rebuilt: g(&self.stores_rebuilt),
+            changes_undone: g(&self.changes_undone),
             state_resets: g(&self.state_resets),
             late_records: g(&self.late_records),
             tasks_given_up: g(&self.tasks_given_up),
+            lag: self.lag.lock().clone(),
         }
     }
 }

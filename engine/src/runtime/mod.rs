@@ -16,3 +16,4 @@ pub use backend::{Backend, GroupSettings, GroupSource, LocalBackend};
 pub use config::{AppConfig, ProcessingGuarantee};
 pub use metrics::MetricsSnapshot;
 pub use producer::Producer;
+pub use task::changelog_name;

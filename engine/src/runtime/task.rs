@@ -4,8 +4,9 @@
 //!
 //! Where a task starts (the decision that keeps state and input consistent after any crash):
 //! - the group's committed offset was set by a reset (`eddy groups reset-offsets`) and differs from
-//!   the offset the state reflects: the state is cleared (tombstones in the changelog, store
-//!   emptied) and processing starts at the committed offset, as with Kafka Streams' reset tool;
+//!   the offset the state reflects, or the changelog ends in a reset record (written by a reset
+//!   where the broker drops commit metadata): the state is cleared (tombstones in the changelog,
+//!   store emptied) and processing starts at the reset offset, as with Kafka Streams' reset tool;
 //! - otherwise, when the store has a checkpoint: at the input offset that checkpoint recorded — it
 //!   is never behind the committed offset of a checkpoint commit, and ahead of it only when the
 //!   process died between the store's checkpoint and the group commit;
@@ -93,7 +94,7 @@ pub(crate) struct TaskStart {
 }
 
 /// Name of the changelog topic of the store of `topic` in `group`.
-pub(crate) fn changelog_name(group: &str, topic: &str) -> String {
+pub fn changelog_name(group: &str, topic: &str) -> String {
     format!("{group}-{topic}-changelog")
 }
 
@@ -184,6 +185,7 @@ pub(crate) fn start_task(
         let changelog = backend.changelog(&changelog, partition, identity)?;
         let dir = env.store_dir(group, topic, partition);
         let (mut s, report) = Store::open(env, dir, changelog, fsync)?;
+        let reset_in_changelog = report.reset_to;
         // Each secondary's position as the state recorded it.
         let mut stored = Vec::with_capacity(others.len());
         for (t, _, _) in &others {
@@ -208,6 +210,13 @@ pub(crate) fn start_task(
                 .is_some_and(|(o, m)| m == RESET_METADATA && *at != Some(*o))
         });
         match (&committed, s.input_offset()) {
+            // A reset recorded in the changelog (where commit metadata cannot hold it).
+            _ if reset_in_changelog.is_some() => {
+                let to = reset_in_changelog.unwrap_or(position);
+                s.wipe(to)?;
+                state_reset = true;
+                position = to;
+            }
             (_, Some(_)) if secondary_reset => {
                 s.wipe(position)?;
                 state_reset = true;

@@ -9,6 +9,7 @@ mod env;
 mod error;
 mod handle;
 mod store;
+mod unfinished;
 
 pub(crate) use changelog::LocalChangelog;
 pub use changelog::{Changelog, PartitionRead};
@@ -16,7 +17,7 @@ pub use env::DEFAULT_MEMORY_BUDGET;
 pub use error::{StateError, StateResult};
 pub use handle::State;
 pub(crate) use handle::StateFailure;
-pub use store::{RestoreCallback, RestoreProgress, RestoreReport};
+pub use store::{reset_record, RestoreCallback, RestoreProgress, RestoreReport};
 
 pub(crate) use env::StateEnv;
 #[cfg(test)]

@@ -25,7 +25,7 @@ use rocksdb::{WriteBatch, WriteOptions, DB};
 
 use super::env::StateEnv;
 use super::error::{rocks, StateError, StateResult};
-use super::Changelog;
+use super::{unfinished, Changelog};
 use crate::log::Record;
 
 const META_CHANGELOG_OFFSET: &[u8] = b"\0changelog-offset";
@@ -40,6 +40,17 @@ pub const STATE_FORMAT: u64 = 1;
 pub(crate) const LOCAL_ONLY: u8 = 0xFE;
 /// Key of the checkpoint marker in a changelog; its value is the input offset, u64 big-endian.
 pub(crate) const MARKER_KEY: &[u8] = b"\0checkpoint";
+/// Key of a reset record in a changelog: the group's offsets were reset to its value (the input
+/// offset, u64 big-endian) and the state goes. See [`reset_record`].
+pub(crate) const RESET_KEY: &[u8] = b"\0reset";
+
+/// The record a reset of a group's offsets appends to each changelog partition of the group's
+/// stores, where the broker cannot keep the reset in commit metadata (tansu drops it): the
+/// partition's task wipes its state at its next start and processes from `input_offset`, as
+/// after a local reset.
+pub fn reset_record(input_offset: u64) -> Record {
+    Record::keyed(RESET_KEY, input_offset.to_be_bytes())
+}
 
 /// Records read per restore step, and at most this many bytes.
 const RESTORE_RECORDS: usize = 100_000;
@@ -52,6 +63,13 @@ pub struct RestoreReport {
     pub rebuilt: bool,
     /// Changelog records applied.
     pub entries: u64,
+    /// Changes of a checkpoint its writer left unfinished (after the changelog's last marker),
+    /// undone rather than applied.
+    pub undone: u64,
+    /// The changelog ends in a reset of the group's offsets to this input offset, written
+    /// where the broker cannot keep a reset in commit metadata: the state must be wiped
+    /// ([`Store::wipe`]) before the task starts there.
+    pub reset_to: Option<u64>,
     /// Time spent restoring.
     pub elapsed: Duration,
 }
@@ -162,10 +180,14 @@ impl Store {
             position: meta.0,
             input_offset: meta.1,
             applied: 0,
+            undone: 0,
+            reset_to: None,
             progress: env.restore_callback(),
         };
         replay.run(&db, started)?;
         report.entries = replay.applied;
+        report.undone = replay.undone;
+        report.reset_to = replay.reset_to;
         report.elapsed = started.elapsed();
         let (changelog_offset, input_offset) = (replay.position, replay.input_offset);
         changelog.restored();
@@ -470,6 +492,10 @@ struct Replay<'a> {
     /// Input offset of the last marker applied (or recorded before).
     input_offset: Option<u64>,
     applied: u64,
+    /// Changes of an unfinished checkpoint undone (`unfinished.rs`).
+    undone: u64,
+    /// The changelog ends in a reset to this input offset (not applied: the runtime wipes).
+    reset_to: Option<u64>,
     progress: Option<&'a RestoreCallback>,
 }
 
@@ -503,13 +529,22 @@ impl Replay<'_> {
         let mut reporting = false;
         let mut last_report = started;
         let write_opts = no_wal();
-        while self.position < end {
+        // Changes after the last boundary are a checkpoint left unfinished: undone below. A
+        // reset as the last boundary is not applied here: the runtime wipes the state it
+        // clears (`reset_to`), which puts tombstones for its keys in the changelog.
+        let boundary = unfinished::last_boundary(self.changelog, self.position, end)?;
+        let complete = match boundary {
+            Some(b) if b.reset_to.is_some() => b.offset,
+            Some(b) => b.offset + 1,
+            None => self.position,
+        };
+        while self.position < complete {
             let fetch = (self.changelog).read(self.position, RESTORE_RECORDS, RESTORE_BYTES)?;
             if fetch.is_empty() {
                 break;
             }
             let mut batch = WriteBatch::default();
-            for r in fetch.iter() {
+            for r in fetch.iter().take_while(|r| r.offset < complete) {
                 let Some(key) = r.key else {
                     return Err(self.bad(r.offset, "a record without a key".into()));
                 };
@@ -517,6 +552,14 @@ impl Replay<'_> {
                     let offset = r.value.and_then(decode_u64).ok_or_else(|| {
                         self.bad(r.offset, "a checkpoint marker without an offset".into())
                     })?;
+                    self.input_offset = Some(offset);
+                } else if key == RESET_KEY {
+                    // A reset the runtime has wiped the state for since (tombstones follow).
+                    let offset = r
+                        .value
+                        .and_then(decode_u64)
+                        .ok_or_else(|| self.bad(r.offset, "a reset without an offset".into()))?;
+                    batch.delete_range([1u8], [u8::MAX]);
                     self.input_offset = Some(offset);
                 } else if key.first() == Some(&0) {
                     return Err(self.bad(r.offset, "a key in the reserved range".into()));
@@ -528,7 +571,7 @@ impl Replay<'_> {
                 }
                 self.applied += 1;
             }
-            self.position = fetch.next_offset();
+            self.position = fetch.next_offset().min(complete);
             put_meta(&mut batch, self.position, self.input_offset);
             db.write_opt(batch, &write_opts)
                 .map_err(rocks("write restored entries", self.path))?;
@@ -541,6 +584,34 @@ impl Replay<'_> {
                 last_report = Instant::now();
                 self.report(first, end, false);
             }
+        }
+        // What the database records: past a trailing reset only once the runtime wiped.
+        let mut recorded = self.position.max(complete);
+        if let Some(b) = boundary.filter(|b| b.reset_to.is_some()) {
+            self.reset_to = b.reset_to;
+            self.position = b.offset + 1;
+        } else {
+            self.position = recorded;
+        }
+        if self.position < end {
+            let range = (self.position, end);
+            let undone = unfinished::undo(
+                self.changelog,
+                db,
+                self.path,
+                range,
+                boundary,
+                self.input_offset,
+            )?;
+            self.undone = undone.changes;
+            self.position = undone.end;
+            if self.reset_to.is_none() {
+                recorded = self.position;
+            }
+            let mut batch = WriteBatch::default();
+            put_meta(&mut batch, recorded, self.input_offset);
+            db.write_opt(batch, &write_opts)
+                .map_err(rocks("write restored entries", self.path))?;
         }
         if self.position > first {
             self.report(first, end, true);
@@ -696,5 +767,103 @@ mod tests {
         let all = store.scan_prefix(b"k").expect("scan");
         assert_eq!(all.len(), 11);
         assert_eq!(all.last(), Some(&(b"k99".to_vec(), vec![99])));
+    }
+
+    /// A store restored at `dir/state/<name>` from the changelog `test_store` writes.
+    fn restored(dir: &std::path::Path, name: &str) -> (Store, RestoreReport) {
+        let log = crate::Log::open(dir).expect("log");
+        let topic = log.topic("changelog").expect("topic");
+        let writer = topic.writer(0).expect("writer");
+        let changelog = Box::new(super::super::LocalChangelog::new(topic, writer, None));
+        let env = StateEnv::new(&dir.join("state"), 4 << 20, None);
+        Store::open(&env, dir.join("state").join(name), changelog, false).expect("store")
+    }
+
+    #[test]
+    fn changes_after_the_last_marker_are_undone_not_applied() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut store, _env) = test_store(dir.path());
+        store.put(b"k1", Some(vec![1]));
+        store.put(b"k2", Some(vec![2]));
+        let logged = store.log_changes(5).expect("log changes");
+        store.save_changes(logged).expect("save changes");
+        drop(store);
+        // A writer that stopped in the middle of its next checkpoint.
+        let log = crate::Log::open(dir.path()).expect("log");
+        let topic = log.topic("changelog").expect("topic");
+        let orphans = [Record::keyed("k1", [9]), Record::keyed("k3", [3])];
+        topic
+            .writer(0)
+            .expect("writer")
+            .append(&orphans)
+            .expect("append");
+        drop(topic);
+
+        for (name, undone) in [("s", 2), ("fresh", 0), ("s", 0)] {
+            let (mut store, report) = restored(dir.path(), name);
+            assert_eq!(report.undone, undone, "store {name}");
+            assert_eq!(store.input_offset(), Some(5));
+            let get = |store: &mut Store, k: &[u8]| store.get(k).expect("get").map(<[u8]>::to_vec);
+            assert_eq!(get(&mut store, b"k1"), Some(vec![1]), "store {name}");
+            assert_eq!(get(&mut store, b"k2"), Some(vec![2]));
+            assert_eq!(get(&mut store, b"k3"), None);
+        }
+        let mut reader = log
+            .topic("changelog")
+            .expect("topic")
+            .reader(0)
+            .expect("reader");
+        let end = reader.end_offset();
+        let last = reader.read(end - 1, 1, 1 << 20).expect("read");
+        let last = last.iter().next().expect("a last record");
+        assert_eq!(
+            last.key,
+            Some(MARKER_KEY),
+            "the changelog ends in a marker again"
+        );
+    }
+
+    #[test]
+    fn a_reset_at_the_end_of_the_changelog_is_reported_and_survives_until_wiped() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut store, _env) = test_store(dir.path());
+        store.put(b"k1", Some(vec![1]));
+        let logged = store.log_changes(5).expect("log changes");
+        store.save_changes(logged).expect("save changes");
+        drop(store);
+        // A reset, then a wipe that stopped after one tombstone.
+        let log = crate::Log::open(dir.path()).expect("log");
+        let writer = log
+            .topic("changelog")
+            .expect("topic")
+            .writer(0)
+            .expect("writer");
+        let tombstone = Record {
+            key: Some(b"k1".to_vec()),
+            ..Record::default()
+        };
+        let partial = [reset_record(0), tombstone];
+        writer.append(&partial).expect("append");
+        drop(writer);
+
+        let (mut store, report) = restored(dir.path(), "s");
+        assert_eq!((report.reset_to, report.undone), (Some(0), 1));
+        assert_eq!(
+            store.get(b"k1").expect("get"),
+            Some(&[1u8][..]),
+            "not applied: wiped next"
+        );
+        drop(store);
+        // Not wiped yet (a crash): the next start sees the reset again.
+        let (mut store, report) = restored(dir.path(), "s");
+        assert_eq!((report.reset_to, report.undone), (Some(0), 0));
+        store.wipe(0).expect("wipe");
+        drop(store);
+        for name in ["s", "fresh"] {
+            let (mut store, report) = restored(dir.path(), name);
+            assert_eq!(report.reset_to, None, "store {name}");
+            assert_eq!(store.input_offset(), Some(0));
+            assert_eq!(store.get(b"k1").expect("get"), None, "store {name}");
+        }
     }
 }

@@ -3,9 +3,9 @@
 //!
 //! A checkpoint's records are sent and then flushed: the offset after them is the last one
 //! Kafka acknowledged. Without transactions Kafka does not make them one unit: a crash in the
-//! middle of a checkpoint can leave some of its changes without their marker, which a restore
-//! applies (at-least-once: the records after the previous marker are processed again on top of
-//! them, as in Kafka Streams under at-least-once).
+//! middle of a checkpoint can leave some of its changes without their marker. The restore does
+//! not apply those: it undoes them (`eddy`'s `state/unfinished.rs`), so that the state is the
+//! last marker's and the input records after it, processed again, count once.
 
 use std::rc::Rc;
 
@@ -15,23 +15,32 @@ use eddy::{
 
 use super::producer::KafkaProducer;
 use super::topics::KafkaPartitionReader;
+use super::EndsProbe;
 
 /// One changelog partition in Kafka (module docs).
 pub struct KafkaChangelog {
     producer: Rc<KafkaProducer>,
     topic: String,
     partition: u32,
+    ends: Rc<EndsProbe>,
     /// Open while the store restores.
     reader: Option<KafkaPartitionReader>,
 }
 
 impl KafkaChangelog {
-    /// Partition `partition` of Kafka topic `topic`, written through `producer`.
-    pub fn new(producer: Rc<KafkaProducer>, topic: &str, partition: u32) -> Self {
+    /// Partition `partition` of Kafka topic `topic`, written through `producer`, its ends
+    /// asked of `ends`.
+    pub fn new(
+        producer: Rc<KafkaProducer>,
+        topic: &str,
+        partition: u32,
+        ends: Rc<EndsProbe>,
+    ) -> Self {
         KafkaChangelog {
             producer,
             topic: topic.to_owned(),
             partition,
+            ends,
             reader: None,
         }
     }
@@ -44,6 +53,7 @@ impl KafkaChangelog {
                 &self.topic,
                 self.partition,
                 Isolation::ReadCommitted,
+                self.ends.clone(),
             )
             .map_err(|e| self.failed("reader", e))?,
         };

@@ -10,11 +10,12 @@
 //!
 //! Positions: the member tracks the next offset of each owned partition; records polled
 //! before a seek took effect (older than the position) are dropped. Partition ends come from
-//! fetch responses (librdkafka's statistics, every 50 ms; `cluster::watermarks` before the
-//! first), not ListOffsets (a tansu 0.6 quirk). A bounded run ends when every position reached
+//! fetch responses (librdkafka's statistics, every 50 ms; the application's `EndsProbe`
+//! before the first), not ListOffsets (a tansu 0.6 quirk). A bounded run ends when every position reached
 //! the end the last fetch reported.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use eddy::{
@@ -29,8 +30,8 @@ use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use super::backend_error;
-use crate::cluster::{record_of, watermarks};
+use super::{backend_error, EndsProbe};
+use crate::cluster::record_of;
 use crate::KafkaSettings;
 
 /// Rebalance events, noted by the callback during `poll`, taken by the member after it.
@@ -106,6 +107,7 @@ pub struct KafkaGroup {
     group: String,
     max_poll_records: usize,
     consumer: BaseConsumer<Events>,
+    ends_probe: Rc<EndsProbe>,
     topics: Vec<String>,
     owned: BTreeSet<TopicPartition>,
     revoking: BTreeSet<TopicPartition>,
@@ -115,8 +117,13 @@ pub struct KafkaGroup {
 }
 
 impl KafkaGroup {
-    /// A member of `settings.group` on the cluster of `kafka`.
-    pub fn new(kafka: KafkaSettings, settings: &GroupSettings) -> StreamResult<KafkaGroup> {
+    /// A member of `settings.group` on the cluster of `kafka`, asking `ends_probe` where
+    /// partitions end before its own fetches say.
+    pub fn new(
+        kafka: KafkaSettings,
+        settings: &GroupSettings,
+        ends_probe: Rc<EndsProbe>,
+    ) -> StreamResult<KafkaGroup> {
         let isolation = match settings.isolation {
             Isolation::ReadCommitted => "read_committed",
             Isolation::ReadUncommitted => "read_uncommitted",
@@ -144,6 +151,7 @@ impl KafkaGroup {
             group: settings.group.clone(),
             max_poll_records: settings.max_poll_records.max(1),
             consumer,
+            ends_probe,
             topics: Vec::new(),
             owned: BTreeSet::new(),
             revoking: BTreeSet::new(),
@@ -213,9 +221,9 @@ impl KafkaGroup {
         if let Some(end) = fetched {
             return Ok(end);
         }
-        let (_, high) = watermarks(&self.settings, topic, partition, Offset::Beginning)
+        let (_, high) = (self.ends_probe.ends(topic, partition))
             .map_err(|e| self.failed(format!("end of {topic} partition {partition}"), e))?;
-        Ok(high.max(0) as u64)
+        Ok(high)
     }
 }
 
@@ -300,6 +308,8 @@ impl GroupSource for KafkaGroup {
         if tpl.count() == 0 {
             return Ok(());
         }
+        tracing::info!(group = %self.group, partitions = %names(&partitions_of(&tpl)),
+            "Kafka group: partitions handed over");
         (self.consumer.incremental_unassign(&tpl)).map_err(|e| self.failed("unassign".into(), e))
     }
 
@@ -345,9 +355,8 @@ impl GroupSource for KafkaGroup {
     }
 
     fn offset_bounds(&mut self, topic: &str, partition: u32) -> StreamResult<(u64, u64)> {
-        let (low, high) = watermarks(&self.settings, topic, partition, Offset::Beginning)
-            .map_err(|e| self.failed(format!("ends of {topic} partition {partition}"), e))?;
-        Ok((low.max(0) as u64, high.max(0) as u64))
+        (self.ends_probe.ends(topic, partition))
+            .map_err(|e| self.failed(format!("ends of {topic} partition {partition}"), e))
     }
 
     fn seek(&mut self, topic: &str, partition: u32, offset: u64) -> StreamResult<()> {
@@ -392,6 +401,10 @@ impl GroupSource for KafkaGroup {
     fn has_readable(&mut self, topic: &str, partition: u32) -> StreamResult<bool> {
         let position = self.positions.get(&(topic.to_owned(), partition)).copied();
         Ok(position.unwrap_or(0) < self.end_of(topic, partition)?)
+    }
+
+    fn readable_end(&mut self, topic: &str, partition: u32) -> StreamResult<u64> {
+        self.end_of(topic, partition)
     }
 
     fn caught_up(&mut self) -> StreamResult<bool> {

@@ -9,13 +9,17 @@
 //! mirror's does).
 
 mod changelog;
+mod ends;
 mod group;
 mod producer;
+mod reset;
 mod topics;
 
 pub use changelog::KafkaChangelog;
+pub use ends::EndsProbe;
 pub use group::KafkaGroup;
 pub use producer::{KafkaProducer, KafkaSink};
+pub use reset::reset_offsets;
 pub use topics::{KafkaPartitionReader, KafkaTopics};
 
 use std::rc::Rc;
@@ -57,7 +61,12 @@ impl Backend for KafkaBackend {
     }
 
     fn group_source(&self, settings: &GroupSettings) -> StreamResult<Box<dyn GroupSource>> {
-        Ok(Box::new(KafkaGroup::new(self.settings.clone(), settings)?))
+        let ends = self.topics.ends_probe();
+        Ok(Box::new(KafkaGroup::new(
+            self.settings.clone(),
+            settings,
+            ends,
+        )?))
     }
 
     fn output_sink(&self, _fsync: bool) -> StreamResult<Box<dyn OutputSink>> {
@@ -79,7 +88,8 @@ impl Backend for KafkaBackend {
                 "transactions are not used on Kafka yet",
             ));
         }
-        let changelog = KafkaChangelog::new(self.producer.clone(), &topic.name, partition);
+        let ends = self.topics.ends_probe();
+        let changelog = KafkaChangelog::new(self.producer.clone(), &topic.name, partition, ends);
         Ok(Box::new(changelog))
     }
 }

@@ -9,6 +9,7 @@
 //! it has seen one before it (or starts at the log's start), so gaps that compaction leaves
 //! are not taken for the broker's skips.
 
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use eddy::{
@@ -21,8 +22,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use super::backend_error;
-use crate::cluster::{partition_count, record_of, watermarks};
+use super::{backend_error, EndsProbe};
+use crate::cluster::{partition_count, record_of};
 use crate::KafkaSettings;
 
 /// The topics of an application on Kafka.
@@ -31,6 +32,7 @@ pub struct KafkaTopics {
     /// Replicas of the topics it creates (-1: the broker's default).
     replication: i32,
     admin: AdminClient<DefaultClientContext>,
+    ends: Rc<EndsProbe>,
 }
 
 impl KafkaTopics {
@@ -40,11 +42,19 @@ impl KafkaTopics {
             .client_config(&[])
             .create()
             .map_err(|e| backend_error(&settings, "create the admin client".into(), e))?;
+        let ends = EndsProbe::new(&settings)
+            .map_err(|e| backend_error(&settings, "create the ends probe".into(), e))?;
         Ok(KafkaTopics {
             settings,
             replication,
             admin,
+            ends: Rc::new(ends),
         })
+    }
+
+    /// The probe that answers partition ends for this application.
+    pub fn ends_probe(&self) -> Rc<EndsProbe> {
+        self.ends.clone()
     }
 
     fn count(&self, name: &str) -> StreamResult<Option<u32>> {
@@ -116,6 +126,7 @@ impl TopicCatalog for KafkaTopics {
             topic,
             partition,
             isolation,
+            self.ends.clone(),
         )?))
     }
 }
@@ -126,6 +137,7 @@ pub struct KafkaPartitionReader {
     topic: String,
     partition: u32,
     consumer: BaseConsumer,
+    ends_probe: Rc<EndsProbe>,
     /// Ends found by the last `bounds`.
     ends: Option<(u64, u64)>,
     /// The offset the consumer is positioned to return next, when known.
@@ -133,12 +145,13 @@ pub struct KafkaPartitionReader {
 }
 
 impl KafkaPartitionReader {
-    /// A reader of `partition` of `topic`.
+    /// A reader of `partition` of `topic`, asking `ends_probe` where it ends.
     pub fn new(
         settings: KafkaSettings,
         topic: &str,
         partition: u32,
         isolation: Isolation,
+        ends_probe: Rc<EndsProbe>,
     ) -> StreamResult<Self> {
         let level = match isolation {
             Isolation::ReadCommitted => "read_committed",
@@ -159,6 +172,7 @@ impl KafkaPartitionReader {
             topic: topic.to_owned(),
             partition,
             consumer,
+            ends_probe,
             ends: None,
             next: None,
         })
@@ -188,14 +202,8 @@ impl KafkaPartitionReader {
 
 impl PartitionRead for KafkaPartitionReader {
     fn bounds(&mut self) -> StateResult<(u64, u64)> {
-        let (low, high) = watermarks(
-            &self.settings,
-            &self.topic,
-            self.partition,
-            Offset::Beginning,
-        )
-        .map_err(|e| self.failed("partition ends", e))?;
-        let ends = (low.max(0) as u64, high.max(0) as u64);
+        let ends = (self.ends_probe.ends(&self.topic, self.partition))
+            .map_err(|e| self.failed("partition ends", e))?;
         self.ends = Some(ends);
         Ok(ends)
     }

@@ -2,6 +2,9 @@
 //! holds.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod relay;
+pub mod sensor;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
