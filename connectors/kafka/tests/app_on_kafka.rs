@@ -149,3 +149,27 @@ fn a_reset_of_the_group_on_kafka_clears_the_state_as_a_local_reset_does() {
         }
     }
 }
+
+#[test]
+fn a_read_from_the_middle_of_the_last_batch_returns_the_rest_of_it() {
+    // tansu 0.6 answers a fetch from the middle of a topic's last batch with nothing at all.
+    let broker = LocalBroker::start().unwrap();
+    let settings = KafkaSettings::new(broker.brokers());
+    let topics = KafkaTopics::new(settings.clone(), -1).unwrap();
+    topics
+        .topic_or_create("one-batch", TopicConfig::with_partitions(1))
+        .unwrap();
+    let producer = KafkaProducer::new(settings).unwrap();
+    let records: Vec<Record> = (0..2_000)
+        .map(|i| Record::keyed("k", format!("{i}")))
+        .collect();
+    producer.send("one-batch", 0, &records).unwrap();
+    producer.flush().unwrap();
+    let mut reader = topics
+        .reader("one-batch", 0, eddy::Isolation::ReadCommitted)
+        .unwrap();
+    assert_eq!(reader.bounds().unwrap(), (0, 2_000));
+    let fetch = reader.read(1_990, 100, 1 << 20).unwrap();
+    let offsets: Vec<u64> = fetch.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, (1_990..2_000).collect::<Vec<u64>>());
+}
