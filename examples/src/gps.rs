@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eddy::{
-    AppConfig, Application, Consumer, ConsumerConfig, Json, Log, Str, StreamResult,
+    AppConfig, Application, Consumer, ConsumerConfig, GroupSource, Json, Log, Str, StreamResult,
     RESET_KEEP_STATE_METADATA, RESET_METADATA,
 };
 use geographiclib_rs::{Geodesic, InverseGeodesic};
@@ -123,7 +123,19 @@ pub fn distance_calculator(
     unit: Unit,
     on_error: eddy::ErrorPolicy,
 ) -> StreamResult<Application> {
-    let app = Application::new(crate::common::app_config(dir, DISTANCE_GROUP, on_error))?;
+    let app = Application::new(distance_config(dir, on_error))?;
+    distance_calculator_on(app, unit)
+}
+
+/// The distance calculator's configuration over `dir`: its group, restore progress bars,
+/// `on_error`.
+pub fn distance_config(dir: &Path, on_error: eddy::ErrorPolicy) -> AppConfig {
+    crate::common::app_config(dir, DISTANCE_GROUP, on_error)
+}
+
+/// The distance calculator's pipeline (as [`distance_calculator`]) built into `app`, whatever
+/// its backend.
+pub fn distance_calculator_on(app: Application, unit: Unit) -> StreamResult<Application> {
     let points = app.topic::<Str, Json<TrackPoint>>(POINTS_TOPIC)?;
     let output = app.topic::<Str, Json<DistanceCalc>>(DISTANCES_TOPIC)?;
     app.dataframe(&points)
@@ -182,9 +194,20 @@ fn db_offsets(db: &rusqlite::Connection) -> AnyResult<HashMap<(String, u32), u64
 /// is set, or (with `until_idle`) once caught up. Returns how many records it applied.
 pub fn write_db(dir: &Path, db: &Path, until_idle: bool, stop: Arc<AtomicBool>) -> AnyResult<u64> {
     let log = Log::open(dir)?;
+    let consumer = Consumer::new(&log, ConsumerConfig::new(WRITER_GROUP))?;
+    write_db_from(Box::new(consumer), db, until_idle, stop)
+}
+
+/// The database writer (as [`write_db`]) reading through `consumer`, a member of group
+/// `database-writer` on any backend (the local log's `Consumer`, a Kafka group).
+pub fn write_db_from(
+    mut consumer: Box<dyn GroupSource>,
+    db: &Path,
+    until_idle: bool,
+    stop: Arc<AtomicBool>,
+) -> AnyResult<u64> {
     let mut db = open_db(db)?;
     let mut applied = db_offsets(&db)?;
-    let mut consumer = Consumer::new(&log, ConsumerConfig::new(WRITER_GROUP))?;
     consumer.subscribe(&[DISTANCES_TOPIC])?;
     let mut checked: HashSet<(String, u32)> = HashSet::new();
     let mut written = 0;
@@ -246,7 +269,10 @@ pub fn write_db(dir: &Path, db: &Path, until_idle: bool, stop: Arc<AtomicBool>) 
             }
         }
         tx.commit()?;
-        consumer.commit()?;
+        let positions: Vec<(String, u32, u64)> = (batches.iter())
+            .map(|b| (b.topic.clone(), b.partition, b.records.next_offset()))
+            .collect();
+        consumer.commit_with_metadata(&positions, "")?;
     }
     consumer.close()?;
     Ok(written)

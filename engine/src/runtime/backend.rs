@@ -79,6 +79,23 @@ pub struct GroupSettings {
     pub fsync_commits: bool,
 }
 
+impl GroupSettings {
+    /// Settings for a plain member of `group`: earliest offsets when none is committed, up to
+    /// 10,000 records a poll, a 300 s poll interval, committed records only, no co-partitioned
+    /// topics, commits not fsynced (an application's come from its `AppConfig`).
+    pub fn new(group: impl Into<String>) -> GroupSettings {
+        GroupSettings {
+            group: group.into(),
+            auto_offset_reset: AutoOffsetReset::Earliest,
+            max_poll_records: 10_000,
+            max_poll_interval: Some(Duration::from_secs(300)),
+            isolation: Isolation::ReadCommitted,
+            copartitioned: Vec::new(),
+            fsync_commits: false,
+        }
+    }
+}
+
 /// The local log: the default backend.
 pub struct LocalBackend {
     log: Log,
