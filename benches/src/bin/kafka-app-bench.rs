@@ -8,7 +8,11 @@
 //!   topic (2 partitions), counted per key by an application whose input, group, outputs and
 //!   changelogs are in Kafka (state in local RocksDB), start to idle;
 //! - `kafka_changelog_restore`: the same application after its state directory was deleted:
-//!   entries restored from the changelog in Kafka per second (`records` = entries restored).
+//!   entries restored from the changelog in Kafka per second (`records` = entries restored);
+//! - `kafka_tumbling_10s_json_5_keys`: the sensor workload of `benches/peers/` (`--sensor-events`
+//!   readings over 5 keys, one partition, 10 s tumbling windows with 1 s grace,
+//!   count/min/max/mean, final results) on Kafka, as `benches/peers/quix_sensor.py` runs Quix
+//!   Streams on the same broker; the windows written are counted against the windows closed.
 //!
 //! `cargo run --release -p eddy-benches --bin kafka-app-bench [-- --records N --keys K]`
 
@@ -32,6 +36,9 @@ struct Options {
     /// Distinct keys (state entries, changelog entries per checkpoint at most).
     #[arg(long, default_value_t = 100_000)]
     keys: u64,
+    /// Readings of the sensor workload.
+    #[arg(long, default_value_t = 200_000)]
+    sensor_events: u64,
     /// Use this broker instead of starting tansu.
     #[arg(long)]
     brokers: Option<String>,
@@ -114,6 +121,64 @@ fn counter(settings: &KafkaSettings, dir: &std::path::Path) -> Application {
     app
 }
 
+/// The sensor workload on Kafka (module docs).
+fn sensor_windows(settings: &KafkaSettings, dir: &std::path::Path, events: u64) -> Figure {
+    use eddy::aggregate::{Count, Max, Mean, Min};
+    use eddy::{Closing, WindowResult};
+    use eddy_benches::sensor;
+    let topics = KafkaTopics::new(settings.clone(), -1).expect("topics");
+    (topics.topic_or_create("sensors", TopicConfig::with_partitions(1))).expect("topic");
+    let producer = KafkaProducer::new(settings.clone()).expect("producer");
+    let mut bytes = 0;
+    let mut batch = Vec::with_capacity(10_000);
+    for i in 0..events {
+        let (key, value, ts) = sensor::reading(i, 5);
+        bytes += (key.len() + value.len()) as u64;
+        batch.push(Record::keyed(key, value).at(ts));
+        if batch.len() == 10_000 || i + 1 == events {
+            producer.send("sensors", 0, &batch).expect("send");
+            batch.clear();
+        }
+    }
+    producer.flush().expect("flush");
+
+    let backend = KafkaBackend::new(settings.clone(), -1).expect("backend");
+    let app = Application::with_backend(AppConfig::new(dir, "windows"), backend).expect("app");
+    let input = (app.topic::<Str, Json<sensor::TimedReading>>("sensors"))
+        .expect("topic")
+        .with_timestamp(|r, _| r.ts);
+    let output =
+        (app.topic::<Str, Json<WindowResult<(u64, f64, f64, f64)>>>("agg")).expect("topic");
+    let v = |r: &sensor::TimedReading| r.value as f64;
+    app.dataframe(&input)
+        .tumbling_window(
+            Duration::from_millis(sensor::WINDOW_MS as u64),
+            Duration::from_millis(sensor::GRACE_MS as u64),
+        )
+        .closing(Closing::Key)
+        .aggregate((Count, Min(v), Max(v), Mean(v)))
+        .emit_final()
+        .to_topic(&output);
+    let mut app = app;
+    let start = Instant::now();
+    app.run_until_idle().expect("run");
+    let elapsed = start.elapsed();
+    let metrics = app.metrics();
+    assert_eq!(metrics.records_in, events, "every reading processed");
+    let closed = sensor::closed_windows(events, 5, Closing::Key);
+    assert_eq!(
+        metrics.records_out, closed,
+        "each closed window written once"
+    );
+    Figure {
+        name: "kafka_tumbling_10s_json_5_keys",
+        records: events,
+        bytes,
+        elapsed,
+        baseline_records_per_s: None,
+    }
+}
+
 fn main() {
     let o = Options::parse();
     let (_broker, brokers) = match &o.brokers {
@@ -163,4 +228,10 @@ fn main() {
         baseline_records_per_s: None,
     };
     println!("{}", figure.line());
+    drop(app);
+
+    println!(
+        "{}",
+        sensor_windows(&settings, &root.join("sensor"), o.sensor_events).line()
+    );
 }
