@@ -445,7 +445,8 @@ fn sliding_state_written_with_the_earlier_bounds_is_refused_not_misread() {
         .run_until_idle()
         .unwrap();
     // A window of the record at 5 s as an earlier eddy kept it, [−4 999, 5 001): 10 s long
-    // where windows are now 10 s + 1 ms. It reaches the store through the changelog.
+    // where windows are now 10 s + 1 ms. It reaches the store through the changelog, followed
+    // by its checkpoint's marker (input offset 1) as every checkpoint writes it.
     let time = |t: i64| ((t as u64) ^ (1 << 63)).to_be_bytes();
     let mut key = vec![b'w', 0, 0, b'W'];
     key.extend_from_slice(&time(5_001));
@@ -456,7 +457,10 @@ fn sliding_state_written_with_the_earlier_bounds_is_refused_not_misread() {
         .unwrap()
         .writer(0)
         .unwrap()
-        .append(&[eddy::Record::keyed(key, r#"["s",[1,5.0]]"#)])
+        .append(&[
+            eddy::Record::keyed(key, r#"["s",[1,5.0]]"#),
+            eddy::Record::keyed(&b"\0checkpoint"[..], 1u64.to_be_bytes()),
+        ])
         .unwrap();
     std::fs::remove_dir_all(dir.path().join("state")).unwrap();
     feed(dir.path(), 1, &[("\"s\"", 6_000, 2.0)]);
