@@ -23,7 +23,7 @@ use rocksdb::DB;
 use super::error::{rocks, StateError, StateResult};
 use super::store::{MARKER_KEY, RESET_KEY};
 use super::Changelog;
-use crate::log::Record;
+use crate::log::{Record, RecordView};
 
 /// Records read per step while looking for the last marker, at first.
 const FIRST_WINDOW: u64 = 256;
@@ -63,36 +63,24 @@ pub(super) fn last_boundary(
     while stop > from {
         let start = stop.saturating_sub(window).max(from);
         let mut found = None;
-        let mut at = start;
-        while at < stop {
-            let fetch = changelog.read(at, (stop - at) as usize, READ_BYTES)?;
-            if fetch.is_empty() {
-                break;
+        each_record(changelog, (start, stop), |r| {
+            if r.key == Some(MARKER_KEY) {
+                found = Some(Boundary {
+                    offset: r.offset,
+                    reset_to: None,
+                });
+            } else if r.key == Some(RESET_KEY) {
+                let to = r
+                    .value
+                    .and_then(|v| Some(u64::from_be_bytes(v.try_into().ok()?)));
+                let to = to.ok_or("a reset without an offset")?;
+                found = Some(Boundary {
+                    offset: r.offset,
+                    reset_to: Some(to),
+                });
             }
-            for r in fetch.iter().take_while(|r| r.offset < stop) {
-                if r.key == Some(MARKER_KEY) {
-                    found = Some(Boundary {
-                        offset: r.offset,
-                        reset_to: None,
-                    });
-                } else if r.key == Some(RESET_KEY) {
-                    let to = r
-                        .value
-                        .and_then(|v| Some(u64::from_be_bytes(v.try_into().ok()?)));
-                    let to = to.ok_or_else(|| StateError::BadChangelog {
-                        topic: changelog.topic().to_owned(),
-                        partition: changelog.partition(),
-                        offset: r.offset,
-                        reason: "a reset without an offset".into(),
-                    })?;
-                    found = Some(Boundary {
-                        offset: r.offset,
-                        reset_to: Some(to),
-                    });
-                }
-            }
-            at = fetch.next_offset();
-        }
+            Ok(())
+        })?;
         if found.is_some() {
             return Ok(found);
         }
@@ -100,6 +88,32 @@ pub(super) fn last_boundary(
         window = window.saturating_mul(4);
     }
     Ok(None)
+}
+
+/// Calls `f` with each record of `[from, to)` of `changelog` in offset order; a reason `f`
+/// returns becomes an error naming the changelog partition and the record's offset.
+fn each_record(
+    changelog: &mut dyn Changelog,
+    (from, to): (u64, u64),
+    mut f: impl FnMut(&RecordView<'_>) -> Result<(), &'static str>,
+) -> StateResult<()> {
+    let mut at = from;
+    while at < to {
+        let fetch = changelog.read(at, (to - at) as usize, READ_BYTES)?;
+        if fetch.is_empty() {
+            break;
+        }
+        for r in fetch.iter().take_while(|r| r.offset < to) {
+            f(&r).map_err(|reason| StateError::BadChangelog {
+                topic: changelog.topic().to_owned(),
+                partition: changelog.partition(),
+                offset: r.offset,
+                reason: reason.into(),
+            })?;
+        }
+        at = fetch.next_offset();
+    }
+    Ok(())
 }
 
 /// What undoing a tail did.
@@ -124,28 +138,14 @@ pub(super) fn undo(
 ) -> StateResult<Undone> {
     let mut keys = BTreeSet::new();
     let mut changes = 0;
-    let mut at = from;
-    while at < end {
-        let fetch = changelog.read(at, (end - at) as usize, READ_BYTES)?;
-        if fetch.is_empty() {
-            break;
-        }
-        for r in fetch.iter().take_while(|r| r.offset < end) {
-            let key = r.key.filter(|k| k.first() != Some(&0)).ok_or_else(|| {
-                StateError::BadChangelog {
-                    topic: changelog.topic().to_owned(),
-                    partition: changelog.partition(),
-                    offset: r.offset,
-                    reason: "a record without a key, or with a reserved one, after the last \
-                             checkpoint marker"
-                        .into(),
-                }
-            })?;
-            keys.insert(key.to_vec());
-            changes += 1;
-        }
-        at = fetch.next_offset();
-    }
+    each_record(changelog, (from, end), |r| {
+        let key = r.key.filter(|k| k.first() != Some(&0)).ok_or(
+            "a record without a key, or with a reserved one, after the last checkpoint marker",
+        )?;
+        keys.insert(key.to_vec());
+        changes += 1;
+        Ok(())
+    })?;
     let mut records = Vec::with_capacity(keys.len() + 1);
     for key in keys {
         let value = db.get(&key).map_err(rocks("read state to undo", path))?;
