@@ -57,6 +57,15 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// Serve the web console of the data directory: topics, messages, consumer groups, charts
+    /// and `/metrics` (`eddy console [--listen 127.0.0.1:8080] [--allow-writes]`; `eddy console
+    /// --help` for more). Runs `eddy-console`, found beside `eddy` or on PATH.
+    #[command(disable_help_flag = true)]
+    Console {
+        /// Arguments of `eddy-console`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// Stable exit codes: 0 success, 1 I/O or other failure, 2 bad arguments or names, 3 topic or
@@ -95,14 +104,16 @@ pub(crate) enum CliError {
 /// Runs the command line; returns the process exit code.
 pub fn run() -> i32 {
     let cli = Cli::parse();
-    if let Command::Mirror { args } = &cli.command {
-        return mirror(&cli.data_dir, args);
+    match &cli.command {
+        Command::Mirror { args } => return run_companion(&MIRROR, &cli.data_dir, args),
+        Command::Console { args } => return run_companion(&CONSOLE, &cli.data_dir, args),
+        _ => {}
     }
     let read_only = match &cli.command {
         Command::Topics { action } => action.read_only(),
         Command::Consume(args) => args.read_only(),
         Command::Groups { action } => action.read_only(),
-        Command::Produce(_) | Command::Mirror { .. } => false,
+        Command::Produce(_) | Command::Mirror { .. } | Command::Console { .. } => false,
     };
     let log = if read_only {
         Ok(Log::open_read_only(&cli.data_dir))
@@ -116,7 +127,7 @@ pub fn run() -> i32 {
             Command::Produce(args) => produce::run(&log, args),
             Command::Consume(args) => consume::run(&log, args),
             Command::Groups { action } => groups::run(&log, action),
-            Command::Mirror { .. } => Ok(()),
+            Command::Mirror { .. } | Command::Console { .. } => Ok(()),
         });
     match result {
         Ok(()) => 0,
@@ -137,26 +148,52 @@ pub fn run() -> i32 {
     }
 }
 
-/// Replaces this process with `eddy-mirror` run with `args` on `data_dir` (so that signals reach
-/// the mirror itself); returns an exit code only when that fails. The connector is a program of
-/// its own so that the engine never links librdkafka.
-fn mirror(data_dir: &std::path::Path, args: &[std::ffi::OsString]) -> i32 {
+/// A program of its own that an `eddy` subcommand runs.
+struct Companion {
+    /// The subcommand.
+    command: &'static str,
+    /// The program.
+    program: &'static str,
+    /// What the program is.
+    what: &'static str,
+    /// The command that installs it.
+    install: &'static str,
+}
+
+/// The Kafka connector's program: the engine never links librdkafka.
+const MIRROR: Companion = Companion {
+    command: "eddy mirror",
+    program: "eddy-mirror",
+    what: "the Kafka connector's program eddy-mirror",
+    install: "cargo install --path connectors/kafka",
+};
+
+/// The web console: the engine never links an HTTP server.
+const CONSOLE: Companion = Companion {
+    command: "eddy console",
+    program: "eddy-console",
+    what: "the console's program eddy-console",
+    install: "cargo install --path console",
+};
+
+/// Replaces this process with `companion`'s program run with `args` on `data_dir` (so that
+/// signals reach it directly); returns an exit code only when that fails.
+fn run_companion(companion: &Companion, data_dir: &std::path::Path, args: &[std::ffi::OsString]) -> i32 {
     use std::os::unix::process::CommandExt;
-    const PROGRAM: &str = "eddy-mirror";
     let beside = std::env::current_exe()
         .ok()
-        .and_then(|exe| Some(exe.parent()?.join(PROGRAM)))
+        .and_then(|exe| Some(exe.parent()?.join(companion.program)))
         .filter(|p| p.is_file());
-    let program = beside.unwrap_or_else(|| PROGRAM.into());
+    let program = beside.unwrap_or_else(|| companion.program.into());
     let e = std::process::Command::new(&program)
-        .arg0("eddy mirror")
+        .arg0(companion.command)
         .args(args)
         .env("EDDY_DATA_DIR", data_dir)
         .exec();
     if e.kind() == std::io::ErrorKind::NotFound {
         eprintln!(
-            "eddy: `eddy mirror` needs the Kafka connector's program {PROGRAM}, which is neither \
-             beside eddy nor on PATH; install it with `cargo install --path connectors/kafka`"
+            "eddy: `{}` needs {}, which is neither beside eddy nor on PATH; install it with `{}`",
+            companion.command, companion.what, companion.install
         );
         return 2;
     }

@@ -168,6 +168,7 @@ impl Consumer {
     }
 
     /// The log this member reads.
+    #[cfg(feature = "streams")]
     pub(crate) fn log(&self) -> &Log {
         &self.log
     }

@@ -53,6 +53,8 @@ pub struct Application {
     pub(super) metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
     pub(super) crash_point: CrashPoint,
+    #[cfg(feature = "metrics-endpoint")]
+    metrics_endpoint: Option<super::prometheus::MetricsEndpoint>,
 }
 
 /// A test aid, compiled in only with the `crash-points` feature (which eddy's own tests turn
@@ -130,6 +132,23 @@ impl Application {
             setup_errors: Default::default(),
             links: Default::default(),
         });
+        let metrics = Arc::<Metrics>::default();
+        #[cfg(feature = "metrics-endpoint")]
+        let metrics_endpoint = match config.metrics_listen {
+            Some(listen) => Some(super::prometheus::MetricsEndpoint::start(
+                listen,
+                config.group.clone(),
+                metrics.clone(),
+            )?),
+            None => None,
+        };
+        #[cfg(not(feature = "metrics-endpoint"))]
+        if let Some(listen) = config.metrics_listen {
+            return Err(StreamError::Setup(format!(
+                "metrics_listen {listen}: this build of eddy has no metrics endpoint (enable \
+                 its `metrics-endpoint` feature)"
+            )));
+        }
         Ok(Application {
             env: StateEnv::new(
                 &state_dir,
@@ -140,9 +159,11 @@ impl Application {
             log,
             backend,
             registry,
-            metrics: Arc::default(),
+            metrics,
             stop: Arc::new(AtomicBool::new(false)),
             crash_point: CrashPoint::from_env(),
+            #[cfg(feature = "metrics-endpoint")]
+            metrics_endpoint,
         })
     }
 
@@ -202,7 +223,16 @@ impl Application {
 
     /// The application's counters so far.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.metrics.snapshot(self.registry.outputs.borrow().sent)
+        self.metrics
+            .snapshot(Some(self.registry.outputs.borrow().sent))
+    }
+
+    /// Where the Prometheus endpoint listens, when [`AppConfig::metrics_listen`] asked for one.
+    pub fn metrics_address(&self) -> Option<std::net::SocketAddr> {
+        #[cfg(feature = "metrics-endpoint")]
+        return self.metrics_endpoint.as_ref().map(|e| e.address());
+        #[cfg(not(feature = "metrics-endpoint"))]
+        None
     }
 
     /// A flag that stops [`run`](Self::run) (after a final checkpoint) when set, from any thread.
@@ -417,11 +447,23 @@ impl Runner<'_> {
     }
 
     fn checkpoint(&mut self) -> StreamResult<()> {
+        let started = Instant::now();
         match self.app.exactly_once() {
             true => self.checkpoint_transactions()?,
             false => self.checkpoint_at_least_once()?,
         }
         self.record_lag();
+        let m = &self.app.metrics;
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        bump(&m.checkpoint_micros, micros);
+        m.last_checkpoint_micros.store(micros, Ordering::Relaxed);
+        let sent = self.app.registry.outputs.borrow().sent;
+        m.records_out.store(sent, Ordering::Relaxed);
+        let state: u64 = (self.tasks.values())
+            .filter_map(|t| t.store.as_ref())
+            .map(|s| s.disk_bytes())
+            .sum();
+        m.state_bytes.store(state, Ordering::Relaxed);
         Ok(())
     }
 
@@ -540,6 +582,8 @@ impl Runner<'_> {
                 bump(&m.restored_entries, r.entries);
                 bump(&m.stores_rebuilt, u64::from(r.rebuilt));
                 bump(&m.changes_undone, r.undone);
+                let micros = u64::try_from(r.elapsed.as_micros()).unwrap_or(u64::MAX);
+                bump(&m.restore_micros, micros);
                 tracing::info!(
                     topic = tp.0,
                     partition = tp.1,

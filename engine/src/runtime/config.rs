@@ -68,6 +68,12 @@ pub struct AppConfig {
     /// the log but not polled yet, so that inputs merge in timestamp order. Default: 0 (a
     /// silent input holds nothing back).
     pub max_task_idle: Duration,
+    /// Serve the application's metrics in the Prometheus text format at `GET /metrics` on this
+    /// address (port 0: one the system chooses; [`Application::metrics_address`] tells which).
+    /// Needs eddy's `metrics-endpoint` feature. Default: none.
+    ///
+    /// [`Application::metrics_address`]: super::Application::metrics_address
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl AppConfig {
@@ -88,6 +94,7 @@ impl AppConfig {
             max_poll_interval: Some(Duration::from_secs(300)),
             on_restore_progress: None,
             max_task_idle: Duration::ZERO,
+            metrics_listen: None,
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -21,6 +22,16 @@ pub(crate) struct Metrics {
     pub state_resets: AtomicU64,
     pub late_records: AtomicU64,
     pub tasks_given_up: AtomicU64,
+    /// Output records appended, as of the last checkpoint (the live count is the outputs').
+    pub records_out: AtomicU64,
+    /// Time spent in checkpoints, in microseconds, and the last one's.
+    pub checkpoint_micros: AtomicU64,
+    pub last_checkpoint_micros: AtomicU64,
+    /// Time spent restoring stores, in microseconds.
+    pub restore_micros: AtomicU64,
+    /// Bytes of the owned tasks' state stores (SST files and memtables), as of the last
+    /// checkpoint.
+    pub state_bytes: AtomicU64,
     /// Records behind the end per owned input partition, as of the last checkpoint.
     pub lag: Mutex<BTreeMap<(String, u32), u64>>,
 }
@@ -65,14 +76,25 @@ pub struct MetricsSnapshot {
     /// Records each owned input partition (topic, partition) was behind its end at the last
     /// checkpoint: its end offset minus the next offset to process.
     pub lag: BTreeMap<(String, u32), u64>,
+    /// Time spent in checkpoints so far.
+    pub checkpoint_time: Duration,
+    /// How long the last checkpoint took.
+    pub last_checkpoint_time: Duration,
+    /// Time spent restoring state stores so far.
+    pub restore_time: Duration,
+    /// Bytes the owned tasks' state stores take (RocksDB's SST files and memtables), as of the
+    /// last checkpoint.
+    pub state_bytes: u64,
 }
 
 impl Metrics {
-    pub fn snapshot(&self, records_out: u64) -> MetricsSnapshot {
+    /// The counters, with `records_out` from the caller (the live count) or, where it has none,
+    /// as of the last checkpoint.
+    pub fn snapshot(&self, records_out: Option<u64>) -> MetricsSnapshot {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         MetricsSnapshot {
             records_in: g(&self.records_in),
-            records_out,
+            records_out: records_out.unwrap_or_else(|| g(&self.records_out)),
             deserialize_errors: g(&self.deserialize_errors),
             function_errors: g(&self.function_errors),
             panics: g(&self.panics),
@@ -86,6 +108,10 @@ impl Metrics {
             late_records: g(&self.late_records),
             tasks_given_up: g(&self.tasks_given_up),
             lag: self.lag.lock().clone(),
+            checkpoint_time: Duration::from_micros(g(&self.checkpoint_micros)),
+            last_checkpoint_time: Duration::from_micros(g(&self.last_checkpoint_micros)),
+            restore_time: Duration::from_micros(g(&self.restore_micros)),
+            state_bytes: g(&self.state_bytes),
         }
     }
 }

@@ -8,6 +8,8 @@ mod config;
 mod inputs;
 mod metrics;
 mod producer;
+#[cfg(feature = "metrics-endpoint")]
+mod prometheus;
 mod task;
 mod transactional;
 
@@ -16,4 +18,6 @@ pub use backend::{Backend, GroupSettings, GroupSource, LocalBackend};
 pub use config::{AppConfig, ProcessingGuarantee};
 pub use metrics::MetricsSnapshot;
 pub use producer::Producer;
+#[cfg(feature = "metrics-endpoint")]
+pub use prometheus::{encode_metrics, OPENMETRICS_CONTENT_TYPE};
 pub use task::changelog_name;

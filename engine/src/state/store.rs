@@ -235,6 +235,13 @@ impl Store {
         self.input_offset
     }
 
+    /// Bytes the store takes: its SST files and memtables, as RocksDB reports them (0 where it
+    /// reports nothing).
+    pub fn disk_bytes(&self) -> u64 {
+        let property = |name: &str| self.db.property_int_value(name).ok().flatten().unwrap_or(0);
+        property("rocksdb.total-sst-files-size") + property("rocksdb.size-all-mem-tables")
+    }
+
     /// A number no other store opened by this process has: operators that keep state in memory
     /// compare it to know whether what they hold came from this store.
     pub fn epoch(&self) -> u64 {
