@@ -14,7 +14,7 @@
     return td;
   }
   function shown(rendered, absent, td) {
-    if (rendered === null) { td.textContent = absent; td.className = "muted"; return; }
+    if (rendered === null) { td.textContent = absent; td.classList.add("muted"); return; }
     const pre = document.createElement("pre");
     pre.className = "value " + rendered.kind;
     pre.textContent = rendered.text;
@@ -26,7 +26,9 @@
     cell(row, String(m.partition), "num");
     cell(row, String(m.offset), "num");
     cell(row, new Date(m.timestamp).toISOString(), "time");
-    shown(m.key, "no key", row.insertCell());
+    const key = row.insertCell();
+    key.className = "key";
+    shown(m.key, "no key", key);
     shown(m.value, "tombstone", row.insertCell());
     const headers = row.insertCell();
     for (const [k, v] of m.headers) {

@@ -216,7 +216,8 @@ impl MessageView {
 /// A page of messages and where each partition's next page starts.
 #[derive(Clone, Debug, Serialize)]
 pub struct MessagePage {
-    /// Records, oldest first (by timestamp, then partition and offset).
+    /// Records in offset order for one partition; for several, by timestamp (then partition
+    /// and offset).
     pub messages: Vec<MessageView>,
     /// Per partition, the offset after the last record looked at.
     pub next_offsets: BTreeMap<u32, u64>,
@@ -325,7 +326,10 @@ pub fn messages(log: &Log, name: &str, query: &MessageQuery) -> InspectResult<Me
         }
         page.messages.append(&mut kept);
     }
-    page.messages.sort_by_key(|m| (m.timestamp, m.partition, m.offset));
+    // One partition reads in offset order; several merge by timestamp.
+    if page.next_offsets.len() > 1 {
+        page.messages.sort_by_key(|m| (m.timestamp, m.partition, m.offset));
+    }
     // Several partitions: keep the page's size, from the side the page starts at.
     if page.messages.len() > limit {
         if query.start == Start::End {

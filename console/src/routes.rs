@@ -20,7 +20,7 @@ use serde::Deserialize;
 use crate::inspect::{self, InspectError, MessageQuery, ResetRequest, Start};
 use crate::{chart, pages, Shared, REQUEST_TIMEOUT, TAIL_LIFETIME};
 
-type Shared_ = State<Arc<Shared>>;
+type Ctx = State<Arc<Shared>>;
 
 /// Every route of the console.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -135,7 +135,7 @@ fn html(markup: maud::Markup) -> Response {
     Html(markup.into_string()).into_response()
 }
 
-async fn topics_page(State(s): Shared_) -> Reply<Response> {
+async fn topics_page(State(s): Ctx) -> Reply<Response> {
     let topics = read(&s, |s| all_topics(&s.log)).await?;
     let rates = topics.iter().map(|t| s.samples.records_per_second(&t.name)).collect::<Vec<_>>();
     Ok(html(pages::topics(&s, &topics, &rates)))
@@ -153,7 +153,7 @@ fn all_topics(log: &Log) -> inspect::InspectResult<Vec<inspect::TopicView>> {
     Ok(topics)
 }
 
-async fn topics_api(State(s): Shared_) -> Reply<Response> {
+async fn topics_api(State(s): Ctx) -> Reply<Response> {
     let topics = read(&s, |s| all_topics(&s.log)).await.map_err(Failure::json)?;
     let rows: Vec<serde_json::Value> = (topics.iter())
         .map(|t| {
@@ -166,14 +166,14 @@ async fn topics_api(State(s): Shared_) -> Reply<Response> {
     Ok(Json(rows).into_response())
 }
 
-async fn topic_page(State(s): Shared_, Path(topic): Path<String>) -> Reply<Response> {
+async fn topic_page(State(s): Ctx, Path(topic): Path<String>) -> Reply<Response> {
     checked("topic", &topic)?;
     let view = read(&s, move |s| inspect::topic(&s.log, &topic)).await?;
     let rate = s.samples.records_per_second(&view.name);
     Ok(html(pages::topic(&s, &view, rate)))
 }
 
-async fn topic_api(State(s): Shared_, Path(topic): Path<String>) -> Reply<Response> {
+async fn topic_api(State(s): Ctx, Path(topic): Path<String>) -> Reply<Response> {
     checked("topic", &topic).map_err(Failure::json)?;
     let view = read(&s, move |s| inspect::topic(&s.log, &topic)).await.map_err(Failure::json)?;
     let rate = s.samples.records_per_second(&view.name);
@@ -248,7 +248,7 @@ pub(crate) fn parse_time(text: &str) -> Reply<i64> {
     Err(bad(format!("time: expected RFC 3339 (2024-05-01T12:00:00Z), a date-time or ms since the epoch, got {text:?}")))
 }
 
-async fn messages_page(State(s): Shared_, Path(topic): Path<String>, Query(params): Query<MessagesParams>) -> Reply<Response> {
+async fn messages_page(State(s): Ctx, Path(topic): Path<String>, Query(params): Query<MessagesParams>) -> Reply<Response> {
     checked("topic", &topic)?;
     let query = params.query()?;
     let name = topic.clone();
@@ -256,7 +256,7 @@ async fn messages_page(State(s): Shared_, Path(topic): Path<String>, Query(param
     Ok(html(pages::messages(&s, &view, &params, &page)))
 }
 
-async fn messages_api(State(s): Shared_, Path(topic): Path<String>, Query(params): Query<MessagesParams>) -> Reply<Response> {
+async fn messages_api(State(s): Ctx, Path(topic): Path<String>, Query(params): Query<MessagesParams>) -> Reply<Response> {
     checked("topic", &topic).map_err(Failure::json)?;
     let query = params.query().map_err(Failure::json)?;
     let page = read(&s, move |s| inspect::messages(&s.log, &topic, &query)).await.map_err(Failure::json)?;
@@ -265,7 +265,7 @@ async fn messages_api(State(s): Shared_, Path(topic): Path<String>, Query(params
 
 /// `/api/topics/T/tail`: new records as server-sent events, one event (a JSON array) per
 /// batch, polled every 250 ms, for at most [`TAIL_LIFETIME`].
-async fn tail_api(State(s): Shared_, Path(topic): Path<String>, Query(params): Query<MessagesParams>) -> Reply<Response> {
+async fn tail_api(State(s): Ctx, Path(topic): Path<String>, Query(params): Query<MessagesParams>) -> Reply<Response> {
     checked("topic", &topic).map_err(Failure::json)?;
     let key = nonempty(&params.key).map(str::to_owned);
     let partition = params.query().map_err(Failure::json)?.partition;
@@ -369,7 +369,7 @@ async fn field_chart(s: &Arc<Shared>, topic: String, params: &ChartParams) -> Re
     .await
 }
 
-async fn chart_page(State(s): Shared_, Path(topic): Path<String>, Query(params): Query<ChartParams>) -> Reply<Response> {
+async fn chart_page(State(s): Ctx, Path(topic): Path<String>, Query(params): Query<ChartParams>) -> Reply<Response> {
     checked("topic", &topic)?;
     let chart = match nonempty(&params.field) {
         Some(_) => Some(field_chart(&s, topic.clone(), &params).await?),
@@ -382,11 +382,11 @@ fn svg(body: String) -> Response {
     ([(header::CONTENT_TYPE, "image/svg+xml")], body).into_response()
 }
 
-async fn chart_svg(State(s): Shared_, Path(topic): Path<String>, Query(params): Query<ChartParams>) -> Reply<Response> {
+async fn chart_svg(State(s): Ctx, Path(topic): Path<String>, Query(params): Query<ChartParams>) -> Reply<Response> {
     Ok(svg(field_chart(&s, topic, &params).await?.0))
 }
 
-async fn lag_svg(State(s): Shared_, Path(group): Path<String>) -> Reply<Response> {
+async fn lag_svg(State(s): Ctx, Path(group): Path<String>) -> Reply<Response> {
     checked("group", &group)?;
     let mut series = chart::Series::new();
     let points: Vec<(i64, f64)> = s.samples.lag_history(&group).into_iter().map(|(t, lag)| (t, lag as f64)).collect();
@@ -395,7 +395,7 @@ async fn lag_svg(State(s): Shared_, Path(group): Path<String>) -> Reply<Response
     Ok(svg(svg_text))
 }
 
-async fn groups_page(State(s): Shared_) -> Reply<Response> {
+async fn groups_page(State(s): Ctx) -> Reply<Response> {
     let groups = read(&s, |s| all_groups(&s.log)).await?;
     Ok(html(pages::groups(&groups)))
 }
@@ -412,7 +412,7 @@ fn all_groups(log: &Log) -> inspect::InspectResult<Vec<eddy::GroupDescription>> 
     Ok(groups)
 }
 
-async fn groups_api(State(s): Shared_) -> Reply<Response> {
+async fn groups_api(State(s): Ctx) -> Reply<Response> {
     let groups = read(&s, |s| all_groups(&s.log)).await.map_err(Failure::json)?;
     Ok(Json(groups.iter().map(group_json).collect::<Vec<_>>()).into_response())
 }
@@ -424,13 +424,13 @@ fn group_json(d: &eddy::GroupDescription) -> serde_json::Value {
     doc
 }
 
-async fn group_page(State(s): Shared_, Path(group): Path<String>) -> Reply<Response> {
+async fn group_page(State(s): Ctx, Path(group): Path<String>) -> Reply<Response> {
     checked("group", &group)?;
     let d = read(&s, move |s| inspect::group(&s.log, &group)).await?;
     Ok(html(pages::group(&s, &d)))
 }
 
-async fn group_api(State(s): Shared_, Path(group): Path<String>) -> Reply<Response> {
+async fn group_api(State(s): Ctx, Path(group): Path<String>) -> Reply<Response> {
     checked("group", &group).map_err(Failure::json)?;
     let d = read(&s, move |s| inspect::group(&s.log, &group)).await.map_err(Failure::json)?;
     let mut doc = group_json(&d);
@@ -501,7 +501,7 @@ async fn plan_or_reset(s: &Arc<Shared>, group: String, params: &ResetParams) -> 
     Ok((rows, execute))
 }
 
-async fn reset_page(State(s): Shared_, Path(group): Path<String>, Form(params): Form<ResetParams>) -> Reply<Response> {
+async fn reset_page(State(s): Ctx, Path(group): Path<String>, Form(params): Form<ResetParams>) -> Reply<Response> {
     if params.token.as_deref() != Some(s.token.as_str()) {
         return Err(Failure::new(StatusCode::FORBIDDEN, "this form did not come from this console (reload the group page)"));
     }
@@ -509,12 +509,12 @@ async fn reset_page(State(s): Shared_, Path(group): Path<String>, Form(params): 
     Ok(html(pages::reset(&s, &group, &params, &rows, executed)))
 }
 
-async fn reset_api(State(s): Shared_, Path(group): Path<String>, Json(params): Json<ResetParams>) -> Reply<Response> {
+async fn reset_api(State(s): Ctx, Path(group): Path<String>, Json(params): Json<ResetParams>) -> Reply<Response> {
     let (rows, executed) = plan_or_reset(&s, group, &params).await.map_err(Failure::json)?;
     Ok(Json(serde_json::json!({ "executed": executed, "rows": rows })).into_response())
 }
 
-async fn metrics(State(s): Shared_) -> Reply<Response> {
+async fn metrics(State(s): Ctx) -> Reply<Response> {
     let text = read(&s, |s| crate::metrics::encode_console_metrics(&s.log)).await?;
     Ok(([(header::CONTENT_TYPE, eddy_content_type())], text).into_response())
 }

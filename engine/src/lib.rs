@@ -114,6 +114,8 @@ pub use runtime::{
     changelog_name, AppConfig, Application, Backend, GroupSettings, GroupSource, LocalBackend,
     MetricsSnapshot, ProcessingGuarantee, Producer,
 };
+#[cfg(feature = "metrics-endpoint")]
+pub use runtime::{encode_metrics, OPENMETRICS_CONTENT_TYPE};
 #[cfg(feature = "streams")]
 pub use state::{
     reset_record, Changelog, PartitionRead, RestoreCallback, RestoreProgress, RestoreReport, State,

@@ -2,12 +2,12 @@
 //! `ts`), 10 s tumbling windows with 1 s grace per sensor, count/min/max/mean of closed windows to
 //! `agg-temperature`. Logs what it receives and produces (`--log-level`).
 //!
-//! `cargo run --release -p eddy-examples --bin temperature-processor -- [--data-dir DIR] [--until-idle] [--aggregation reduce|builtin] [--closing key|partition] [--on-error fail|skip|dead-letter=TOPIC] [--log-level info]`
+//! `cargo run --release -p eddy-examples --bin temperature-processor -- [--data-dir DIR] [--until-idle] [--aggregation reduce|builtin] [--closing key|partition] [--on-error fail|skip|dead-letter=TOPIC] [--metrics-listen 127.0.0.1:9464] [--log-level info]`
 
 use clap::Parser;
 use eddy::Closing;
 use eddy_examples::common::{init_logging, run, AnyResult, DataDirArg, OnErrorArg, RunArgs};
-use eddy_examples::sensor::{processor, Aggregation, CLOSING};
+use eddy_examples::sensor::{processor_config, processor_on, Aggregation, CLOSING};
 
 /// The sensor tutorial's processor: readings of `raw-temp-data` in 10 s tumbling windows
 /// with 1 s grace per sensor; count/min/max/mean of each closed window to `agg-temperature`.
@@ -27,6 +27,9 @@ struct Options {
     /// Quix Streams processor does) or `partition` (any sensor's, as Kafka Streams does).
     #[arg(long, default_value_t = CLOSING)]
     closing: Closing,
+    /// Serve the processor's metrics to Prometheus at http://ADDRESS/metrics.
+    #[arg(long, value_name = "ADDRESS")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -38,7 +41,12 @@ fn try_main() -> AnyResult<()> {
     init_logging(o.run.log_level);
     tracing::info!("Starting application");
     eprintln!("{}", closing_line(o.closing));
-    let mut app = processor(&o.dir.data_dir, o.aggregation, o.closing, o.errors.on_error)?;
+    let mut config = processor_config(&o.dir.data_dir, o.errors.on_error);
+    config.metrics_listen = o.metrics_listen;
+    let mut app = processor_on(eddy::Application::new(config)?, o.aggregation, o.closing)?;
+    if let Some(address) = app.metrics_address() {
+        eprintln!("metrics for Prometheus: http://{address}/metrics");
+    }
     run(&mut app, &o.run, "readings", "window results")?;
     Ok(())
 }
