@@ -44,8 +44,17 @@ pub fn field_series<'a>(
     (series, skipped)
 }
 
-/// A line chart of `series` as an SVG document.
-pub fn line_chart(title: &str, y_label: &str, series: &Series) -> Result<String, String> {
+/// Series with at most this many points also mark each point (a single sample shows).
+const MARKED_POINTS: usize = 200;
+
+/// A line chart of `series` as an SVG document; with `from_zero` the y axis starts at 0 (for
+/// counts such as lag).
+pub fn line_chart(
+    title: &str,
+    y_label: &str,
+    series: &Series,
+    from_zero: bool,
+) -> Result<String, String> {
     let points = series.values().flatten();
     let (mut x0, mut x1) = (i64::MAX, i64::MIN);
     let (mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY);
@@ -60,7 +69,10 @@ pub fn line_chart(title: &str, y_label: &str, series: &Series) -> Result<String,
         x1 = x0 + 1000;
     }
     let pad = ((y1 - y0) * 0.05).max(0.5);
-    let (y0, y1) = (y0 - pad, y1 + pad);
+    let (y0, y1) = match from_zero {
+        true => (0.0, y1.max(0.0) + pad),
+        false => (y0 - pad, y1 + pad),
+    };
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
@@ -77,7 +89,9 @@ pub fn line_chart(title: &str, y_label: &str, series: &Series) -> Result<String,
         let label = move |x: &i64| {
             let t = timestamp(*x);
             // Hours and minutes (and seconds for spans under an hour) of the RFC 3339 form.
-            let time = t.get(11..if span < 3_600_000 { 19 } else { 16 }).unwrap_or(&t);
+            let time = t
+                .get(11..if span < 3_600_000 { 19 } else { 16 })
+                .unwrap_or(&t);
             time.to_owned()
         };
         chart
@@ -91,10 +105,17 @@ pub fn line_chart(title: &str, y_label: &str, series: &Series) -> Result<String,
         for (i, (name, points)) in series.iter().enumerate() {
             let color = Palette99::pick(i).to_rgba();
             chart
-                .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    color.stroke_width(2),
+                ))
                 .map_err(|e| failed(&e))?
                 .label(name)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+            if points.len() <= MARKED_POINTS {
+                let marks = points.iter().map(|p| Circle::new(*p, 3, color.filled()));
+                chart.draw_series(marks).map_err(|e| failed(&e))?;
+            }
         }
         if !series.is_empty() {
             chart
@@ -131,8 +152,11 @@ mod tests {
     #[test]
     fn labels_are_escaped_in_the_svg() {
         let mut series = Series::new();
-        series.insert("<script>alert(1)</script>".into(), vec![(0, 1.0), (5000, 2.0)]);
-        let svg = line_chart("t", "v", &series).expect("chart");
+        series.insert(
+            "<script>alert(1)</script>".into(),
+            vec![(0, 1.0), (5000, 2.0)],
+        );
+        let svg = line_chart("t", "v", &series, false).expect("chart");
         assert!(svg.starts_with("<svg"), "{}", &svg[..40.min(svg.len())]);
         assert!(!svg.contains("<script>"));
         assert!(svg.contains("&lt;script&gt;"));

@@ -303,8 +303,13 @@ pub fn messages(log: &Log, name: &str, query: &MessageQuery) -> InspectResult<Me
             let mut window_end = end;
             while kept.len() < limit && window_end > log_start && budget > 0 {
                 let window_start = window_end.saturating_sub(4096).max(log_start);
-                let (mut found, _, scanned) =
-                    scan(&mut reader, (window_start, window_end), usize::MAX, key, budget)?;
+                let (mut found, _, scanned) = scan(
+                    &mut reader,
+                    (window_start, window_end),
+                    usize::MAX,
+                    key,
+                    budget,
+                )?;
                 budget -= scanned;
                 page.scanned += scanned;
                 found.append(&mut kept);
@@ -328,7 +333,8 @@ pub fn messages(log: &Log, name: &str, query: &MessageQuery) -> InspectResult<Me
     }
     // One partition reads in offset order; several merge by timestamp.
     if page.next_offsets.len() > 1 {
-        page.messages.sort_by_key(|m| (m.timestamp, m.partition, m.offset));
+        page.messages
+            .sort_by_key(|m| (m.timestamp, m.partition, m.offset));
     }
     // Several partitions: keep the page's size, from the side the page starts at.
     if page.messages.len() > limit {
@@ -404,7 +410,10 @@ pub fn group(log: &Log, name: &str) -> InspectResult<GroupDescription> {
 /// Total lag of a group (partitions with nothing committed count their whole log).
 pub fn total_lag(d: &GroupDescription) -> u64 {
     (d.partitions.iter())
-        .map(|p| p.lag.map_or(p.log_end_offset, |l| u64::try_from(l).unwrap_or(0)))
+        .map(|p| {
+            p.lag
+                .map_or(p.log_end_offset, |l| u64::try_from(l).unwrap_or(0))
+        })
         .sum()
 }
 

@@ -100,7 +100,10 @@ impl Console {
     /// Binds `config.listen` (port 0: one the system chooses) over `config.data_dir`, which
     /// need not exist yet.
     pub fn bind(config: &ConsoleConfig) -> Result<Console, ConsoleError> {
-        let failed = |source| ConsoleError::Listen { address: config.listen, source };
+        let failed = |source| ConsoleError::Listen {
+            address: config.listen,
+            source,
+        };
         let listener = std::net::TcpListener::bind(config.listen).map_err(failed)?;
         listener.set_nonblocking(true).map_err(failed)?;
         let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
@@ -121,20 +124,29 @@ impl Console {
 
     /// The address it listens on.
     pub fn address(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
     /// Serves on the current tokio runtime until `shutdown` completes.
-    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let listener = tokio::net::TcpListener::from_std(self.listener)?;
         let sampler = tokio::spawn(sample_forever(self.shared.clone(), self.sample_interval));
         let shared = self.shared.clone();
         let shutdown = async move {
             shutdown.await;
-            shared.closing.store(true, std::sync::atomic::Ordering::Relaxed);
+            shared
+                .closing
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         };
         let router = routes::router(self.shared);
-        let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await;
         sampler.abort();
         served
     }
@@ -158,7 +170,11 @@ impl Console {
                 }))
             })
             .map_err(failed)?;
-        Ok(ConsoleHandle { address, stop: Some(stop), thread: Some(thread) })
+        Ok(ConsoleHandle {
+            address,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
 }
 

@@ -24,7 +24,9 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     let mut config = eddy_console::ConsoleConfig::new(&args.data_dir);
     config.listen = args.listen;
     config.allow_writes = args.allow_writes;
@@ -35,13 +37,21 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let mode = if args.allow_writes { "offsets may be reset" } else { "read-only" };
+    let mode = if args.allow_writes {
+        "offsets may be reset"
+    } else {
+        "read-only"
+    };
     eprintln!(
         "eddy console: http://{} for {} ({mode}); Ctrl-C stops it",
         console.address(),
         args.data_dir.display()
     );
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("eddy console: cannot start: {e}");

@@ -27,7 +27,12 @@ pub fn render_bytes(bytes: &[u8], max: usize) -> Rendered {
         if matches!(first, Some(b'{' | b'[')) {
             if let Ok(value) = serde_json::from_slice::<serde_json::Value>(shown) {
                 if let Ok(text) = serde_json::to_string_pretty(&value) {
-                    return Rendered { kind: "json", text, len: bytes.len(), truncated };
+                    return Rendered {
+                        kind: "json",
+                        text,
+                        len: bytes.len(),
+                        truncated,
+                    };
                 }
             }
         }
@@ -43,7 +48,12 @@ pub fn render_bytes(bytes: &[u8], max: usize) -> Rendered {
         Err(e) if truncated && e.error_len().is_none() && e.valid_up_to() > 0 => {
             let text = String::from_utf8_lossy(&shown[..e.valid_up_to()]).into_owned();
             if is_printable(&text) {
-                return Rendered { kind: "text", text, len: bytes.len(), truncated };
+                return Rendered {
+                    kind: "text",
+                    text,
+                    len: bytes.len(),
+                    truncated,
+                };
             }
             hex(shown, bytes.len(), truncated)
         }
@@ -52,7 +62,8 @@ pub fn render_bytes(bytes: &[u8], max: usize) -> Rendered {
 }
 
 fn is_printable(text: &str) -> bool {
-    text.chars().all(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'))
+    text.chars()
+        .all(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'))
 }
 
 fn hex(shown: &[u8], len: usize, truncated: bool) -> Rendered {
@@ -63,7 +74,12 @@ fn hex(shown: &[u8], len: usize, truncated: bool) -> Rendered {
         }
         text.push_str(&format!("{b:02x}"));
     }
-    Rendered { kind: "hex", text, len, truncated }
+    Rendered {
+        kind: "hex",
+        text,
+        len,
+        truncated,
+    }
 }
 
 /// `ms` since the epoch as RFC 3339 UTC with milliseconds, or the number when out of range.

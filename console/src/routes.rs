@@ -43,15 +43,28 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/groups/{group}", get(group_api))
         .route("/api/groups/{group}/reset", post(reset_api))
         .route("/metrics", get(metrics))
-        .route("/assets/console.css", get(|| asset("text/css", include_str!("../assets/console.css"))))
-        .route("/assets/console.js", get(|| asset("text/javascript", include_str!("../assets/console.js"))))
+        .route(
+            "/assets/console.css",
+            get(|| asset("text/css", include_str!("../assets/console.css"))),
+        )
+        .route(
+            "/assets/console.js",
+            get(|| asset("text/javascript", include_str!("../assets/console.js"))),
+        )
         .fallback(|| async { Failure::new(StatusCode::NOT_FOUND, "no such page") })
         .layer(axum::middleware::map_response(secure_headers))
         .with_state(shared)
 }
 
 async fn asset(content_type: &'static str, body: &'static str) -> Response {
-    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "max-age=3600")], body).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// Pages load nothing from elsewhere and run only the console's own script.
@@ -61,8 +74,14 @@ async fn secure_headers(mut response: Response) -> Response {
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"),
     );
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     response
 }
 
@@ -75,7 +94,11 @@ pub(crate) struct Failure {
 
 impl Failure {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Failure { status, message: message.into(), json: false }
+        Failure {
+            status,
+            message: message.into(),
+            json: false,
+        }
     }
 
     fn json(mut self) -> Self {
@@ -100,9 +123,17 @@ impl From<InspectError> for Failure {
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         if self.json {
-            return (self.status, Json(serde_json::json!({ "error": self.message }))).into_response();
+            return (
+                self.status,
+                Json(serde_json::json!({ "error": self.message })),
+            )
+                .into_response();
         }
-        (self.status, Html(pages::failure(self.status, &self.message).into_string())).into_response()
+        (
+            self.status,
+            Html(pages::failure(self.status, &self.message).into_string()),
+        )
+            .into_response()
     }
 }
 
@@ -114,16 +145,26 @@ pub(crate) async fn read<T: Send + 'static>(
     shared: &Arc<Shared>,
     f: impl FnOnce(&Shared) -> inspect::InspectResult<T> + Send + 'static,
 ) -> Reply<T> {
-    let busy = || Failure::new(StatusCode::SERVICE_UNAVAILABLE, "the console is busy; try again");
+    let busy = || {
+        Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the console is busy; try again",
+        )
+    };
     let work = async {
         let _permit = shared.reads.acquire().await.map_err(|_| busy())?;
         let shared = shared.clone();
         let joined = tokio::task::spawn_blocking(move || f(&shared)).await;
-        joined.map_err(|_| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "the read failed"))?.map_err(Failure::from)
+        joined
+            .map_err(|_| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "the read failed"))?
+            .map_err(Failure::from)
     };
     match tokio::time::timeout(REQUEST_TIMEOUT, work).await {
         Ok(reply) => reply,
-        Err(_) => Err(Failure::new(StatusCode::SERVICE_UNAVAILABLE, format!("the read took longer than {REQUEST_TIMEOUT:?}"))),
+        Err(_) => Err(Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the read took longer than {REQUEST_TIMEOUT:?}"),
+        )),
     }
 }
 
@@ -137,7 +178,10 @@ fn html(markup: maud::Markup) -> Response {
 
 async fn topics_page(State(s): Ctx) -> Reply<Response> {
     let topics = read(&s, |s| all_topics(&s.log)).await?;
-    let rates = topics.iter().map(|t| s.samples.records_per_second(&t.name)).collect::<Vec<_>>();
+    let rates = topics
+        .iter()
+        .map(|t| s.samples.records_per_second(&t.name))
+        .collect::<Vec<_>>();
     Ok(html(pages::topics(&s, &topics, &rates)))
 }
 
@@ -154,7 +198,9 @@ fn all_topics(log: &Log) -> inspect::InspectResult<Vec<inspect::TopicView>> {
 }
 
 async fn topics_api(State(s): Ctx) -> Reply<Response> {
-    let topics = read(&s, |s| all_topics(&s.log)).await.map_err(Failure::json)?;
+    let topics = read(&s, |s| all_topics(&s.log))
+        .await
+        .map_err(Failure::json)?;
     let rows: Vec<serde_json::Value> = (topics.iter())
         .map(|t| {
             serde_json::json!({
@@ -175,7 +221,9 @@ async fn topic_page(State(s): Ctx, Path(topic): Path<String>) -> Reply<Response>
 
 async fn topic_api(State(s): Ctx, Path(topic): Path<String>) -> Reply<Response> {
     checked("topic", &topic).map_err(Failure::json)?;
-    let view = read(&s, move |s| inspect::topic(&s.log, &topic)).await.map_err(Failure::json)?;
+    let view = read(&s, move |s| inspect::topic(&s.log, &topic))
+        .await
+        .map_err(Failure::json)?;
     let rate = s.samples.records_per_second(&view.name);
     let mut doc = serde_json::to_value(&view).unwrap_or_default();
     doc["records_per_second"] = rate.into();
@@ -212,21 +260,37 @@ fn nonempty(v: &Option<String>) -> Option<&str> {
 
 impl MessagesParams {
     pub(crate) fn query(&self) -> Reply<MessageQuery> {
-        let number = |what: &str, v: &str| v.parse::<u64>().map_err(|_| bad(format!("{what}: expected a number, got {v:?}")));
-        let partition = nonempty(&self.partition).map(|p| number("partition", p)).transpose()?;
-        let partition = partition.map(|p| u32::try_from(p).map_err(|_| bad(format!("partition {p} is out of range")))).transpose()?;
+        let number = |what: &str, v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| bad(format!("{what}: expected a number, got {v:?}")))
+        };
+        let partition = nonempty(&self.partition)
+            .map(|p| number("partition", p))
+            .transpose()?;
+        let partition = partition
+            .map(|p| u32::try_from(p).map_err(|_| bad(format!("partition {p} is out of range"))))
+            .transpose()?;
         let start = match nonempty(&self.from).unwrap_or("end") {
             "end" => Start::End,
             "beginning" => Start::Beginning,
             "offset" => Start::Offset(number("offset", nonempty(&self.offset).unwrap_or("0"))?),
             "time" => Start::Timestamp(parse_time(nonempty(&self.time).unwrap_or(""))?),
-            other => return Err(bad(format!("from: expected end, beginning, offset or time, got {other:?}"))),
+            other => {
+                return Err(bad(format!(
+                    "from: expected end, beginning, offset or time, got {other:?}"
+                )))
+            }
         };
-        let limit = nonempty(&self.limit).map(|l| number("limit", l)).transpose()?.unwrap_or(50);
+        let limit = nonempty(&self.limit)
+            .map(|l| number("limit", l))
+            .transpose()?
+            .unwrap_or(50);
         Ok(MessageQuery {
             partition,
             start,
-            limit: usize::try_from(limit).unwrap_or(inspect::MAX_PAGE).min(inspect::MAX_PAGE),
+            limit: usize::try_from(limit)
+                .unwrap_or(inspect::MAX_PAGE)
+                .min(inspect::MAX_PAGE),
             key: nonempty(&self.key).map(str::to_owned),
         })
     }
@@ -240,7 +304,11 @@ pub(crate) fn parse_time(text: &str) -> Reply<i64> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(t.timestamp_millis());
     }
-    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S"] {
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+    ] {
         if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, format) {
             return Ok(t.and_utc().timestamp_millis());
         }
@@ -248,54 +316,98 @@ pub(crate) fn parse_time(text: &str) -> Reply<i64> {
     Err(bad(format!("time: expected RFC 3339 (2024-05-01T12:00:00Z), a date-time or ms since the epoch, got {text:?}")))
 }
 
-async fn messages_page(State(s): Ctx, Path(topic): Path<String>, Query(params): Query<MessagesParams>) -> Reply<Response> {
+async fn messages_page(
+    State(s): Ctx,
+    Path(topic): Path<String>,
+    Query(params): Query<MessagesParams>,
+) -> Reply<Response> {
     checked("topic", &topic)?;
     let query = params.query()?;
     let name = topic.clone();
-    let (view, page) = read(&s, move |s| Ok((inspect::topic(&s.log, &name)?, inspect::messages(&s.log, &name, &query)?))).await?;
+    let (view, page) = read(&s, move |s| {
+        Ok((
+            inspect::topic(&s.log, &name)?,
+            inspect::messages(&s.log, &name, &query)?,
+        ))
+    })
+    .await?;
     Ok(html(pages::messages(&s, &view, &params, &page)))
 }
 
-async fn messages_api(State(s): Ctx, Path(topic): Path<String>, Query(params): Query<MessagesParams>) -> Reply<Response> {
+async fn messages_api(
+    State(s): Ctx,
+    Path(topic): Path<String>,
+    Query(params): Query<MessagesParams>,
+) -> Reply<Response> {
     checked("topic", &topic).map_err(Failure::json)?;
     let query = params.query().map_err(Failure::json)?;
-    let page = read(&s, move |s| inspect::messages(&s.log, &topic, &query)).await.map_err(Failure::json)?;
+    let page = read(&s, move |s| inspect::messages(&s.log, &topic, &query))
+        .await
+        .map_err(Failure::json)?;
     Ok(Json(page).into_response())
 }
 
 /// `/api/topics/T/tail`: new records as server-sent events, one event (a JSON array) per
 /// batch, polled every 250 ms, for at most [`TAIL_LIFETIME`].
-async fn tail_api(State(s): Ctx, Path(topic): Path<String>, Query(params): Query<MessagesParams>) -> Reply<Response> {
+async fn tail_api(
+    State(s): Ctx,
+    Path(topic): Path<String>,
+    Query(params): Query<MessagesParams>,
+) -> Reply<Response> {
     checked("topic", &topic).map_err(Failure::json)?;
     let key = nonempty(&params.key).map(str::to_owned);
     let partition = params.query().map_err(Failure::json)?.partition;
     let name = topic.clone();
     // Starts at the end of every partition now.
-    let (_, start) = read(&s, move |s| inspect::tail(&s.log, &name, &BTreeMap::new(), None, 1)).await.map_err(Failure::json)?;
-    let start: BTreeMap<u32, u64> = start.into_iter().filter(|(p, _)| partition.is_none_or(|only| only == *p)).collect();
+    let (_, start) = read(&s, move |s| {
+        inspect::tail(&s.log, &name, &BTreeMap::new(), None, 1)
+    })
+    .await
+    .map_err(Failure::json)?;
+    let start: BTreeMap<u32, u64> = start
+        .into_iter()
+        .filter(|(p, _)| partition.is_none_or(|only| only == *p))
+        .collect();
     let opened = Instant::now();
     let state = (s, topic, key, partition, start, opened);
-    let events = futures_util::stream::unfold(state, |(s, topic, key, partition, from, opened)| async move {
-        loop {
-            if s.closing.load(Ordering::Relaxed) || opened.elapsed() > TAIL_LIFETIME {
-                return None;
+    let events = futures_util::stream::unfold(
+        state,
+        |(s, topic, key, partition, from, opened)| async move {
+            loop {
+                if s.closing.load(Ordering::Relaxed) || opened.elapsed() > TAIL_LIFETIME {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let (t, k, f) = (topic.clone(), key.clone(), from.clone());
+                let polled = read(&s, move |s| {
+                    inspect::tail(&s.log, &t, &f, k.as_deref(), inspect::MAX_PAGE)
+                })
+                .await;
+                let Ok((records, next)) = polled else {
+                    return None; // the topic went away
+                };
+                let next: BTreeMap<u32, u64> = next
+                    .into_iter()
+                    .filter(|(p, _)| partition.is_none_or(|only| only == *p))
+                    .collect();
+                let records: Vec<_> = records
+                    .into_iter()
+                    .filter(|m| partition.is_none_or(|only| only == m.partition))
+                    .collect();
+                if records.is_empty() {
+                    continue;
+                }
+                let event = Event::default().json_data(&records).unwrap_or_default();
+                return Some((
+                    Ok::<_, Infallible>(event),
+                    (s, topic, key, partition, next, opened),
+                ));
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            let (t, k, f) = (topic.clone(), key.clone(), from.clone());
-            let polled = read(&s, move |s| inspect::tail(&s.log, &t, &f, k.as_deref(), inspect::MAX_PAGE)).await;
-            let Ok((records, next)) = polled else {
-                return None; // the topic went away
-            };
-            let next: BTreeMap<u32, u64> = next.into_iter().filter(|(p, _)| partition.is_none_or(|only| only == *p)).collect();
-            let records: Vec<_> = records.into_iter().filter(|m| partition.is_none_or(|only| only == m.partition)).collect();
-            if records.is_empty() {
-                continue;
-            }
-            let event = Event::default().json_data(&records).unwrap_or_default();
-            return Some((Ok::<_, Infallible>(event), (s, topic, key, partition, next, opened)));
-        }
-    });
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
+        },
+    );
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 /// The query of charts.
@@ -314,7 +426,9 @@ const MAX_CHART_RECORDS: usize = 20_000;
 
 impl ChartParams {
     fn field(&self) -> Reply<String> {
-        let field = nonempty(&self.field).ok_or_else(|| bad("field: say which number to plot, e.g. field=temperature.mean".into()))?;
+        let field = nonempty(&self.field).ok_or_else(|| {
+            bad("field: say which number to plot, e.g. field=temperature.mean".into())
+        })?;
         if field.len() > 200 {
             return Err(bad("field: at most 200 characters".into()));
         }
@@ -322,20 +436,31 @@ impl ChartParams {
     }
 
     fn last(&self) -> Reply<usize> {
-        let last = nonempty(&self.last).map(|l| l.parse::<usize>().map_err(|_| bad(format!("last: expected a number, got {l:?}")))).transpose()?;
+        let last = nonempty(&self.last)
+            .map(|l| {
+                l.parse::<usize>()
+                    .map_err(|_| bad(format!("last: expected a number, got {l:?}")))
+            })
+            .transpose()?;
         Ok(last.unwrap_or(2000).clamp(1, MAX_CHART_RECORDS))
     }
 }
 
 /// The newest `last` records of `topic` (over all partitions), as (key text, timestamp, value).
-fn chart_records(log: &Log, topic: &str, last: usize) -> inspect::InspectResult<Vec<(String, i64, Vec<u8>)>> {
+fn chart_records(
+    log: &Log,
+    topic: &str,
+    last: usize,
+) -> inspect::InspectResult<Vec<(String, i64, Vec<u8>)>> {
     inspect::checked_name("topic", topic)?;
     let t = log.topic(topic)?;
     let mut rows = Vec::new();
     for p in 0..t.partitions() {
         let mut reader = t.reader(p)?;
         let end = reader.end_offset();
-        let mut next = end.saturating_sub(last as u64).max(reader.log_start_offset()?);
+        let mut next = end
+            .saturating_sub(last as u64)
+            .max(reader.log_start_offset()?);
         while next < end {
             let fetch = reader.read(next, 4096, 8 << 20)?;
             if fetch.is_empty() {
@@ -343,7 +468,10 @@ fn chart_records(log: &Log, topic: &str, last: usize) -> inspect::InspectResult<
             }
             for r in fetch.iter() {
                 if let Some(value) = r.value {
-                    let key = r.key.map_or_else(|| "(no key)".to_owned(), |k| String::from_utf8_lossy(&k[..k.len().min(64)]).into_owned());
+                    let key = r.key.map_or_else(
+                        || "(no key)".to_owned(),
+                        |k| String::from_utf8_lossy(&k[..k.len().min(64)]).into_owned(),
+                    );
                     rows.push((key, r.timestamp, value.to_vec()));
                 }
             }
@@ -356,42 +484,68 @@ fn chart_records(log: &Log, topic: &str, last: usize) -> inspect::InspectResult<
     Ok(rows)
 }
 
-async fn field_chart(s: &Arc<Shared>, topic: String, params: &ChartParams) -> Reply<(String, u64, usize)> {
+async fn field_chart(
+    s: &Arc<Shared>,
+    topic: String,
+    params: &ChartParams,
+) -> Reply<(String, u64, usize)> {
     checked("topic", &topic)?;
     let (field, last) = (params.field()?, params.last()?);
     let title = format!("{topic}: {field}");
     read(s, move |s| {
         let rows = chart_records(&s.log, &topic, last)?;
-        let (series, skipped) = chart::field_series(rows.iter().map(|(k, ts, v)| (k.clone(), *ts, v.as_slice())), &field);
-        let svg = chart::line_chart(&title, &field, &series).map_err(InspectError::BadRequest)?;
+        let (series, skipped) = chart::field_series(
+            rows.iter().map(|(k, ts, v)| (k.clone(), *ts, v.as_slice())),
+            &field,
+        );
+        let svg =
+            chart::line_chart(&title, &field, &series, false).map_err(InspectError::BadRequest)?;
         Ok((svg, skipped, series.len()))
     })
     .await
 }
 
-async fn chart_page(State(s): Ctx, Path(topic): Path<String>, Query(params): Query<ChartParams>) -> Reply<Response> {
+async fn chart_page(
+    State(s): Ctx,
+    Path(topic): Path<String>,
+    Query(params): Query<ChartParams>,
+) -> Reply<Response> {
     checked("topic", &topic)?;
     let chart = match nonempty(&params.field) {
         Some(_) => Some(field_chart(&s, topic.clone(), &params).await?),
         None => None,
     };
-    Ok(html(pages::chart(&topic, &params, chart.as_ref().map(|(_, skipped, lines)| (*skipped, *lines)))))
+    Ok(html(pages::chart(
+        &topic,
+        &params,
+        chart.as_ref().map(|(_, skipped, lines)| (*skipped, *lines)),
+    )))
 }
 
 fn svg(body: String) -> Response {
     ([(header::CONTENT_TYPE, "image/svg+xml")], body).into_response()
 }
 
-async fn chart_svg(State(s): Ctx, Path(topic): Path<String>, Query(params): Query<ChartParams>) -> Reply<Response> {
+async fn chart_svg(
+    State(s): Ctx,
+    Path(topic): Path<String>,
+    Query(params): Query<ChartParams>,
+) -> Reply<Response> {
     Ok(svg(field_chart(&s, topic, &params).await?.0))
 }
 
 async fn lag_svg(State(s): Ctx, Path(group): Path<String>) -> Reply<Response> {
     checked("group", &group)?;
     let mut series = chart::Series::new();
-    let points: Vec<(i64, f64)> = s.samples.lag_history(&group).into_iter().map(|(t, lag)| (t, lag as f64)).collect();
+    let points: Vec<(i64, f64)> = s
+        .samples
+        .lag_history(&group)
+        .into_iter()
+        .map(|(t, lag)| (t, lag as f64))
+        .collect();
     series.insert("lag".to_owned(), points);
-    let svg_text = chart::line_chart(&format!("{group}: lag"), "records behind", &series).map_err(bad)?;
+    let svg_text = chart::line_chart(&format!("{group}: lag"), "records behind", &series, true)
+        .map_err(bad)?;
     Ok(svg(svg_text))
 }
 
@@ -413,7 +567,9 @@ fn all_groups(log: &Log) -> inspect::InspectResult<Vec<eddy::GroupDescription>> 
 }
 
 async fn groups_api(State(s): Ctx) -> Reply<Response> {
-    let groups = read(&s, |s| all_groups(&s.log)).await.map_err(Failure::json)?;
+    let groups = read(&s, |s| all_groups(&s.log))
+        .await
+        .map_err(Failure::json)?;
     Ok(Json(groups.iter().map(group_json).collect::<Vec<_>>()).into_response())
 }
 
@@ -432,7 +588,9 @@ async fn group_page(State(s): Ctx, Path(group): Path<String>) -> Reply<Response>
 
 async fn group_api(State(s): Ctx, Path(group): Path<String>) -> Reply<Response> {
     checked("group", &group).map_err(Failure::json)?;
-    let d = read(&s, move |s| inspect::group(&s.log, &group)).await.map_err(Failure::json)?;
+    let d = read(&s, move |s| inspect::group(&s.log, &group))
+        .await
+        .map_err(Failure::json)?;
     let mut doc = group_json(&d);
     doc["lag_history"] = serde_json::to_value(s.samples.lag_history(&d.group)).unwrap_or_default();
     Ok(Json(doc).into_response())
@@ -482,11 +640,19 @@ impl ResetParams {
         if let Some(t) = &topic {
             checked("topic", t)?;
         }
-        Ok(ResetRequest { topic, target, keep_state: flag(&self.keep_state) })
+        Ok(ResetRequest {
+            topic,
+            target,
+            keep_state: flag(&self.keep_state),
+        })
     }
 }
 
-async fn plan_or_reset(s: &Arc<Shared>, group: String, params: &ResetParams) -> Reply<(Vec<eddy::ResetRow>, bool)> {
+async fn plan_or_reset(
+    s: &Arc<Shared>,
+    group: String,
+    params: &ResetParams,
+) -> Reply<(Vec<eddy::ResetRow>, bool)> {
     checked("group", &group)?;
     let request = params.request()?;
     let execute = flag(&params.execute);
@@ -494,23 +660,40 @@ async fn plan_or_reset(s: &Arc<Shared>, group: String, params: &ResetParams) -> 
         return Err(InspectError::ReadOnly.into());
     }
     let rows = read(s, move |s| {
-        let writable = if execute { Some(Log::open(&s.data_dir)?) } else { None };
+        let writable = if execute {
+            Some(Log::open(&s.data_dir)?)
+        } else {
+            None
+        };
         inspect::reset(&s.log, writable.as_ref(), &group, &request, execute)
     })
     .await?;
     Ok((rows, execute))
 }
 
-async fn reset_page(State(s): Ctx, Path(group): Path<String>, Form(params): Form<ResetParams>) -> Reply<Response> {
+async fn reset_page(
+    State(s): Ctx,
+    Path(group): Path<String>,
+    Form(params): Form<ResetParams>,
+) -> Reply<Response> {
     if params.token.as_deref() != Some(s.token.as_str()) {
-        return Err(Failure::new(StatusCode::FORBIDDEN, "this form did not come from this console (reload the group page)"));
+        return Err(Failure::new(
+            StatusCode::FORBIDDEN,
+            "this form did not come from this console (reload the group page)",
+        ));
     }
     let (rows, executed) = plan_or_reset(&s, group.clone(), &params).await?;
     Ok(html(pages::reset(&s, &group, &params, &rows, executed)))
 }
 
-async fn reset_api(State(s): Ctx, Path(group): Path<String>, Json(params): Json<ResetParams>) -> Reply<Response> {
-    let (rows, executed) = plan_or_reset(&s, group, &params).await.map_err(Failure::json)?;
+async fn reset_api(
+    State(s): Ctx,
+    Path(group): Path<String>,
+    Json(params): Json<ResetParams>,
+) -> Reply<Response> {
+    let (rows, executed) = plan_or_reset(&s, group, &params)
+        .await
+        .map_err(Failure::json)?;
     Ok(Json(serde_json::json!({ "executed": executed, "rows": rows })).into_response())
 }
 

@@ -16,11 +16,14 @@ pub const RATE_WINDOW: Duration = Duration::from_secs(60);
 /// How much lag history is kept per group.
 pub const LAG_HISTORY: Duration = Duration::from_secs(3600);
 
+/// One sample of a group's lag: when (monotonic, and wall-clock ms), and the lag.
+type LagSample = (Instant, i64, u64);
+
 /// Samples of topic ends and group lag.
 #[derive(Default)]
 pub struct Samples {
     ends: Mutex<BTreeMap<String, VecDeque<(Instant, u64)>>>,
-    lag: Mutex<BTreeMap<String, VecDeque<(Instant, i64, u64)>>>,
+    lag: Mutex<BTreeMap<String, VecDeque<LagSample>>>,
 }
 
 impl Samples {
@@ -38,7 +41,10 @@ impl Samples {
             let mut ends = self.ends.lock();
             let samples = ends.entry(name.clone()).or_default();
             samples.push_back((now, view.end_total()));
-            while samples.front().is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW) {
+            while samples
+                .front()
+                .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
+            {
                 samples.pop_front();
             }
         }
@@ -51,7 +57,10 @@ impl Samples {
             let mut lag = self.lag.lock();
             let samples = lag.entry(name.clone()).or_default();
             samples.push_back((now, wall, inspect::total_lag(&d)));
-            while samples.front().is_some_and(|(t, _, _)| now.duration_since(*t) > LAG_HISTORY) {
+            while samples
+                .front()
+                .is_some_and(|(t, _, _)| now.duration_since(*t) > LAG_HISTORY)
+            {
                 samples.pop_front();
             }
         }

@@ -35,7 +35,11 @@ fn program(env: &str, name: &str, fallback: &str) -> PathBuf {
         return p.into();
     }
     let found = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file()))
+        .map(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        })
         .unwrap_or_default();
     found.unwrap_or_else(|| fallback.into())
 }
@@ -48,7 +52,10 @@ fn start_driver() -> Driver {
          chromium-driver; ./dev test installs them), or EDDY_CHROMEDRIVER and EDDY_CHROMIUM",
         chromedriver.display()
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
     let child = Command::new(&chromedriver)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
@@ -57,10 +64,16 @@ fn start_driver() -> Driver {
         .unwrap_or_else(|e| panic!("starting {}: {e}", chromedriver.display()));
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not listen on {port}");
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver did not listen on {port}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    Driver { child, url: format!("http://127.0.0.1:{port}") }
+    Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    }
 }
 
 async fn browser(driver: &Driver, profile: &Path) -> Client {
@@ -77,7 +90,11 @@ async fn browser(driver: &Driver, profile: &Path) -> Client {
         }),
     );
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    ClientBuilder::new(connector).capabilities(caps).connect(&driver.url).await.expect("a Chromium session")
+    ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session")
 }
 
 fn screenshots() -> PathBuf {
@@ -93,14 +110,23 @@ async fn screenshot(client: &Client, name: &str) {
 }
 
 async fn text(client: &Client, css: &str) -> String {
-    client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.expect("text")
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .expect("text")
 }
 
 /// Waits until `script` (a JS expression) is true.
 async fn until(client: &Client, script: &str, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let v = client.execute(&format!("return Boolean({script});"), vec![]).await.expect("script");
+        let v = client
+            .execute(&format!("return Boolean({script});"), vec![])
+            .await
+            .expect("script");
         if v == serde_json::Value::Bool(true) {
             return;
         }
@@ -113,17 +139,33 @@ async fn until(client: &Client, script: &str, what: &str) {
 fn a_browser_clicks_through_topics_messages_groups_and_charts() {
     let dir = tempfile::tempdir().expect("tempdir");
     write_fixture(dir.path(), 1500);
-    // Readings the processor has not seen: the group lags by these.
-    let more = sensor::ProducerOptions { count: 25, fast: true, print: false };
-    sensor::produce(dir.path(), more, &mut std::io::sink()).expect("produce more");
     let mut config = ConsoleConfig::new(dir.path());
     config.listen = "127.0.0.1:0".parse().expect("address");
-    let console = Console::bind(&config).expect("bind").spawn().expect("spawn");
+    config.sample_interval = Duration::from_millis(250);
+    let console = Console::bind(&config)
+        .expect("bind")
+        .spawn()
+        .expect("spawn");
+    // Readings the processor has not seen, in two steps the lag history samples: the group
+    // lags by these.
+    for count in [10, 15] {
+        std::thread::sleep(Duration::from_millis(800));
+        let more = sensor::ProducerOptions {
+            count,
+            fast: true,
+            print: false,
+        };
+        sensor::produce(dir.path(), more, &mut std::io::sink()).expect("produce more");
+    }
+    std::thread::sleep(Duration::from_millis(800));
     let url = console.url();
     let records = log_records(dir.path(), AGG_TOPIC);
     let driver = start_driver();
     let profile = tempfile::tempdir().expect("profile dir");
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(async {
         let client = browser(&driver, profile.path()).await;
         client.goto(&format!("{url}/topics")).await.expect("open topics");

@@ -19,7 +19,10 @@ struct Fixture {
 fn fixture(readings: u64) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     write_fixture(dir.path(), readings);
-    Fixture { path: dir.path().to_owned(), _dir: dir }
+    Fixture {
+        path: dir.path().to_owned(),
+        _dir: dir,
+    }
 }
 
 fn console(path: &std::path::Path, allow_writes: bool) -> ConsoleHandle {
@@ -27,7 +30,10 @@ fn console(path: &std::path::Path, allow_writes: bool) -> ConsoleHandle {
     config.listen = "127.0.0.1:0".parse().expect("address");
     config.allow_writes = allow_writes;
     config.sample_interval = Duration::from_millis(100);
-    Console::bind(&config).expect("bind").spawn().expect("spawn")
+    Console::bind(&config)
+        .expect("bind")
+        .spawn()
+        .expect("spawn")
 }
 
 fn agent() -> ureq::Agent {
@@ -40,7 +46,10 @@ fn agent() -> ureq::Agent {
 
 /// GET `path`: status and body.
 fn get(c: &ConsoleHandle, path: &str) -> (u16, String) {
-    let mut response = agent().get(&format!("{}{path}", c.url())).call().expect("request");
+    let mut response = agent()
+        .get(&format!("{}{path}", c.url()))
+        .call()
+        .expect("request");
     let status = response.status().as_u16();
     (status, response.body_mut().read_to_string().expect("body"))
 }
@@ -68,7 +77,10 @@ fn post_json(c: &ConsoleHandle, path: &str, body: serde_json::Value) -> (u16, se
         .expect("request");
     let status = response.status().as_u16();
     let text = response.body_mut().read_to_string().expect("body");
-    (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")),
+    )
 }
 
 /// The page's reset token.
@@ -84,11 +96,18 @@ fn topics_show_the_offsets_sizes_and_settings_the_log_has() {
     let (status, page) = get(&c, "/topics");
     assert_eq!(status, 200);
     for topic in [RAW_TOPIC, AGG_TOPIC, ODD_TOPIC] {
-        assert!(page.contains(&format!("href=\"/topics/{topic}\"")), "{topic} listed: {page}");
+        assert!(
+            page.contains(&format!("href=\"/topics/{topic}\"")),
+            "{topic} listed: {page}"
+        );
     }
     let log = Log::open_read_only(&f.path);
     for topic in [RAW_TOPIC, AGG_TOPIC] {
-        let parts = log.topic(topic).expect("topic").describe().expect("describe");
+        let parts = log
+            .topic(topic)
+            .expect("topic")
+            .describe()
+            .expect("describe");
         let doc = get_json(&c, &format!("/api/topics/{topic}"));
         let shown = doc["partitions"].as_array().expect("partitions");
         assert_eq!(shown.len(), parts.len());
@@ -102,11 +121,16 @@ fn topics_show_the_offsets_sizes_and_settings_the_log_has() {
         assert!(doc["settings"]["cleanup.policy"].is_string(), "{doc}");
         let (status, page) = get(&c, &format!("/topics/{topic}"));
         assert_eq!(status, 200);
-        assert!(page.contains("retention.ms") && page.contains("durability"), "settings shown");
+        assert!(
+            page.contains("retention.ms") && page.contains("durability"),
+            "settings shown"
+        );
         assert!(page.contains(&format!("<td class=\"num\">{}</td>", parts[0].end_offset)));
     }
     let list = get_json(&c, "/api/topics");
-    let raw = (list.as_array().expect("list").iter()).find(|t| t["name"] == RAW_TOPIC).expect("raw listed");
+    let raw = (list.as_array().expect("list").iter())
+        .find(|t| t["name"] == RAW_TOPIC)
+        .expect("raw listed");
     assert_eq!(raw["records"], 600);
 }
 
@@ -115,7 +139,11 @@ fn messages_pages_match_the_log_from_every_start() {
     let f = fixture(800);
     let c = console(&f.path, false);
     let records = log_records(&f.path, AGG_TOPIC);
-    assert!(records.len() > 20, "the processor wrote windows: {}", records.len());
+    assert!(
+        records.len() > 20,
+        "the processor wrote windows: {}",
+        records.len()
+    );
     let value_of = |m: &serde_json::Value| -> serde_json::Value {
         serde_json::from_str(m["value"]["text"].as_str().expect("value text")).expect("json value")
     };
@@ -126,36 +154,77 @@ fn messages_pages_match_the_log_from_every_start() {
     let page = get_json(&c, &format!("/api/topics/{AGG_TOPIC}/messages?limit=5"));
     let shown = page["messages"].as_array().expect("messages");
     assert_eq!(shown.len(), 5);
-    let newest: Vec<u64> = shown.iter().map(|m| m["offset"].as_u64().expect("offset")).collect();
+    let newest: Vec<u64> = shown
+        .iter()
+        .map(|m| m["offset"].as_u64().expect("offset"))
+        .collect();
     let n = records.len() as u64;
-    assert_eq!(newest, (n - 5..n).collect::<Vec<_>>(), "one partition: the last five offsets");
+    assert_eq!(
+        newest,
+        (n - 5..n).collect::<Vec<_>>(),
+        "one partition: the last five offsets"
+    );
     assert_eq!(value_of(&shown[4]), stored(records.len() - 1));
     assert_eq!(shown[4]["value"]["kind"], "json");
     // From the beginning, from an offset, from a time.
-    let first = get_json(&c, &format!("/api/topics/{AGG_TOPIC}/messages?from=beginning&limit=3"));
+    let first = get_json(
+        &c,
+        &format!("/api/topics/{AGG_TOPIC}/messages?from=beginning&limit=3"),
+    );
     assert_eq!(first["messages"][0]["offset"], 0);
     assert_eq!(value_of(&first["messages"][2]), stored(2));
     assert_eq!(first["next_offsets"]["0"], 3);
-    let at = get_json(&c, &format!("/api/topics/{AGG_TOPIC}/messages?from=offset&offset=7&limit=2"));
+    let at = get_json(
+        &c,
+        &format!("/api/topics/{AGG_TOPIC}/messages?from=offset&offset=7&limit=2"),
+    );
     assert_eq!(at["messages"][0]["offset"], 7);
     let ts = records[10].2;
-    let by_time = get_json(&c, &format!("/api/topics/{AGG_TOPIC}/messages?from=time&time={ts}&limit=1"));
+    let by_time = get_json(
+        &c,
+        &format!("/api/topics/{AGG_TOPIC}/messages?from=time&time={ts}&limit=1"),
+    );
     let found = by_time["messages"][0]["offset"].as_u64().expect("offset");
     assert!(records[found as usize].2 >= ts && (found == 0 || records[found as usize - 1].2 < ts));
     // A key filter keeps only that key's records, the newest ones.
     let key = String::from_utf8(records[0].3.clone().expect("key")).expect("utf-8 key");
-    let keyed = get_json(&c, &format!("/api/topics/{AGG_TOPIC}/messages?key={key}&limit=500"));
-    let expected: Vec<u64> = (records.iter()).filter(|r| r.3.as_deref() == Some(key.as_bytes())).map(|r| r.1).collect();
-    let got: Vec<u64> = (keyed["messages"].as_array().expect("messages").iter()).map(|m| m["offset"].as_u64().expect("o")).collect();
+    let keyed = get_json(
+        &c,
+        &format!("/api/topics/{AGG_TOPIC}/messages?key={key}&limit=500"),
+    );
+    let expected: Vec<u64> = (records.iter())
+        .filter(|r| r.3.as_deref() == Some(key.as_bytes()))
+        .map(|r| r.1)
+        .collect();
+    let got: Vec<u64> = (keyed["messages"].as_array().expect("messages").iter())
+        .map(|m| m["offset"].as_u64().expect("o"))
+        .collect();
     assert_eq!(got, expected);
     // The HTML page shows the same records, and a next-page link for one partition.
-    let (status, html) = get(&c, &format!("/topics/{AGG_TOPIC}/messages?partition=0&from=beginning&limit=3"));
+    let (status, html) = get(
+        &c,
+        &format!("/topics/{AGG_TOPIC}/messages?partition=0&from=beginning&limit=3"),
+    );
     assert_eq!(status, 200);
-    assert!(html.contains("href=\"/topics/agg-temperature/messages?partition=0&amp;from=offset&amp;offset=3"), "{html}");
-    assert!(html.contains("&quot;temperature&quot;"), "pretty JSON, escaped: {html}");
+    assert!(
+        html.contains(
+            "href=\"/topics/agg-temperature/messages?partition=0&amp;from=offset&amp;offset=3"
+        ),
+        "{html}"
+    );
+    assert!(
+        html.contains("&quot;temperature&quot;"),
+        "pretty JSON, escaped: {html}"
+    );
     // Pages are bounded.
-    let all = get_json(&c, &format!("/api/topics/{RAW_TOPIC}/messages?from=beginning&limit=100000"));
-    assert_eq!(all["messages"].as_array().expect("messages").len(), eddy_console::inspect::MAX_PAGE);
+    let all = get_json(
+        &c,
+        &format!("/api/topics/{RAW_TOPIC}/messages?from=beginning&limit=100000"),
+    );
+    assert_eq!(
+        all["messages"].as_array().expect("messages").len(),
+        eddy_console::inspect::MAX_PAGE
+    );
 }
 
 #[test]
@@ -164,17 +233,29 @@ fn markup_in_stored_values_is_shown_as_text_and_large_or_binary_values_are_handl
     let c = console(&f.path, false);
     let (status, html) = get(&c, &format!("/topics/{ODD_TOPIC}/messages?from=beginning"));
     assert_eq!(status, 200);
-    assert!(!html.contains(XSS), "the script must not reach the page as markup");
-    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
+    assert!(
+        !html.contains(XSS),
+        "the script must not reach the page as markup"
+    );
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
     assert!(html.contains("h&lt;i&gt;"), "header names escaped too");
-    let page = get_json(&c, &format!("/api/topics/{ODD_TOPIC}/messages?from=beginning"));
+    let page = get_json(
+        &c,
+        &format!("/api/topics/{ODD_TOPIC}/messages?from=beginning"),
+    );
     let m = page["messages"].as_array().expect("messages");
     assert_eq!(m[0]["value"]["text"], XSS);
     assert_eq!(m[1]["value"]["kind"], "hex");
     assert_eq!(m[1]["value"]["text"], "00 9f 92 96 ff");
     assert_eq!(m[2]["value"]["truncated"], true);
     assert_eq!(m[2]["value"]["len"], 100_011);
-    assert!(m[2]["value"]["text"].as_str().expect("text").len() <= eddy_console::inspect::MAX_VALUE_BYTES);
+    assert!(
+        m[2]["value"]["text"].as_str().expect("text").len()
+            <= eddy_console::inspect::MAX_VALUE_BYTES
+    );
     assert!(m[3]["value"].is_null(), "a tombstone");
     let (_, headers) = get(&c, "/topics");
     assert!(headers.contains("eddy console"));
@@ -184,7 +265,12 @@ fn markup_in_stored_values_is_shown_as_text_and_large_or_binary_values_are_handl
 fn bad_names_and_parameters_are_refused_with_what_was_wrong() {
     let f = fixture(20);
     let c = console(&f.path, false);
-    for path in ["/topics/..", "/api/topics/..", "/topics/a%2F..%2F..%2Fetc", "/api/groups/..%2Fgroups"] {
+    for path in [
+        "/topics/..",
+        "/api/topics/..",
+        "/topics/a%2F..%2F..%2Fetc",
+        "/api/groups/..%2Fgroups",
+    ] {
         let (status, body) = get(&c, path);
         assert_eq!(status, 400, "{path}: {body}");
         assert!(body.contains("name"), "{path}: {body}");
@@ -195,9 +281,15 @@ fn bad_names_and_parameters_are_refused_with_what_was_wrong() {
     let (status, body) = get(&c, &format!("/api/topics/{RAW_TOPIC}/messages?partition=9"));
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("partition 9"), "{body}");
-    let (status, body) = get(&c, &format!("/api/topics/{RAW_TOPIC}/messages?from=offset&offset=x"));
+    let (status, body) = get(
+        &c,
+        &format!("/api/topics/{RAW_TOPIC}/messages?from=offset&offset=x"),
+    );
     assert_eq!((status, body.contains("offset")), (400, true), "{body}");
-    let (status, body) = get(&c, &format!("/api/topics/{RAW_TOPIC}/messages?from=time&time=yesterday"));
+    let (status, body) = get(
+        &c,
+        &format!("/api/topics/{RAW_TOPIC}/messages?from=time&time=yesterday"),
+    );
     assert_eq!((status, body.contains("time")), (400, true), "{body}");
     assert_eq!(get(&c, "/nowhere").0, 404);
 }
@@ -208,7 +300,11 @@ fn groups_show_committed_offsets_ends_and_lag() {
     // More readings after the processor stopped: the group lags by exactly these.
     eddy_examples::sensor::produce(
         &f.path,
-        eddy_examples::sensor::ProducerOptions { count: 37, fast: true, print: false },
+        eddy_examples::sensor::ProducerOptions {
+            count: 37,
+            fast: true,
+            print: false,
+        },
         &mut std::io::sink(),
     )
     .expect("produce more");
@@ -218,8 +314,16 @@ fn groups_show_committed_offsets_ends_and_lag() {
     assert_eq!(doc["lag"], 37, "{doc}");
     let log = Log::open_read_only(&f.path);
     let described = Groups::new(&log).describe(GROUP).expect("describe");
-    for (shown, p) in doc["partitions"].as_array().expect("partitions").iter().zip(&described.partitions) {
-        assert_eq!(shown["current_offset"], p.current_offset.expect("committed"));
+    for (shown, p) in doc["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .zip(&described.partitions)
+    {
+        assert_eq!(
+            shown["current_offset"],
+            p.current_offset.expect("committed")
+        );
         assert_eq!(shown["log_end_offset"], p.log_end_offset);
     }
     let (status, page) = get(&c, &format!("/groups/{GROUP}"));
@@ -229,7 +333,10 @@ fn groups_show_committed_offsets_ends_and_lag() {
     assert!(list.contains(&format!("href=\"/groups/{GROUP}\"")));
     // The sampler keeps lag over time; the chart draws it.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while get_json(&c, &format!("/api/groups/{GROUP}"))["lag_history"].as_array().is_none_or(|h| h.len() < 2) {
+    while get_json(&c, &format!("/api/groups/{GROUP}"))["lag_history"]
+        .as_array()
+        .is_none_or(|h| h.len() < 2)
+    {
         assert!(Instant::now() < deadline, "no lag history sampled");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -237,7 +344,11 @@ fn groups_show_committed_offsets_ends_and_lag() {
     assert_eq!(history[0][1], 37);
     let (status, svg) = get(&c, &format!("/groups/{GROUP}/lag.svg"));
     assert_eq!(status, 200);
-    assert!(svg.starts_with("<svg") && svg.contains("polyline"), "{}", &svg[..200.min(svg.len())]);
+    assert!(
+        svg.starts_with("<svg") && svg.contains("polyline"),
+        "{}",
+        &svg[..200.min(svg.len())]
+    );
 }
 
 #[test]
@@ -247,34 +358,77 @@ fn resets_preview_in_read_only_consoles_and_apply_only_when_writes_are_allowed()
     let before = Groups::new(&log).committed(GROUP).expect("committed");
     let read_only = console(&f.path, false);
     let preview = serde_json::json!({ "to": "earliest" });
-    let (status, plan) = post_json(&read_only, &format!("/api/groups/{GROUP}/reset"), preview.clone());
+    let (status, plan) = post_json(
+        &read_only,
+        &format!("/api/groups/{GROUP}/reset"),
+        preview.clone(),
+    );
     assert_eq!(status, 200, "{plan}");
     assert_eq!(plan["executed"], false);
-    assert!(plan["rows"].as_array().expect("rows").iter().all(|r| r["new_offset"] == 0));
-    let (status, body) = post_json(&read_only, &format!("/api/groups/{GROUP}/reset"), serde_json::json!({ "to": "earliest", "execute": "1" }));
+    assert!(plan["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .all(|r| r["new_offset"] == 0));
+    let (status, body) = post_json(
+        &read_only,
+        &format!("/api/groups/{GROUP}/reset"),
+        serde_json::json!({ "to": "earliest", "execute": "1" }),
+    );
     assert_eq!(status, 403, "{body}");
-    assert!(body["error"].as_str().expect("error").contains("--allow-writes"));
+    assert!(body["error"]
+        .as_str()
+        .expect("error")
+        .contains("--allow-writes"));
     // The form needs its page's token.
     let (_, page) = get(&read_only, &format!("/groups/{GROUP}"));
-    assert!(!page.contains("Reset offsets</button>"), "no reset button when read-only");
-    let (status, _) = post_form(&read_only, &format!("/groups/{GROUP}/reset"), &[("to", "earliest"), ("token", "forged")]);
+    assert!(
+        !page.contains("Reset offsets</button>"),
+        "no reset button when read-only"
+    );
+    let (status, _) = post_form(
+        &read_only,
+        &format!("/groups/{GROUP}/reset"),
+        &[("to", "earliest"), ("token", "forged")],
+    );
     assert_eq!(status, 403);
-    let (status, html) = post_form(&read_only, &format!("/groups/{GROUP}/reset"), &[("to", "earliest"), ("token", &token(&page))]);
+    let (status, html) = post_form(
+        &read_only,
+        &format!("/groups/{GROUP}/reset"),
+        &[("to", "earliest"), ("token", &token(&page))],
+    );
     assert_eq!(status, 200, "{html}");
     assert!(html.contains("Dry run: nothing changed."));
-    assert_eq!(Groups::new(&log).committed(GROUP).expect("committed"), before, "nothing changed");
+    assert_eq!(
+        Groups::new(&log).committed(GROUP).expect("committed"),
+        before,
+        "nothing changed"
+    );
     drop(read_only);
     let writable = console(&f.path, true);
     let (_, page) = get(&writable, &format!("/groups/{GROUP}"));
-    let form = [("to", "shift-by"), ("value", "-5"), ("execute", "1"), ("token", &token(&page))];
+    let form = [
+        ("to", "shift-by"),
+        ("value", "-5"),
+        ("execute", "1"),
+        ("token", &token(&page)),
+    ];
     let (status, html) = post_form(&writable, &format!("/groups/{GROUP}/reset"), &form);
     assert_eq!(status, 200, "{html}");
     assert!(html.contains("Offsets reset."), "{html}");
     let after = Groups::new(&log).committed(GROUP).expect("committed");
     for (tp, (offset, _)) in &before {
-        assert_eq!(after[tp].0, offset.saturating_sub(5), "{tp:?} moved back by 5");
+        assert_eq!(
+            after[tp].0,
+            offset.saturating_sub(5),
+            "{tp:?} moved back by 5"
+        );
     }
-    let (status, body) = post_json(&writable, &format!("/api/groups/{GROUP}/reset"), serde_json::json!({ "to": "offset", "value": "x" }));
+    let (status, body) = post_json(
+        &writable,
+        &format!("/api/groups/{GROUP}/reset"),
+        serde_json::json!({ "to": "offset", "value": "x" }),
+    );
     assert_eq!(status, 400, "{body}");
 }
 
@@ -285,10 +439,19 @@ fn metrics_give_every_partition_and_group_in_the_prometheus_format() {
     let (status, text) = get(&c, "/metrics");
     assert_eq!(status, 200);
     let log = Log::open_read_only(&f.path);
-    let end = log.topic(RAW_TOPIC).expect("topic").describe().expect("describe")[0].end_offset;
-    let line = format!("eddy_partition_log_end_offset{{topic=\"{RAW_TOPIC}\",partition=\"0\"}} {end}");
+    let end = log
+        .topic(RAW_TOPIC)
+        .expect("topic")
+        .describe()
+        .expect("describe")[0]
+        .end_offset;
+    let line =
+        format!("eddy_partition_log_end_offset{{topic=\"{RAW_TOPIC}\",partition=\"0\"}} {end}");
     assert!(text.contains(&line), "{line} in {text}");
-    assert!(text.contains(&format!("eddy_group_lag{{group=\"{GROUP}\"}} 0")), "{text}");
+    assert!(
+        text.contains(&format!("eddy_group_lag{{group=\"{GROUP}\"}} 0")),
+        "{text}"
+    );
     assert!(text.contains("# TYPE eddy_partition_bytes gauge"));
     assert!(text.trim_end().ends_with("# EOF"));
 }
@@ -297,11 +460,20 @@ fn metrics_give_every_partition_and_group_in_the_prometheus_format() {
 fn charts_plot_a_json_field_per_key() {
     let f = fixture(600);
     let c = console(&f.path, false);
-    let (status, svg) = get(&c, &format!("/topics/{AGG_TOPIC}/chart.svg?field=temperature.mean"));
+    let (status, svg) = get(
+        &c,
+        &format!("/topics/{AGG_TOPIC}/chart.svg?field=temperature.mean"),
+    );
     assert_eq!(status, 200, "{svg}");
     assert!(svg.starts_with("<svg"));
-    assert!(svg.contains("Sensor1") && svg.contains("polyline"), "a line per sensor");
-    let (status, page) = get(&c, &format!("/topics/{AGG_TOPIC}/chart?field=temperature.mean"));
+    assert!(
+        svg.contains("Sensor1") && svg.contains("polyline"),
+        "a line per sensor"
+    );
+    let (status, page) = get(
+        &c,
+        &format!("/topics/{AGG_TOPIC}/chart?field=temperature.mean"),
+    );
     assert_eq!(status, 200);
     assert!(page.contains("5 series"), "{page}");
     assert!(page.contains("chart.svg?field=temperature.mean"));
@@ -313,13 +485,23 @@ fn charts_plot_a_json_field_per_key() {
 fn the_live_tail_streams_records_appended_after_it_opened_and_rates_follow_appends() {
     let f = fixture(100);
     let c = console(&f.path, false);
-    let response = agent().get(&format!("{}/api/topics/{ODD_TOPIC}/tail", c.url())).call().expect("tail");
+    let response = agent()
+        .get(&format!("{}/api/topics/{ODD_TOPIC}/tail", c.url()))
+        .call()
+        .expect("tail");
     assert_eq!(response.status().as_u16(), 200);
     let log = Log::open(&f.path).expect("log");
     let topic = log.topic(ODD_TOPIC).expect("topic");
     let end = topic.describe().expect("describe")[0].end_offset;
-    let record = |v: &str| Record { key: Some(b"k".to_vec()), value: Some(v.as_bytes().to_vec()), timestamp: None, headers: vec![] };
-    topic.append([record("first new"), record("second new")]).expect("append");
+    let record = |v: &str| Record {
+        key: Some(b"k".to_vec()),
+        value: Some(v.as_bytes().to_vec()),
+        timestamp: None,
+        headers: vec![],
+    };
+    topic
+        .append([record("first new"), record("second new")])
+        .expect("append");
     let (lines, reading) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let reader = std::io::BufReader::new(response.into_body().into_reader());
@@ -331,16 +513,29 @@ fn the_live_tail_streams_records_appended_after_it_opened_and_rates_follow_appen
     });
     let mut seen = Vec::new();
     while seen.len() < 2 {
-        let line = reading.recv_timeout(Duration::from_secs(20)).expect("a tail event");
+        let line = reading
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a tail event");
         if let Some(data) = line.strip_prefix("data:") {
             let batch: serde_json::Value = serde_json::from_str(data.trim()).expect("json event");
-            seen.extend(batch.as_array().expect("array").iter().map(|m| (m["offset"].as_u64().expect("o"), m["value"]["text"].clone())));
+            seen.extend(
+                batch
+                    .as_array()
+                    .expect("array")
+                    .iter()
+                    .map(|m| (m["offset"].as_u64().expect("o"), m["value"]["text"].clone())),
+            );
         }
     }
-    assert_eq!(seen, vec![(end, "first new".into()), (end + 1, "second new".into())]);
+    assert_eq!(
+        seen,
+        vec![(end, "first new".into()), (end + 1, "second new".into())]
+    );
     // Records/s over the last minute follows the appends the sampler sees.
     for _ in 0..20 {
-        topic.append((0..50).map(|_| record("more"))).expect("append");
+        topic
+            .append((0..50).map(|_| record("more")))
+            .expect("append");
         std::thread::sleep(Duration::from_millis(60));
     }
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -358,9 +553,16 @@ fn the_live_tail_streams_records_appended_after_it_opened_and_rates_follow_appen
 fn a_console_stops_promptly_with_a_tail_open() {
     let f = fixture(20);
     let c = console(&f.path, false);
-    let response = agent().get(&format!("{}/api/topics/{RAW_TOPIC}/tail", c.url())).call().expect("tail");
+    let response = agent()
+        .get(&format!("{}/api/topics/{RAW_TOPIC}/tail", c.url()))
+        .call()
+        .expect("tail");
     assert_eq!(response.status().as_u16(), 200);
     let started = Instant::now();
     c.stop().expect("stopped cleanly");
-    assert!(started.elapsed() < Duration::from_secs(5), "stopping took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stopping took {:?}",
+        started.elapsed()
+    );
 }

@@ -38,7 +38,12 @@ const GOAL_MS: f64 = 100.0;
 
 fn record(i: u64) -> Record {
     let key = format!("sensor-{}", i % 50);
-    let value = format!(r#"{{"time":{},"temperature":{{"mean":{:.2},"count":{}}}}}"#, 1_700_000_000_000 + i, (i % 1000) as f64 / 10.0, i % 97);
+    let value = format!(
+        r#"{{"time":{},"temperature":{{"mean":{:.2},"count":{}}}}}"#,
+        1_700_000_000_000 + i,
+        (i % 1000) as f64 / 10.0,
+        i % 97
+    );
     Record::keyed(key, value.into_bytes()).at(1_700_000_000_000 + i as i64)
 }
 
@@ -48,20 +53,27 @@ fn append(log: &Log, topic: &str, count: u64) -> Result<Duration, String> {
     let mut i = 0;
     while i < count {
         let n = 1000.min(count - i);
-        t.append((i..i + n).map(record)).map_err(|e| e.to_string())?;
+        t.append((i..i + n).map(record))
+            .map_err(|e| e.to_string())?;
         i += n;
     }
     Ok(started.elapsed())
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(30))).build().into()
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
 }
 
 fn time_get(agent: &ureq::Agent, url: &str) -> Result<f64, String> {
     let started = Instant::now();
     let mut response = agent.get(url).call().map_err(|e| format!("{url}: {e}"))?;
-    response.body_mut().read_to_string().map_err(|e| format!("{url}: {e}"))?;
+    response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| format!("{url}: {e}"))?;
     Ok(started.elapsed().as_secs_f64() * 1000.0)
 }
 
@@ -74,19 +86,35 @@ fn main() -> Result<(), String> {
     let options = Options::parse();
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let log = Log::open(dir.path()).map_err(|e| e.to_string())?;
-    log.create_topic("big", TopicConfig::with_partitions(1)).map_err(|e| e.to_string())?;
+    log.create_topic("big", TopicConfig::with_partitions(1))
+        .map_err(|e| e.to_string())?;
     let took = append(&log, "big", options.records)?;
-    println!("wrote {} records in {:.1} s", options.records, took.as_secs_f64());
+    println!(
+        "wrote {} records in {:.1} s",
+        options.records,
+        took.as_secs_f64()
+    );
     let mut config = ConsoleConfig::new(dir.path());
-    config.listen = "127.0.0.1:0".parse().map_err(|e: std::net::AddrParseError| e.to_string())?;
-    let console = Console::bind(&config).map_err(|e| e.to_string())?.spawn().map_err(|e| e.to_string())?;
+    config.listen = "127.0.0.1:0"
+        .parse()
+        .map_err(|e: std::net::AddrParseError| e.to_string())?;
+    let console = Console::bind(&config)
+        .map_err(|e| e.to_string())?
+        .spawn()
+        .map_err(|e| e.to_string())?;
     let base = console.url();
     let near = options.records.saturating_sub(100);
     let pages = [
         ("newest page", "/topics/big/messages".to_owned()),
         ("newest page, API", "/api/topics/big/messages".to_owned()),
-        ("page from end-100", format!("/topics/big/messages?partition=0&from=offset&offset={near}")),
-        ("newest page of one key", "/topics/big/messages?key=sensor-7".to_owned()),
+        (
+            "page from end-100",
+            format!("/topics/big/messages?partition=0&from=offset&offset={near}"),
+        ),
+        (
+            "newest page of one key",
+            "/topics/big/messages?key=sensor-7".to_owned(),
+        ),
         ("topic page", "/topics/big".to_owned()),
         ("metrics", "/metrics".to_owned()),
     ];
@@ -95,14 +123,17 @@ fn main() -> Result<(), String> {
     for (name, path) in &pages {
         let url = format!("{base}{path}");
         time_get(&client, &url)?; // warm: first open of the segment's index
-        let times = (0..20).map(|_| time_get(&client, &url)).collect::<Result<Vec<_>, _>>()?;
+        let times = (0..20)
+            .map(|_| time_get(&client, &url))
+            .collect::<Result<Vec<_>, _>>()?;
         let slowest = times.iter().copied().fold(0.0, f64::max);
         let m = median(times);
         met &= slowest <= GOAL_MS;
         println!("console {name}: median_ms={m:.2} max_ms={slowest:.2} (goal {GOAL_MS} ms)");
     }
     // The producer beside the console.
-    log.create_topic("fresh", TopicConfig::with_partitions(1)).map_err(|e| e.to_string())?;
+    log.create_topic("fresh", TopicConfig::with_partitions(1))
+        .map_err(|e| e.to_string())?;
     let (mut alone, mut beside) = (Vec::new(), Vec::new());
     for run in 0..options.runs * 2 {
         let with_console = run % 2 == 1;
@@ -111,7 +142,10 @@ fn main() -> Result<(), String> {
             let (stop, base) = (stop.clone(), base.clone());
             std::thread::spawn(move || -> Result<u64, String> {
                 let client = agent();
-                let tail = client.get(&format!("{base}/api/topics/fresh/tail")).call().map_err(|e| e.to_string())?;
+                let tail = client
+                    .get(&format!("{base}/api/topics/fresh/tail"))
+                    .call()
+                    .map_err(|e| e.to_string())?;
                 let mut tail = tail.into_body().into_reader();
                 let tail_stop = stop.clone();
                 let tailer = std::thread::spawn(move || {
@@ -138,16 +172,29 @@ fn main() -> Result<(), String> {
         let took = append(&log, "fresh", options.produce)?;
         stop.store(true, Ordering::Relaxed);
         let requests = match browsing {
-            Some(b) => b.join().map_err(|_| "browsing thread panicked".to_owned())??,
+            Some(b) => b
+                .join()
+                .map_err(|_| "browsing thread panicked".to_owned())??,
             None => 0,
         };
         let rate = options.produce as f64 / took.as_secs_f64();
-        let label = if with_console { "with console" } else { "alone" };
+        let label = if with_console {
+            "with console"
+        } else {
+            "alone"
+        };
         println!("producer {label}: records_per_s={rate:.0} console_requests={requests}");
-        if with_console { beside.push(rate) } else { alone.push(rate) }
+        if with_console {
+            beside.push(rate)
+        } else {
+            alone.push(rate)
+        }
     }
     let (a, b) = (median(alone), median(beside));
-    println!("producer median alone={a:.0} with_console={b:.0} ratio={:.3}", b / a);
+    println!(
+        "producer median alone={a:.0} with_console={b:.0} ratio={:.3}",
+        b / a
+    );
     println!("peak_rss_kib={}", eddy_benches::peak_rss_kib());
     drop(console);
     if !met {

@@ -16,21 +16,35 @@ pub const ODD_TOPIC: &str = "odd-values";
 
 /// Writes the fixture into `dir`: `readings` sensor readings, processed to the end.
 pub fn write_fixture(dir: &Path, readings: u64) {
-    let options = sensor::ProducerOptions { count: readings, fast: true, print: false };
+    let options = sensor::ProducerOptions {
+        count: readings,
+        fast: true,
+        print: false,
+    };
     let produced = sensor::produce(dir, options, &mut std::io::sink()).expect("produce readings");
     assert_eq!(produced, readings);
-    let mut app = sensor::processor(dir, sensor::Aggregation::Builtin, sensor::CLOSING, eddy::ErrorPolicy::Fail)
-        .expect("processor");
+    let mut app = sensor::processor(
+        dir,
+        sensor::Aggregation::Builtin,
+        sensor::CLOSING,
+        eddy::ErrorPolicy::Fail,
+    )
+    .expect("processor");
     app.run_until_idle().expect("run the processor");
     drop(app);
     let log = Log::open(dir).expect("open the log");
-    let odd = log.create_topic(ODD_TOPIC, TopicConfig::with_partitions(1)).expect("create odd topic");
+    let odd = log
+        .create_topic(ODD_TOPIC, TopicConfig::with_partitions(1))
+        .expect("create odd topic");
     odd.append([
         Record {
             key: Some(XSS.as_bytes().to_vec()),
             value: Some(XSS.as_bytes().to_vec()),
             timestamp: Some(1_700_000_000_000),
-            headers: vec![Header { key: "h<i>".into(), value: Some(XSS.as_bytes().to_vec()) }],
+            headers: vec![Header {
+                key: "h<i>".into(),
+                value: Some(XSS.as_bytes().to_vec()),
+            }],
         },
         Record {
             key: None,
@@ -44,13 +58,21 @@ pub fn write_fixture(dir: &Path, readings: u64) {
             timestamp: Some(1_700_000_002_000),
             headers: vec![],
         },
-        Record { key: Some(b"gone".to_vec()), value: None, timestamp: Some(1_700_000_003_000), headers: vec![] },
+        Record {
+            key: Some(b"gone".to_vec()),
+            value: None,
+            timestamp: Some(1_700_000_003_000),
+            headers: vec![],
+        },
     ])
     .expect("append odd values");
 }
 
-/// Every record of `topic` as (partition, offset, timestamp, key, value).
-pub fn log_records(dir: &Path, topic: &str) -> Vec<(u32, u64, i64, Option<Vec<u8>>, Option<Vec<u8>>)> {
+/// A stored record: (partition, offset, timestamp, key, value).
+pub type Stored = (u32, u64, i64, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// Every record of `topic`.
+pub fn log_records(dir: &Path, topic: &str) -> Vec<Stored> {
     let log = Log::open_read_only(dir);
     let t = log.topic(topic).expect("topic");
     let mut out = Vec::new();
@@ -63,7 +85,13 @@ pub fn log_records(dir: &Path, topic: &str) -> Vec<(u32, u64, i64, Option<Vec<u8
                 break;
             }
             for r in fetch.iter() {
-                out.push((p, r.offset, r.timestamp, r.key.map(<[u8]>::to_vec), r.value.map(<[u8]>::to_vec)));
+                out.push((
+                    p,
+                    r.offset,
+                    r.timestamp,
+                    r.key.map(<[u8]>::to_vec),
+                    r.value.map(<[u8]>::to_vec),
+                ));
             }
             next = fetch.next_offset();
         }

@@ -178,7 +178,11 @@ const CONSOLE: Companion = Companion {
 
 /// Replaces this process with `companion`'s program run with `args` on `data_dir` (so that
 /// signals reach it directly); returns an exit code only when that fails.
-fn run_companion(companion: &Companion, data_dir: &std::path::Path, args: &[std::ffi::OsString]) -> i32 {
+fn run_companion(
+    companion: &Companion,
+    data_dir: &std::path::Path,
+    args: &[std::ffi::OsString],
+) -> i32 {
     use std::os::unix::process::CommandExt;
     let beside = std::env::current_exe()
         .ok()
