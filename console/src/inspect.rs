@@ -120,6 +120,22 @@ impl TopicView {
     }
 }
 
+/// `describe` of each of `names`, leaving out those deleted since they were listed.
+pub fn each_present<T>(
+    names: Vec<String>,
+    mut describe: impl FnMut(&str) -> InspectResult<T>,
+) -> InspectResult<Vec<T>> {
+    let mut found = Vec::with_capacity(names.len());
+    for name in &names {
+        match describe(name) {
+            Ok(t) => found.push(t),
+            Err(InspectError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(found)
+}
+
 /// Topic names, sorted.
 pub fn topic_names(log: &Log) -> InspectResult<Vec<String>> {
     let mut names = log.list_topics()?;

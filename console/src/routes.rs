@@ -186,15 +186,7 @@ async fn topics_page(State(s): Ctx) -> Reply<Response> {
 }
 
 fn all_topics(log: &Log) -> inspect::InspectResult<Vec<inspect::TopicView>> {
-    let mut topics = Vec::new();
-    for name in inspect::topic_names(log)? {
-        match inspect::topic(log, &name) {
-            Ok(t) => topics.push(t),
-            Err(InspectError::NotFound(_)) => {} // deleted while listing
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(topics)
+    inspect::each_present(inspect::topic_names(log)?, |name| inspect::topic(log, name))
 }
 
 async fn topics_api(State(s): Ctx) -> Reply<Response> {
@@ -555,15 +547,7 @@ async fn groups_page(State(s): Ctx) -> Reply<Response> {
 }
 
 fn all_groups(log: &Log) -> inspect::InspectResult<Vec<eddy::GroupDescription>> {
-    let mut groups = Vec::new();
-    for name in inspect::group_names(log)? {
-        match inspect::group(log, &name) {
-            Ok(g) => groups.push(g),
-            Err(InspectError::NotFound(_)) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(groups)
+    inspect::each_present(inspect::group_names(log)?, |name| inspect::group(log, name))
 }
 
 async fn groups_api(State(s): Ctx) -> Reply<Response> {

@@ -85,7 +85,7 @@ async fn browser(driver: &Driver, profile: &Path) -> Client {
             "binary": chromium,
             // Headless as root, and nothing that reaches for the network beyond localhost.
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
                      "--window-size=1400,1000", format!("--user-data-dir={}", profile.display())],
         }),
     );

@@ -352,6 +352,82 @@ fn groups_show_committed_offsets_ends_and_lag() {
 }
 
 #[test]
+fn a_live_member_shows_as_the_owner_and_resets_are_refused_while_it_lives() {
+    let f = fixture(200);
+    let log = Log::open(&f.path).expect("log");
+    let mut member =
+        eddy::Consumer::new(&log, eddy::ConsumerConfig::new("dashboard")).expect("member");
+    member.subscribe(&[RAW_TOPIC]).expect("subscribe");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while member.assignment().is_empty() {
+        assert!(Instant::now() < deadline, "no assignment");
+        member.poll(Duration::from_millis(50)).expect("poll");
+    }
+    let c = console(&f.path, true);
+    let doc = get_json(&c, "/api/groups/dashboard");
+    assert_eq!(doc["state"], "Stable", "{doc}");
+    let id = doc["members"][0]["id"]
+        .as_str()
+        .expect("member id")
+        .to_owned();
+    let owned = (doc["partitions"].as_array().expect("partitions").iter())
+        .filter(|p| p["consumer_id"] == id.as_str())
+        .count();
+    assert_eq!(owned, member.assignment().len(), "{doc}");
+    let (_, page) = get(&c, "/groups/dashboard");
+    assert!(
+        page.contains(&id) && page.contains("<strong id=\"state\">Stable</strong>"),
+        "{page}"
+    );
+    let (status, body) = post_json(
+        &c,
+        "/api/groups/dashboard/reset",
+        serde_json::json!({ "to": "earliest", "execute": "1" }),
+    );
+    assert_eq!(
+        status, 409,
+        "a group with live members is not reset: {body}"
+    );
+    drop(member);
+}
+
+#[test]
+fn assets_are_built_in_and_pages_forbid_other_scripts() {
+    let f = fixture(10);
+    let c = console(&f.path, false);
+    for (path, kind, marker) in [
+        ("/assets/console.js", "text/javascript", "textContent"),
+        ("/assets/console.css", "text/css", "pre.value"),
+    ] {
+        let response = agent()
+            .get(&format!("{}{path}", c.url()))
+            .call()
+            .expect("asset");
+        assert_eq!(response.headers()["content-type"], kind);
+        let mut response = response;
+        assert!(
+            response
+                .body_mut()
+                .read_to_string()
+                .expect("body")
+                .contains(marker),
+            "{path}"
+        );
+    }
+    let response = agent()
+        .get(&format!("{}/topics", c.url()))
+        .call()
+        .expect("page");
+    let csp = response.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+}
+
+#[test]
 fn resets_preview_in_read_only_consoles_and_apply_only_when_writes_are_allowed() {
     let f = fixture(300);
     let log = Log::open_read_only(&f.path);
