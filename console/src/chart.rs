@@ -15,21 +15,28 @@ const SIZE: (u32, u32) = (960, 420);
 /// Points (ms since the epoch, value) of each named series.
 pub type Series = BTreeMap<String, Vec<(i64, f64)>>;
 
-/// The numbers at `field` of `values` (key text, timestamp, JSON value), one series per key.
-/// Values without a number there are skipped; returns the series and how many were skipped.
-pub fn field_series<'a>(
-    values: impl IntoIterator<Item = (String, i64, &'a [u8])>,
-    field: &str,
-) -> (Series, u64) {
+/// Values larger than this are not parsed for a chart (counted as without a number).
+pub const MAX_CHART_VALUE_BYTES: usize = 64 * 1024;
+
+/// The finite number at `field` of a JSON value, if it is one and at most
+/// [`MAX_CHART_VALUE_BYTES`] long.
+pub fn number_in(bytes: &[u8], field: &str) -> Option<f64> {
+    if bytes.len() > MAX_CHART_VALUE_BYTES {
+        return None;
+    }
+    let value = serde_json::from_slice::<serde_json::Value>(bytes).ok()?;
+    number_at(&value, field).filter(|n| n.is_finite())
+}
+
+/// Points (key text, timestamp, number if the value had one) as one series per key. Returns
+/// the series and how many points had no number.
+pub fn field_series(values: impl IntoIterator<Item = (String, i64, Option<f64>)>) -> (Series, u64) {
     let mut series = Series::new();
     let mut skipped = 0;
-    for (key, ts, bytes) in values {
-        let number = serde_json::from_slice::<serde_json::Value>(bytes)
-            .ok()
-            .and_then(|v| number_at(&v, field));
+    for (key, ts, number) in values {
         match number {
-            Some(n) if n.is_finite() => series.entry(key).or_default().push((ts, n)),
-            _ => skipped += 1,
+            Some(n) => series.entry(key).or_default().push((ts, n)),
+            None => skipped += 1,
         }
     }
     if series.len() > MAX_SERIES {
@@ -143,7 +150,8 @@ mod tests {
             ("a".to_owned(), 10, br#"{"t":{"mean":3}}"#.as_slice()),
             ("a".to_owned(), 40, b"not json".as_slice()),
         ];
-        let (series, skipped) = field_series(values, "t.mean");
+        let numbers = values.map(|(k, ts, v)| (k, ts, number_in(v, "t.mean")));
+        let (series, skipped) = field_series(numbers);
         assert_eq!(skipped, 1);
         assert_eq!(series["a"], vec![(10, 3.0), (30, 1.0)]);
         assert_eq!(series["b"], vec![(20, 2.5)]);

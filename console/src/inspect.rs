@@ -296,6 +296,19 @@ fn scan(
     Ok((found, next, scanned))
 }
 
+/// Sorts `messages` by timestamp (then partition and offset) and keeps `limit` of them: the
+/// newest, or the oldest. Returns whether any were dropped.
+fn trim(messages: &mut Vec<MessageView>, limit: usize, newest: bool) -> bool {
+    messages.sort_by_key(|m| (m.timestamp, m.partition, m.offset));
+    let excess = messages.len().saturating_sub(limit);
+    if newest {
+        messages.drain(..excess);
+    } else {
+        messages.truncate(limit);
+    }
+    excess > 0
+}
+
 /// A page of `name`'s messages as `query` asks.
 pub fn messages(log: &Log, name: &str, query: &MessageQuery) -> InspectResult<MessagePage> {
     checked_name("topic", name)?;
@@ -310,6 +323,8 @@ pub fn messages(log: &Log, name: &str, query: &MessageQuery) -> InspectResult<Me
     };
     let mut budget = if key.is_some() { MAX_SCAN } else { u64::MAX };
     let mut starts = BTreeMap::new();
+    let mut trimmed = false;
+    let several = query.partition.is_none() && topic.partitions() > 1;
     for p in selected_partitions(&topic, query.partition)? {
         let mut reader = topic.reader(p)?;
         let (log_start, end) = (reader.log_start_offset()?, reader.end_offset());
@@ -346,27 +361,20 @@ pub fn messages(log: &Log, name: &str, query: &MessageQuery) -> InspectResult<Me
             page.next_offsets.insert(p, next);
         }
         page.messages.append(&mut kept);
+        // Several partitions merge by timestamp, holding at most two pages at a time.
+        if several {
+            trimmed |= trim(&mut page.messages, limit, query.start == Start::End);
+        }
     }
-    // One partition reads in offset order; several merge by timestamp.
-    if page.next_offsets.len() > 1 {
-        page.messages
-            .sort_by_key(|m| (m.timestamp, m.partition, m.offset));
-    }
-    // Several partitions: keep the page's size, from the side the page starts at.
-    if page.messages.len() > limit {
-        if query.start == Start::End {
-            page.messages.drain(..page.messages.len() - limit);
-        } else {
-            page.messages.truncate(limit);
-            // Each partition's next page starts after its last record kept here (or where its
-            // records started, when none was kept).
-            for (p, next) in page.next_offsets.iter_mut() {
-                let mine = page.messages.iter().filter(|m| m.partition == *p);
-                *next = match mine.map(|m| m.offset).max() {
-                    Some(last) => last + 1,
-                    None => starts.get(p).copied().unwrap_or(*next),
-                };
-            }
+    if trimmed && query.start != Start::End {
+        // Each partition's next page starts after its last record kept here (or where its
+        // records started, when none was kept).
+        for (p, next) in page.next_offsets.iter_mut() {
+            let mine = page.messages.iter().filter(|m| m.partition == *p);
+            *next = match mine.map(|m| m.offset).max() {
+                Some(last) => last + 1,
+                None => starts.get(p).copied().unwrap_or(*next),
+            };
         }
     }
     Ok(page)
@@ -385,11 +393,15 @@ pub fn tail(
     let topic = log.topic(name)?;
     let mut records = Vec::new();
     let mut next = BTreeMap::new();
+    // The partitions share one poll's bounds (records read later go to the next poll).
+    let partitions = topic.partitions().max(1) as usize;
+    let share = (limit / partitions).max(16);
+    let share_bytes = ((4 << 20) / partitions).max(64 << 10);
     for p in 0..topic.partitions() {
         let mut reader = topic.reader(p)?;
         let at = from.get(&p).copied().unwrap_or_else(|| reader.end_offset());
         let at = at.max(reader.log_start_offset()?);
-        let fetch = reader.read(at, limit.max(1), 4 << 20)?;
+        let fetch = reader.read(at, share, share_bytes)?;
         for r in fetch.iter() {
             if key.is_none_or(|k| r.key == Some(k.as_bytes())) {
                 records.push(MessageView::of(p, &r));

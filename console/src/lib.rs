@@ -8,7 +8,8 @@
 //! page it came from (or a JSON body, which other sites cannot send). Every name in a URL is
 //! checked as the log checks topic names. Every request reads a bounded amount
 //! ([`inspect::MAX_PAGE`], [`inspect::MAX_SCAN`]), runs on the blocking pool with at most
-//! [`MAX_CONCURRENT_READS`] at a time, and fails after [`REQUEST_TIMEOUT`].
+//! [`MAX_CONCURRENT_READS`] at a time, and fails after [`REQUEST_TIMEOUT`]; at most
+//! [`MAX_TAILS`] live tails are open, each for at most [`TAIL_LIFETIME`].
 
 #![warn(missing_docs)]
 
@@ -35,6 +36,8 @@ pub use sampler::Samples;
 pub const MAX_CONCURRENT_READS: usize = 8;
 /// A request that has not finished reading after this fails with 503.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most live tails open at once; more are refused with 503.
+pub const MAX_TAILS: usize = 32;
 /// The longest a live tail stays open (the page reconnects).
 pub const TAIL_LIFETIME: Duration = Duration::from_secs(600);
 
@@ -72,6 +75,8 @@ pub(crate) struct Shared {
     pub token: String,
     pub samples: Samples,
     pub reads: tokio::sync::Semaphore,
+    /// One permit per open live tail.
+    pub tails: Arc<tokio::sync::Semaphore>,
     /// Set when the console stops: live tails end at their next tick.
     pub closing: std::sync::atomic::AtomicBool,
 }
@@ -116,6 +121,7 @@ impl Console {
                 token,
                 samples: Samples::default(),
                 reads: tokio::sync::Semaphore::new(MAX_CONCURRENT_READS),
+                tails: Arc::new(tokio::sync::Semaphore::new(MAX_TAILS)),
                 closing: Default::default(),
             }),
             sample_interval: config.sample_interval,

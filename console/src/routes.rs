@@ -347,6 +347,16 @@ async fn tail_api(
     Query(params): Query<MessagesParams>,
 ) -> Reply<Response> {
     checked("topic", &topic).map_err(Failure::json)?;
+    let permit = s.tails.clone().try_acquire_owned().map_err(|_| {
+        Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{} live tails are open already; close one",
+                crate::MAX_TAILS
+            ),
+        )
+        .json()
+    })?;
     let key = nonempty(&params.key).map(str::to_owned);
     let partition = params.query().map_err(Failure::json)?.partition;
     let name = topic.clone();
@@ -360,13 +370,14 @@ async fn tail_api(
         .into_iter()
         .filter(|(p, _)| partition.is_none_or(|only| only == *p))
         .collect();
-    let opened = Instant::now();
+    // The permit travels with the stream: it is released when the tail ends.
+    let opened = (Instant::now(), permit);
     let state = (s, topic, key, partition, start, opened);
     let events = futures_util::stream::unfold(
         state,
         |(s, topic, key, partition, from, opened)| async move {
             loop {
-                if s.closing.load(Ordering::Relaxed) || opened.elapsed() > TAIL_LIFETIME {
+                if s.closing.load(Ordering::Relaxed) || opened.0.elapsed() > TAIL_LIFETIME {
                     return None;
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -438,12 +449,14 @@ impl ChartParams {
     }
 }
 
-/// The newest `last` records of `topic` (over all partitions), as (key text, timestamp, value).
-fn chart_records(
+/// The newest `last` records of `topic` (over all partitions), as (key text, timestamp, the
+/// number at `field`): each value is parsed as it is read, so memory holds points, not values.
+fn chart_points(
     log: &Log,
     topic: &str,
+    field: &str,
     last: usize,
-) -> inspect::InspectResult<Vec<(String, i64, Vec<u8>)>> {
+) -> inspect::InspectResult<Vec<(String, i64, Option<f64>)>> {
     inspect::checked_name("topic", topic)?;
     let t = log.topic(topic)?;
     let mut rows = Vec::new();
@@ -464,7 +477,7 @@ fn chart_records(
                         || "(no key)".to_owned(),
                         |k| String::from_utf8_lossy(&k[..k.len().min(64)]).into_owned(),
                     );
-                    rows.push((key, r.timestamp, value.to_vec()));
+                    rows.push((key, r.timestamp, chart::number_in(value, field)));
                 }
             }
             next = fetch.next_offset();
@@ -485,11 +498,7 @@ async fn field_chart(
     let (field, last) = (params.field()?, params.last()?);
     let title = format!("{topic}: {field}");
     read(s, move |s| {
-        let rows = chart_records(&s.log, &topic, last)?;
-        let (series, skipped) = chart::field_series(
-            rows.iter().map(|(k, ts, v)| (k.clone(), *ts, v.as_slice())),
-            &field,
-        );
+        let (series, skipped) = chart::field_series(chart_points(&s.log, &topic, &field, last)?);
         let svg =
             chart::line_chart(&title, &field, &series, false).map_err(InspectError::BadRequest)?;
         Ok((svg, skipped, series.len()))

@@ -228,6 +228,50 @@ fn messages_pages_match_the_log_from_every_start() {
 }
 
 #[test]
+fn pages_of_several_partitions_merge_by_time_and_say_where_each_goes_on() {
+    let f = fixture(10);
+    let log = Log::open(&f.path).expect("log");
+    let topic = log
+        .create_topic("merged", eddy::TopicConfig::with_partitions(3))
+        .expect("topic");
+    // Partition p holds timestamps p, p + 3, p + 6, ...: merged by time they interleave.
+    for p in 0..3u32 {
+        let w = topic.writer(p).expect("writer");
+        let records: Vec<Record> = (0..10)
+            .map(|i| Record::value(format!("{p}-{i}")).at(1000 + i64::from(p) + 3 * i))
+            .collect();
+        w.append(&records).expect("append");
+    }
+    let c = console(&f.path, false);
+    let ts = |m: &serde_json::Value| m["timestamp"].as_i64().expect("timestamp");
+    let newest = get_json(&c, "/api/topics/merged/messages?limit=4");
+    let got: Vec<i64> = newest["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(ts)
+        .collect();
+    assert_eq!(
+        got,
+        vec![1026, 1027, 1028, 1029],
+        "the four newest of all partitions"
+    );
+    let oldest = get_json(&c, "/api/topics/merged/messages?from=beginning&limit=4");
+    let got: Vec<i64> = oldest["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(ts)
+        .collect();
+    assert_eq!(got, vec![1000, 1001, 1002, 1003]);
+    // 1000 and 1003 are partition 0's offsets 0 and 1; 1001 and 1002 offset 0 of 1 and 2.
+    assert_eq!(
+        oldest["next_offsets"],
+        serde_json::json!({ "0": 2, "1": 1, "2": 1 })
+    );
+}
+
+#[test]
 fn markup_in_stored_values_is_shown_as_text_and_large_or_binary_values_are_handled() {
     let f = fixture(50);
     let c = console(&f.path, false);
@@ -641,4 +685,25 @@ fn a_console_stops_promptly_with_a_tail_open() {
         "stopping took {:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn live_tails_are_bounded() {
+    let f = fixture(10);
+    let c = console(&f.path, false);
+    let url = format!("{}/api/topics/{RAW_TOPIC}/tail", c.url());
+    let open: Vec<_> = (0..eddy_console::MAX_TAILS)
+        .map(|_| {
+            let response = agent().get(&url).call().expect("tail");
+            assert_eq!(response.status().as_u16(), 200);
+            response
+        })
+        .collect();
+    let mut refused = agent().get(&url).call().expect("one more tail");
+    assert_eq!(refused.status().as_u16(), 503);
+    let body = refused.body_mut().read_to_string().expect("body");
+    assert!(body.contains("live tails are open"), "{body}");
+    // Pages are still served beside the open tails.
+    assert_eq!(get(&c, "/topics").0, 200);
+    drop(open);
 }
