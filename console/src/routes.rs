@@ -692,9 +692,8 @@ async fn reset_api(
 
 async fn metrics(State(s): Ctx) -> Reply<Response> {
     let text = read(&s, |s| crate::metrics::encode_console_metrics(&s.log)).await?;
-    Ok(([(header::CONTENT_TYPE, eddy_content_type())], text).into_response())
+    Ok(([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], text).into_response())
 }
 
-fn eddy_content_type() -> &'static str {
-    "application/openmetrics-text; version=1.0.0; charset=utf-8"
-}
+/// The content type of the OpenMetrics text format, which Prometheus scrapes.
+const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
