@@ -93,8 +93,9 @@ fn token(page: &str) -> String {
 fn topics_show_the_offsets_sizes_and_settings_the_log_has() {
     let f = fixture(600);
     let c = console(&f.path, false);
-    let (status, page) = get(&c, "/topics");
-    assert_eq!(status, 200);
+    let (status, page) = get(&c, "/");
+    assert_eq!(status, 200, "/ leads to the topics");
+    assert!(page.contains("<h1>Topics</h1>"), "{page}");
     for topic in [RAW_TOPIC, AGG_TOPIC, ODD_TOPIC] {
         assert!(
             page.contains(&format!("href=\"/topics/{topic}\"")),

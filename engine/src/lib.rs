@@ -14,7 +14,9 @@
 //!
 //! Features: `cli` (the `eddy` command) and `streams` (stream applications: `Application`,
 //! dataframes, windows, RocksDB state) are on by default. Without `streams` eddy is the log and
-//! consumer groups alone, with no C++ to build.
+//! consumer groups alone, with no C++ to build. `metrics-endpoint` (off by default) lets an
+//! application serve its metrics to Prometheus (`AppConfig::metrics_listen`; an HTTP server on
+//! a thread the application owns).
 //!
 //! ```
 //! use eddy::{Log, Record, TopicConfig};
