@@ -113,11 +113,6 @@ impl TopicView {
     pub fn bytes(&self) -> u64 {
         self.partitions.iter().map(|p| p.bytes).sum()
     }
-
-    /// Sum of the partitions' end offsets (what the rate sampler follows).
-    pub fn end_total(&self) -> u64 {
-        self.partitions.iter().map(|p| p.log_end_offset).sum()
-    }
 }
 
 /// `describe` of each of `names`, leaving out those deleted since they were listed.
@@ -168,6 +163,18 @@ pub fn topic(log: &Log, name: &str) -> InspectResult<TopicView> {
         settings,
         partitions,
     })
+}
+
+/// The sum of `name`'s partitions' end offsets (what records/s follows): only the published
+/// tails are read, no segment listing.
+pub fn end_total(log: &Log, name: &str) -> InspectResult<u64> {
+    checked_name("topic", name)?;
+    let topic = log.topic(name)?;
+    let mut total = 0;
+    for p in 0..topic.partitions() {
+        total += topic.reader(p)?.end_offset();
+    }
+    Ok(total)
 }
 
 /// Where a page of messages starts.
@@ -395,8 +402,8 @@ pub fn tail(
     let mut next = BTreeMap::new();
     // The partitions share one poll's bounds (records read later go to the next poll).
     let partitions = topic.partitions().max(1) as usize;
-    let share = (limit / partitions).max(16);
-    let share_bytes = ((4 << 20) / partitions).max(64 << 10);
+    let share = (limit / partitions).max(1);
+    let share_bytes = ((4 << 20) / partitions).max(16 << 10);
     for p in 0..topic.partitions() {
         let mut reader = topic.reader(p)?;
         let at = from.get(&p).copied().unwrap_or_else(|| reader.end_offset());
@@ -411,6 +418,46 @@ pub fn tail(
     }
     records.sort_by_key(|m| (m.timestamp, m.partition, m.offset));
     Ok((records, next))
+}
+
+/// The newest `last` records of `topic` (over all partitions), as (key text, timestamp, the
+/// number at `field`): each value is parsed as it is read, so memory holds points, not values.
+pub fn chart_points(
+    log: &Log,
+    topic: &str,
+    field: &str,
+    last: usize,
+) -> InspectResult<Vec<(String, i64, Option<f64>)>> {
+    checked_name("topic", topic)?;
+    let t = log.topic(topic)?;
+    let mut rows = Vec::new();
+    for p in 0..t.partitions() {
+        let mut reader = t.reader(p)?;
+        let end = reader.end_offset();
+        let mut next = end
+            .saturating_sub(last as u64)
+            .max(reader.log_start_offset()?);
+        while next < end {
+            let fetch = reader.read(next, 4096, 8 << 20)?;
+            if fetch.is_empty() {
+                break;
+            }
+            for r in fetch.iter() {
+                if let Some(value) = r.value {
+                    let key = r.key.map_or_else(
+                        || "(no key)".to_owned(),
+                        |k| String::from_utf8_lossy(&k[..k.len().min(64)]).into_owned(),
+                    );
+                    rows.push((key, r.timestamp, crate::chart::number_in(value, field)));
+                }
+            }
+            next = fetch.next_offset();
+        }
+    }
+    rows.sort_by_key(|(_, ts, _)| *ts);
+    let cut = rows.len().saturating_sub(last);
+    rows.drain(..cut);
+    Ok(rows)
 }
 
 /// Kafka's group state as far as eddy has one: `Stable` with live members, `Empty` without.

@@ -17,6 +17,7 @@ pub mod chart;
 pub mod inspect;
 mod metrics;
 mod pages;
+mod params;
 pub mod render;
 mod routes;
 mod sampler;

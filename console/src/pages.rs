@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use maud::{html, Markup, DOCTYPE};
 
 use crate::inspect::{self, MessagePage, MessageView, TopicView};
+use crate::params::{ChartParams, MessagesParams, ResetParams};
 use crate::render::{bytes, timestamp, Rendered};
-use crate::routes::{ChartParams, MessagesParams, ResetParams};
 use crate::Shared;
 
 fn layout(title: &str, body: Markup) -> Markup {

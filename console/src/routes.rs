@@ -14,10 +14,10 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
-use eddy::{Log, ResetTarget};
-use serde::Deserialize;
+use eddy::Log;
 
-use crate::inspect::{self, InspectError, MessageQuery, ResetRequest, Start};
+use crate::inspect::{self, InspectError};
+use crate::params::{bad, flag, nonempty, ChartParams, MessagesParams, ResetParams};
 use crate::{chart, pages, Shared, REQUEST_TIMEOUT, TAIL_LIFETIME};
 
 type Ctx = State<Arc<Shared>>;
@@ -93,7 +93,7 @@ pub(crate) struct Failure {
 }
 
 impl Failure {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Failure {
             status,
             message: message.into(),
@@ -137,7 +137,7 @@ impl IntoResponse for Failure {
     }
 }
 
-type Reply<T> = Result<T, Failure>;
+pub(crate) type Reply<T> = Result<T, Failure>;
 
 /// Runs `f` on the blocking pool, at most [`crate::MAX_CONCURRENT_READS`] at a time, failing
 /// after [`REQUEST_TIMEOUT`] (the read itself finishes in the background; each is bounded).
@@ -168,7 +168,7 @@ pub(crate) async fn read<T: Send + 'static>(
     }
 }
 
-fn checked(kind: &str, name: &str) -> Reply<()> {
+pub(crate) fn checked(kind: &str, name: &str) -> Reply<()> {
     inspect::checked_name(kind, name).map_err(Failure::from)
 }
 
@@ -220,92 +220,6 @@ async fn topic_api(State(s): Ctx, Path(topic): Path<String>) -> Reply<Response> 
     let mut doc = serde_json::to_value(&view).unwrap_or_default();
     doc["records_per_second"] = rate.into();
     Ok(Json(doc).into_response())
-}
-
-/// The query of the messages page and API.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub(crate) struct MessagesParams {
-    /// A partition number, or empty for all.
-    #[serde(default)]
-    pub partition: Option<String>,
-    /// `end` (default), `beginning`, `offset` or `time`.
-    #[serde(default)]
-    pub from: Option<String>,
-    #[serde(default)]
-    pub offset: Option<String>,
-    /// RFC 3339, a local date-time (UTC), or ms since the epoch.
-    #[serde(default)]
-    pub time: Option<String>,
-    #[serde(default)]
-    pub key: Option<String>,
-    #[serde(default)]
-    pub limit: Option<String>,
-}
-
-fn bad(message: String) -> Failure {
-    Failure::new(StatusCode::BAD_REQUEST, message)
-}
-
-fn nonempty(v: &Option<String>) -> Option<&str> {
-    v.as_deref().map(str::trim).filter(|v| !v.is_empty())
-}
-
-impl MessagesParams {
-    pub(crate) fn query(&self) -> Reply<MessageQuery> {
-        let number = |what: &str, v: &str| {
-            v.parse::<u64>()
-                .map_err(|_| bad(format!("{what}: expected a number, got {v:?}")))
-        };
-        let partition = nonempty(&self.partition)
-            .map(|p| number("partition", p))
-            .transpose()?;
-        let partition = partition
-            .map(|p| u32::try_from(p).map_err(|_| bad(format!("partition {p} is out of range"))))
-            .transpose()?;
-        let start = match nonempty(&self.from).unwrap_or("end") {
-            "end" => Start::End,
-            "beginning" => Start::Beginning,
-            "offset" => Start::Offset(number("offset", nonempty(&self.offset).unwrap_or("0"))?),
-            "time" => Start::Timestamp(parse_time(nonempty(&self.time).unwrap_or(""))?),
-            other => {
-                return Err(bad(format!(
-                    "from: expected end, beginning, offset or time, got {other:?}"
-                )))
-            }
-        };
-        let limit = nonempty(&self.limit)
-            .map(|l| number("limit", l))
-            .transpose()?
-            .unwrap_or(50);
-        Ok(MessageQuery {
-            partition,
-            start,
-            limit: usize::try_from(limit)
-                .unwrap_or(inspect::MAX_PAGE)
-                .min(inspect::MAX_PAGE),
-            key: nonempty(&self.key).map(str::to_owned),
-        })
-    }
-}
-
-/// ms since the epoch, RFC 3339, or a date-time without zone (taken as UTC).
-pub(crate) fn parse_time(text: &str) -> Reply<i64> {
-    if let Ok(ms) = text.parse::<i64>() {
-        return Ok(ms);
-    }
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(t.timestamp_millis());
-    }
-    for format in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M:%S",
-    ] {
-        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, format) {
-            return Ok(t.and_utc().timestamp_millis());
-        }
-    }
-    Err(bad(format!("time: expected RFC 3339 (2024-05-01T12:00:00Z), a date-time or ms since the epoch, got {text:?}")))
 }
 
 async fn messages_page(
@@ -413,82 +327,6 @@ async fn tail_api(
         .into_response())
 }
 
-/// The query of charts.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub(crate) struct ChartParams {
-    /// Dotted path of the number in each JSON value, e.g. `temperature.mean`.
-    #[serde(default)]
-    pub field: Option<String>,
-    /// How many of the newest records to plot (default 2,000, at most 20,000).
-    #[serde(default)]
-    pub last: Option<String>,
-}
-
-/// Most records one chart reads.
-const MAX_CHART_RECORDS: usize = 20_000;
-
-impl ChartParams {
-    fn field(&self) -> Reply<String> {
-        let field = nonempty(&self.field).ok_or_else(|| {
-            bad("field: say which number to plot, e.g. field=temperature.mean".into())
-        })?;
-        if field.len() > 200 {
-            return Err(bad("field: at most 200 characters".into()));
-        }
-        Ok(field.to_owned())
-    }
-
-    fn last(&self) -> Reply<usize> {
-        let last = nonempty(&self.last)
-            .map(|l| {
-                l.parse::<usize>()
-                    .map_err(|_| bad(format!("last: expected a number, got {l:?}")))
-            })
-            .transpose()?;
-        Ok(last.unwrap_or(2000).clamp(1, MAX_CHART_RECORDS))
-    }
-}
-
-/// The newest `last` records of `topic` (over all partitions), as (key text, timestamp, the
-/// number at `field`): each value is parsed as it is read, so memory holds points, not values.
-fn chart_points(
-    log: &Log,
-    topic: &str,
-    field: &str,
-    last: usize,
-) -> inspect::InspectResult<Vec<(String, i64, Option<f64>)>> {
-    inspect::checked_name("topic", topic)?;
-    let t = log.topic(topic)?;
-    let mut rows = Vec::new();
-    for p in 0..t.partitions() {
-        let mut reader = t.reader(p)?;
-        let end = reader.end_offset();
-        let mut next = end
-            .saturating_sub(last as u64)
-            .max(reader.log_start_offset()?);
-        while next < end {
-            let fetch = reader.read(next, 4096, 8 << 20)?;
-            if fetch.is_empty() {
-                break;
-            }
-            for r in fetch.iter() {
-                if let Some(value) = r.value {
-                    let key = r.key.map_or_else(
-                        || "(no key)".to_owned(),
-                        |k| String::from_utf8_lossy(&k[..k.len().min(64)]).into_owned(),
-                    );
-                    rows.push((key, r.timestamp, chart::number_in(value, field)));
-                }
-            }
-            next = fetch.next_offset();
-        }
-    }
-    rows.sort_by_key(|(_, ts, _)| *ts);
-    let cut = rows.len().saturating_sub(last);
-    rows.drain(..cut);
-    Ok(rows)
-}
-
 async fn field_chart(
     s: &Arc<Shared>,
     topic: String,
@@ -498,7 +336,8 @@ async fn field_chart(
     let (field, last) = (params.field()?, params.last()?);
     let title = format!("{topic}: {field}");
     read(s, move |s| {
-        let (series, skipped) = chart::field_series(chart_points(&s.log, &topic, &field, last)?);
+        let (series, skipped) =
+            chart::field_series(inspect::chart_points(&s.log, &topic, &field, last)?);
         let svg =
             chart::line_chart(&title, &field, &series, false).map_err(InspectError::BadRequest)?;
         Ok((svg, skipped, series.len()))
@@ -587,58 +426,6 @@ async fn group_api(State(s): Ctx, Path(group): Path<String>) -> Reply<Response> 
     let mut doc = group_json(&d);
     doc["lag_history"] = serde_json::to_value(s.samples.lag_history(&d.group)).unwrap_or_default();
     Ok(Json(doc).into_response())
-}
-
-/// A reset as the group page's form (and the API's JSON body) asks for it.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub(crate) struct ResetParams {
-    /// A topic, or empty for all of the group's.
-    #[serde(default)]
-    pub topic: Option<String>,
-    /// `earliest`, `latest`, `offset`, `datetime`, `shift-by` or `duration`.
-    pub to: String,
-    /// The offset, time, shift or ISO-8601 duration the target needs.
-    #[serde(default)]
-    pub value: Option<String>,
-    /// Apply it (otherwise a dry run).
-    #[serde(default)]
-    pub execute: Option<String>,
-    /// Keep applications' state.
-    #[serde(default)]
-    pub keep_state: Option<String>,
-    /// The page's token (forms only).
-    #[serde(default)]
-    pub token: Option<String>,
-}
-
-fn flag(v: &Option<String>) -> bool {
-    matches!(nonempty(v), Some("1" | "true" | "on" | "yes"))
-}
-
-impl ResetParams {
-    fn request(&self) -> Reply<ResetRequest> {
-        let value = nonempty(&self.value).unwrap_or("");
-        let needs = |what: &str| bad(format!("to {}: give the {what} in value", self.to));
-        let target = match self.to.as_str() {
-            "earliest" => ResetTarget::Earliest,
-            "latest" => ResetTarget::Latest,
-            "current" => ResetTarget::Current,
-            "offset" => ResetTarget::Offset(value.parse().map_err(|_| needs("offset"))?),
-            "shift-by" => ResetTarget::ShiftBy(value.parse().map_err(|_| needs("shift (a number, negative to go back)"))?),
-            "datetime" => ResetTarget::Datetime(parse_time(value)?),
-            "duration" => ResetTarget::Duration(eddy::parse_iso_duration(value).map_err(|e| bad(e.to_string()))?),
-            other => return Err(bad(format!("to: expected earliest, latest, current, offset, shift-by, datetime or duration, got {other:?}"))),
-        };
-        let topic = nonempty(&self.topic).map(str::to_owned);
-        if let Some(t) = &topic {
-            checked("topic", t)?;
-        }
-        Ok(ResetRequest {
-            topic,
-            target,
-            keep_state: flag(&self.keep_state),
-        })
-    }
 }
 
 async fn plan_or_reset(

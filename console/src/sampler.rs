@@ -35,12 +35,12 @@ impl Samples {
         ends.retain(|name, _| topics.contains(name));
         drop(ends);
         for name in &topics {
-            let Ok(view) = inspect::topic(log, name) else {
+            let Ok(end) = inspect::end_total(log, name) else {
                 continue;
             };
             let mut ends = self.ends.lock();
             let samples = ends.entry(name.clone()).or_default();
-            samples.push_back((now, view.end_total()));
+            samples.push_back((now, end));
             while samples
                 .front()
                 .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)

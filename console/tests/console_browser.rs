@@ -17,16 +17,23 @@ use eddy_console::{Console, ConsoleConfig};
 use eddy_examples::sensor::{self, AGG_TOPIC, GROUP};
 use fantoccini::{Client, ClientBuilder, Locator};
 
-/// A ChromeDriver process, killed on drop.
+/// A ChromeDriver process and the profile of the Chromium it starts; on drop both are killed
+/// (Chromium by its profile directory: it leaves ChromeDriver's process group), also when a
+/// failed assertion left the session open.
 struct Driver {
     child: Child,
     url: String,
+    profile: tempfile::TempDir,
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let pattern = format!("--user-data-dir={}", self.profile.path().display());
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f", "--", &pattern])
+            .status();
     }
 }
 
@@ -73,10 +80,12 @@ fn start_driver() -> Driver {
     Driver {
         child,
         url: format!("http://127.0.0.1:{port}"),
+        profile: tempfile::tempdir().expect("profile dir"),
     }
 }
 
-async fn browser(driver: &Driver, profile: &Path) -> Client {
+async fn browser(driver: &Driver) -> Client {
+    let profile = driver.profile.path();
     let chromium = program("EDDY_CHROMIUM", "chromium", "/usr/bin/chromium");
     let mut caps = serde_json::Map::new();
     caps.insert(
@@ -161,13 +170,12 @@ fn a_browser_clicks_through_topics_messages_groups_and_charts() {
     let url = console.url();
     let records = log_records(dir.path(), AGG_TOPIC);
     let driver = start_driver();
-    let profile = tempfile::tempdir().expect("profile dir");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let client = browser(&driver, profile.path()).await;
+        let client = browser(&driver).await;
         client.goto(&format!("{url}/topics")).await.expect("open topics");
         screenshot(&client, "topics").await;
         client.find(Locator::LinkText(AGG_TOPIC)).await.expect("output topic link").click().await.expect("click");

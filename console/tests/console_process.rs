@@ -41,7 +41,7 @@ fn eddy_console_serves_the_data_directory_until_interrupted() {
         .expect("spawn eddy console");
     let stderr = child.stderr.take().expect("stderr");
     let (lines, reading) = mpsc::channel();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             let _ = lines.send(line);
         }
@@ -78,6 +78,7 @@ fn eddy_console_serves_the_data_directory_until_interrupted() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status}");
+    reader.join().expect("stderr reader");
 }
 
 #[test]
